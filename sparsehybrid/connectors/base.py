@@ -1,0 +1,222 @@
+"""The one protocol every backend implements, and the collection schema it persists.
+
+Modelled on Haystack's document-store integrations: a single abstract interface, one shared
+conformance test class (``tests/connectors/conformance.py``) that every backend's tests subclass.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from ..types import PointRecord, ScoredPoint, SparseVector
+from .filters import Condition, check_fields, metadata_field_types, parse_filter
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(RuntimeError):
+    """A store operation failed."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached (down, refused, timed out after retries)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store for writing."""
+
+
+class EncoderMismatchError(StoreError):
+    """The encoders given do not match the ones the collection was built with."""
+
+
+@dataclass
+class CollectionSchema:
+    """What a collection was built with. Persisted by the store, checked on every open.
+
+    A collection built with one sparse model cannot be searched with another: the token ids
+    would mean different things. ``metadata_fields`` records every metadata field seen, so
+    filters on unknown fields are refused instead of silently matching nothing.
+    """
+
+    sparse_model: str | None = None
+    sparse_dim: int | None = None
+    dense_model: str | None = None
+    dense_dim: int | None = None
+    bm25: bool = True
+    bm25_language: str = "english"
+    metadata_fields: dict[str, str] = field(default_factory=dict)
+    version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CollectionSchema:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check_compatible(self, wanted: CollectionSchema) -> None:
+        """Raise :class:`EncoderMismatchError` if ``wanted`` encoders differ from the stored ones.
+
+        An encoder left out of ``wanted`` (None) is fine: a searcher may use a subset.
+        """
+        problems = []
+        for kind in ("sparse", "dense"):
+            have_model, have_dim = getattr(self, f"{kind}_model"), getattr(self, f"{kind}_dim")
+            want_model, want_dim = getattr(wanted, f"{kind}_model"), getattr(wanted, f"{kind}_dim")
+            if want_model is None:
+                continue
+            if have_model is None:
+                problems.append(f"the collection has no {kind} vectors, but a {kind} encoder ({want_model}) was given")
+            elif have_model != want_model or (want_dim is not None and have_dim != want_dim):
+                problems.append(
+                    f"{kind} encoder mismatch: collection was built with {have_model} (dim {have_dim}), "
+                    f"got {want_model} (dim {want_dim})"
+                )
+        if problems:
+            raise EncoderMismatchError("; ".join(problems) + ". Re-index into a new collection or use the original models.")
+
+
+class VectorStore(abc.ABC):
+    """A collection of chunks with sparse, dense and (where native) BM25 retrieval.
+
+    Point ids come from :func:`sparsehybrid.types.point_id`, so upserts are idempotent.
+    ``filter`` arguments take the dict language of :mod:`sparsehybrid.connectors.filters`.
+    """
+
+    #: Retrievers this backend can serve: a subset of {"sparse", "dense", "bm25"}.
+    capabilities: frozenset[str] = frozenset({"sparse", "dense"})
+    #: Whether :meth:`search_fused` runs fusion inside the backend.
+    native_fusion: bool = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where the store lives, with any credentials removed (safe to log)."""
+
+    @property
+    @abc.abstractmethod
+    def schema(self) -> CollectionSchema | None:
+        """The persisted schema, or None if the collection does not exist yet."""
+
+    @abc.abstractmethod
+    def ensure_schema(self, wanted: CollectionSchema) -> CollectionSchema:
+        """Create the collection for ``wanted``, or check an existing one against it."""
+
+    @abc.abstractmethod
+    def _save_metadata_fields(self, fields: dict[str, str]) -> None:
+        """Persist an updated ``metadata_fields`` map."""
+
+    def close(self) -> None:
+        """Release resources (file locks, connections)."""
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable."""
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- writes ------------------------------------------------------------------------------
+    def upsert(self, records: Sequence[PointRecord]) -> int:
+        """Insert or replace points; returns how many were written."""
+        if not records:
+            return 0
+        self._learn_metadata_fields(records)
+        return self._upsert(records)
+
+    @abc.abstractmethod
+    def _upsert(self, records: Sequence[PointRecord]) -> int: ...
+
+    @abc.abstractmethod
+    def delete_points(self, point_ids: Sequence[str]) -> None:
+        """Delete points by id (missing ids are ignored)."""
+
+    @abc.abstractmethod
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """Delete every chunk of the given documents."""
+
+    # -- reads -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def count(self, filter: Mapping[str, Any] | None = None) -> int:
+        """Number of points (chunks), optionally matching a filter."""
+
+    @abc.abstractmethod
+    def get(self, point_ids: Sequence[str], with_sparse: bool = False) -> list[ScoredPoint]:
+        """Fetch points by id (score 0); missing ids are skipped."""
+
+    @abc.abstractmethod
+    def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
+        """Every point's payload (no vectors), for manifests, syncing and exports."""
+
+    def document_hashes(self) -> dict[str, str]:
+        """{doc_id: content_hash} of every stored document (chunk 0 carries it)."""
+        return {p.payload["doc_id"]: p.payload.get("content_hash", "") for p in self.iter_points() if p.payload.get("chunk", 0) == 0}
+
+    def search_sparse(
+        self, vector: SparseVector, limit: int, filter: Mapping[str, Any] | None = None, with_sparse: bool = False
+    ) -> list[ScoredPoint]:
+        """Exact dot-product search over the sparse vectors."""
+        return self._search_sparse(vector, limit, self._conditions(filter), with_sparse)
+
+    def search_dense(self, vector: Sequence[float], limit: int, filter: Mapping[str, Any] | None = None) -> list[ScoredPoint]:
+        """Nearest neighbours by cosine similarity over the dense vectors."""
+        return self._search_dense(list(map(float, vector)), limit, self._conditions(filter))
+
+    def search_bm25(self, text: str, limit: int, filter: Mapping[str, Any] | None = None) -> list[ScoredPoint]:
+        """Lexical BM25 search, computed by the backend itself."""
+        if "bm25" not in self.capabilities:
+            raise StoreError(f"{type(self).__name__} has no native BM25")
+        return self._search_bm25(text, limit, self._conditions(filter))
+
+    def search_fused(
+        self,
+        *,
+        sparse: SparseVector | None = None,
+        dense: Sequence[float] | None = None,
+        text: str | None = None,
+        limit: int = 10,
+        candidates: int = 100,
+        k: int = 60,
+        weights: Mapping[str, float] | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        """Reciprocal-rank fusion done by the backend (only where ``native_fusion``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no native fusion; use sparsehybrid.fusion")
+
+    @abc.abstractmethod
+    def _search_sparse(self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool) -> list[ScoredPoint]: ...
+
+    @abc.abstractmethod
+    def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]: ...
+
+    def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+        raise StoreError(f"{type(self).__name__} has no native BM25")
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def _conditions(self, filter: Mapping[str, Any] | None) -> list[Condition]:
+        conditions = parse_filter(filter)
+        schema = self.schema
+        check_fields(conditions, schema.metadata_fields if schema is not None else {})
+        return conditions
+
+    def _learn_metadata_fields(self, records: Iterable[PointRecord]) -> None:
+        schema = self.schema
+        if schema is None:
+            raise StoreError("collection does not exist yet: call ensure_schema() first")
+        seen = dict(schema.metadata_fields)
+        for r in records:
+            for name, kind in metadata_field_types(r.chunk.metadata).items():
+                seen.setdefault(name, kind)
+        if seen != schema.metadata_fields:
+            self._save_metadata_fields(seen)
