@@ -48,6 +48,8 @@ class CollectionSchema:
     dense_dim: int | None = None
     bm25: bool = True
     bm25_language: str = "english"
+    #: Average document length in words, used by BM25 length normalisation (estimated at creation).
+    bm25_avg_len: float = 256.0
     metadata_fields: dict[str, str] = field(default_factory=dict)
     version: int = SCHEMA_VERSION
 
@@ -118,6 +120,9 @@ class VectorStore(abc.ABC):
     def flush(self) -> None:
         """Make every acknowledged write durable."""
 
+    def optimize(self) -> None:
+        """Build or merge indexes after a bulk load (a no-op where the backend does it itself)."""
+
     def __enter__(self) -> VectorStore:
         return self
 
@@ -159,9 +164,17 @@ class VectorStore(abc.ABC):
     def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
         """Every point's payload (no vectors), for manifests, syncing and exports."""
 
-    def document_hashes(self) -> dict[str, str]:
-        """{doc_id: content_hash} of every stored document (chunk 0 carries it)."""
-        return {p.payload["doc_id"]: p.payload.get("content_hash", "") for p in self.iter_points() if p.payload.get("chunk", 0) == 0}
+    def document_states(self) -> dict[str, tuple[str, int]]:
+        """{doc_id: (content_hash, n_chunks)} of every stored document, read from chunk 0.
+
+        What incremental indexing compares against: unchanged hashes are skipped, and a
+        document that now has fewer chunks gets its surplus chunks deleted.
+        """
+        return {
+            p.payload["doc_id"]: (p.payload.get("content_hash", ""), int(p.payload.get("n_chunks", 1)))
+            for p in self.iter_points()
+            if p.payload.get("chunk", 0) == 0
+        }
 
     def search_sparse(
         self, vector: SparseVector, limit: int, filter: Mapping[str, Any] | None = None, with_sparse: bool = False

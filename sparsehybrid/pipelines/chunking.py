@@ -1,0 +1,66 @@
+"""Split long documents into overlapping token windows that fit the encoders.
+
+Text past an encoder's max length would otherwise be silently truncated and never searchable.
+Windows are cut on the encoder's own tokenizer, and each chunk keeps its character span, so a
+hit can point at the passage that matched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..types import Chunk, Document
+
+
+@dataclass
+class Chunker:
+    """Token-window chunker.
+
+    Args:
+        tokenizer: a Hugging Face *fast* tokenizer (offset mappings are needed).
+        max_tokens: the encoder's max length, special tokens included.
+        overlap: tokens shared by consecutive windows, so a phrase across a cut is still found.
+    """
+
+    tokenizer: object
+    max_tokens: int = 512
+    overlap: int = 32
+    min_window: int = 32
+
+    def __post_init__(self) -> None:
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError("chunking needs a fast tokenizer (with offset mappings)")
+        if self.overlap < 0:
+            raise ValueError("overlap must be >= 0")
+
+    def _n_special(self) -> int:
+        return len(self.tokenizer("", add_special_tokens=True)["input_ids"])
+
+    def chunk(self, docs: Sequence[Document]) -> list[list[Chunk]]:
+        """One list of chunks per document, in order (a short document gives one chunk)."""
+        if not docs:
+            return []
+        special = self._n_special()
+        bodies = self.tokenizer([d.text for d in docs], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        titles = self.tokenizer([d.title or "" for d in docs], add_special_tokens=False, verbose=False)["input_ids"]
+        out = []
+        for doc, offsets, title_ids in zip(docs, bodies["offset_mapping"], titles):
+            window = max(self.min_window, self.max_tokens - special - len(title_ids))
+            out.append(self._windows(doc, offsets, window))
+        return out
+
+    def _windows(self, doc: Document, offsets: list[tuple[int, int]], window: int) -> list[Chunk]:
+        h = doc.content_hash()
+        if len(offsets) <= window:
+            return [Chunk(doc.id, 0, doc.text, 0, len(doc.text), doc.title, doc.metadata, h, 1)]
+        step = max(1, window - min(self.overlap, window // 2))
+        starts = list(range(0, len(offsets) - window + step, step))
+        spans = []
+        for s in starts:
+            e = min(s + window, len(offsets))
+            spans.append((offsets[s][0], offsets[e - 1][1]))
+            if e == len(offsets):
+                break
+        n = len(spans)
+        return [Chunk(doc.id, i, doc.text[a:b], a, b, doc.title, doc.metadata, h, n) for i, (a, b) in enumerate(spans)]

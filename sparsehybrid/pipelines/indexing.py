@@ -1,0 +1,240 @@
+"""Encode documents and write them to a store: validate → chunk → encode → upsert.
+
+This is the in-process engine that the CLI and the Prefect flows drive. It is incremental by
+construction: point ids are deterministic and every chunk carries its document's content hash,
+so re-running over the same corpus skips what is already stored, and a run that died mid-way
+resumes by simply running again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+from ..connectors.base import CollectionSchema, VectorStore
+from ..encoders.dense import DenseEncoder
+from ..encoders.sparse import SparseEncoder
+from ..types import Chunk, Document, InvalidRecordError, PointRecord
+from .chunking import Chunker
+from .sources import Rejected, SourceItem
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexStats:
+    """What one indexing run did; the numbers a run summary (CLI table, Prefect artifact) shows."""
+
+    seen: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    duplicates: int = 0
+    chunks: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    seconds: float = 0.0
+    encode_seconds: float = 0.0
+    upsert_seconds: float = 0.0
+
+    @property
+    def encoded(self) -> int:
+        return self.added + self.updated
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.encoded / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "seen": self.seen,
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "duplicates": self.duplicates,
+            "rejected": len(self.rejected),
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+            "encode_seconds": round(self.encode_seconds, 3),
+            "upsert_seconds": round(self.upsert_seconds, 3),
+            "docs_per_second": round(self.docs_per_second, 2),
+        }
+
+
+def schema_for(sparse: SparseEncoder | None, dense: DenseEncoder | None, bm25: bool = True, bm25_avg_len: float = 256.0) -> CollectionSchema:
+    """The collection schema implied by a set of encoders."""
+    return CollectionSchema(
+        sparse_model=sparse.name if sparse else None,
+        sparse_dim=sparse.vocab_size if sparse else None,
+        dense_model=dense.name if dense else None,
+        dense_dim=dense.dim if dense else None,
+        bm25=bm25,
+        bm25_avg_len=bm25_avg_len,
+    )
+
+
+def estimate_avg_words(docs: Sequence[Document]) -> float:
+    """Average words per document: BM25's length normalisation needs the corpus average."""
+    if not docs:
+        return 256.0
+    return max(1.0, sum(len(d.full_text.split()) for d in docs) / len(docs))
+
+
+class Indexer:
+    """Index documents into ``store`` with the given encoders.
+
+    Args:
+        batch_size: documents per encode/upsert batch.
+        chunk_overlap: tokens shared by consecutive chunks of a long document.
+        skip_unchanged: compare content hashes with the store and encode only what changed.
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        sparse: SparseEncoder | None = None,
+        dense: DenseEncoder | None = None,
+        *,
+        bm25: bool = True,
+        batch_size: int = 64,
+        chunk_overlap: int = 32,
+        skip_unchanged: bool = True,
+    ):
+        if sparse is None and dense is None and not bm25:
+            raise ValueError("nothing to index with: give a sparse encoder, a dense encoder, or bm25=True")
+        self.store, self.sparse, self.dense, self.bm25 = store, sparse, dense, bm25
+        self.batch_size = batch_size
+        self.skip_unchanged = skip_unchanged
+        tokenizer_owner = sparse or dense
+        if tokenizer_owner is not None:
+            max_tokens = min(e.max_length for e in (sparse, dense) if e is not None)
+            self.chunker: Chunker | None = Chunker(tokenizer_owner.tokenizer, max_tokens=max_tokens, overlap=chunk_overlap)
+        else:
+            self.chunker = None
+
+    # -- stages (small, so flows can wrap each as a task) ------------------------------------
+    def encode(self, chunks: Sequence[Chunk]) -> list[PointRecord]:
+        """Vectors for a batch of chunks (sparse and dense encoded as whole batches)."""
+        texts = [c.full_text for c in chunks]
+        sparse = self.sparse.encode_document(texts) if self.sparse else [None] * len(chunks)
+        dense = self.dense.encode_document(texts) if self.dense is not None else [None] * len(chunks)
+        return [PointRecord(c, s, d) for c, s, d in zip(chunks, sparse, dense)]
+
+    def chunk(self, docs: Sequence[Document]) -> list[list[Chunk]]:
+        if self.chunker is None:
+            return [[Chunk(d.id, 0, d.text, 0, len(d.text), d.title, d.metadata, d.content_hash(), 1)] for d in docs]
+        return self.chunker.chunk(docs)
+
+    def ensure_collection(self, first_docs: Sequence[Document]) -> CollectionSchema:
+        wanted = schema_for(self.sparse, self.dense, self.bm25, estimate_avg_words(first_docs))
+        return self.store.ensure_schema(wanted)
+
+    # -- the run -------------------------------------------------------------------------------
+    def index(
+        self,
+        items: Iterable[SourceItem | Document],
+        *,
+        sync: bool = False,
+        on_batch: Callable[[IndexStats], None] | None = None,
+    ) -> IndexStats:
+        """Index a document stream. ``sync=True`` also deletes stored documents absent from it.
+
+        Duplicate ids in one stream: the last one wins (counted in ``duplicates``).
+        """
+        t0 = time.perf_counter()
+        stats = IndexStats()
+        items = iter(items)
+        head = list(itertools.islice(items, 2000))
+        head_docs = [d for d in head if isinstance(d, Document)]
+        self.ensure_collection(head_docs)
+        stored = self.store.document_states() if (self.skip_unchanged or sync) else {}
+        seen_ids: set[str] = set()
+        pending: Future | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upsert") as pool:
+            for batch in _batches(_dedupe(itertools.chain(head, items), stats), self.batch_size):
+                docs = []
+                for item in batch:
+                    if isinstance(item, Rejected):
+                        stats.rejected.append(item)
+                        continue
+                    try:
+                        item.validate()
+                    except InvalidRecordError as err:
+                        stats.rejected.append(Rejected.from_error(err, "(document)"))
+                        continue
+                    stats.seen += 1
+                    seen_ids.add(item.id)
+                    old = stored.get(item.id)
+                    if old is not None and self.skip_unchanged and old[0] == item.content_hash():
+                        stats.unchanged += 1
+                        continue
+                    docs.append((item, old))
+                if not docs:
+                    continue
+                t_enc = time.perf_counter()
+                chunk_lists = self.chunk([d for d, _ in docs])
+                records = self.encode([c for cl in chunk_lists for c in cl])
+                stats.encode_seconds += time.perf_counter() - t_enc
+                # Surplus chunks of documents that got shorter.
+                stale = [
+                    Chunk(d.id, i, "", 0, 0).point_id
+                    for (d, old), cl in zip(docs, chunk_lists)
+                    if old is not None
+                    for i in range(len(cl), old[1])
+                ]
+                if pending is not None:
+                    stats.upsert_seconds += pending.result()
+                pending = pool.submit(self._write, records, stale)
+                for d, old in docs:
+                    if old is None:
+                        stats.added += 1
+                    else:
+                        stats.updated += 1
+                stats.chunks += len(records)
+                if on_batch:
+                    on_batch(stats)
+            if pending is not None:
+                stats.upsert_seconds += pending.result()
+        if sync:
+            vanished = sorted(set(stored) - seen_ids)
+            if vanished:
+                self.store.delete_documents(vanished)
+                stats.deleted = len(vanished)
+        self.store.flush()
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    def _write(self, records: list[PointRecord], stale: list[str]) -> float:
+        t = time.perf_counter()
+        self.store.upsert(records)
+        if stale:
+            self.store.delete_points(stale)
+        return time.perf_counter() - t
+
+
+def _dedupe(items: Iterator[SourceItem | Document], stats: IndexStats) -> Iterator[SourceItem | Document]:
+    """Last-wins de-duplication within one stream, keeping stream order otherwise.
+
+    Needs one pass to know which occurrence is last; only ids and positions are held.
+    """
+    buffered = list(items)
+    last: dict[str, int] = {}
+    for pos, item in enumerate(buffered):
+        if isinstance(item, Document) and isinstance(item.id, str):
+            last[item.id] = pos
+    for pos, item in enumerate(buffered):
+        if isinstance(item, Document) and isinstance(item.id, str) and last[item.id] != pos:
+            stats.duplicates += 1
+            continue
+        yield item
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
