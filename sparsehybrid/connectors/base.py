@@ -120,6 +120,13 @@ class VectorStore(abc.ABC):
     def flush(self) -> None:
         """Make every acknowledged write durable."""
 
+    def bm25_doc_length(self, text: str) -> int:
+        """Length of ``text`` as the backend's BM25 analyzer counts it (used to set avg_len).
+
+        Backends whose BM25 keeps its own statistics need not override this estimate.
+        """
+        return len(text.split())
+
     def optimize(self) -> None:
         """Build or merge indexes after a bulk load (a no-op where the backend does it itself)."""
 

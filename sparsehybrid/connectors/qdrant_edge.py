@@ -43,6 +43,28 @@ def edge_filter(conditions: list[Condition], extra: list[Any] | None = None):
     return q.Filter(must=must) if must else None
 
 
+def bm25_term_frequencies(text: str, language: str = "english") -> dict[int, int]:
+    """Term frequencies of ``text`` exactly as Qdrant's BM25 analyzer sees them (token id -> tf).
+
+    The embedder only returns saturated weights; with b=0 a weight is tf·(k+1)/(tf+k), which
+    inverts to tf = w·k/(k+1-w). Used to measure real document lengths for BM25's avg_len.
+    """
+    k = 1.2
+    vec = _tf_embedder(language, k).embed_document(text)
+    return {int(i): max(1, round(w * k / (k + 1 - w))) for i, w in zip(vec.indices, vec.values)}
+
+
+_TF_EMBEDDERS: dict[tuple[str, float], Any] = {}
+
+
+def _tf_embedder(language: str, k: float):
+    key = (language, k)
+    if key not in _TF_EMBEDDERS:
+        q = _edge()
+        _TF_EMBEDDERS[key] = q.Bm25(q.Bm25Config(language=language, k=k, b=0.0))
+    return _TF_EMBEDDERS[key]
+
+
 class QdrantEdgeStore(VectorStore):
     """A collection stored by Qdrant Edge in ``path``.
 
@@ -146,9 +168,14 @@ class QdrantEdgeStore(VectorStore):
                 self._shard.close()
                 self._shard = None
 
+    def bm25_doc_length(self, text: str) -> int:
+        """Length of ``text`` in BM25 tokens (after stopwords), as Qdrant counts it."""
+        language = self._schema.bm25_language if self._schema else "english"
+        return sum(bm25_term_frequencies(text, language).values())
+
     def disk_size(self) -> int:
-        """Bytes used on disk by the whole index directory."""
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        """Bytes actually allocated on disk (the WAL and mmap files are sparse, so sizes overstate)."""
+        return sum(f.stat().st_blocks * 512 for f in self.path.rglob("*") if f.is_file())
 
     # -- writes ------------------------------------------------------------------------------
     def _upsert(self, records: Sequence[PointRecord]) -> int:

@@ -78,11 +78,11 @@ def schema_for(sparse: SparseEncoder | None, dense: DenseEncoder | None, bm25: b
     )
 
 
-def estimate_avg_words(docs: Sequence[Document]) -> float:
-    """Average words per document: BM25's length normalisation needs the corpus average."""
+def estimate_avg_len(store: VectorStore, docs: Sequence[Document]) -> float:
+    """Average BM25 document length over a sample: length normalisation needs the corpus average."""
     if not docs:
         return 256.0
-    return max(1.0, sum(len(d.full_text.split()) for d in docs) / len(docs))
+    return max(1.0, sum(store.bm25_doc_length(d.full_text) for d in docs) / len(docs))
 
 
 class Indexer:
@@ -131,7 +131,7 @@ class Indexer:
         return self.chunker.chunk(docs)
 
     def ensure_collection(self, first_docs: Sequence[Document]) -> CollectionSchema:
-        wanted = schema_for(self.sparse, self.dense, self.bm25, estimate_avg_words(first_docs))
+        wanted = schema_for(self.sparse, self.dense, self.bm25, estimate_avg_len(self.store, first_docs) if self.bm25 else 256.0)
         return self.store.ensure_schema(wanted)
 
     # -- the run -------------------------------------------------------------------------------
