@@ -266,5 +266,51 @@ def quickstart(
     st.close()
 
 
+@app.command()
+def bench(
+    datasets: list[Path] = typer.Argument(..., help="One or more BEIR folders (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)."),
+    store: Optional[str] = typer.Option(None, "--store", "-s", help="Store URL; '{dataset}' is replaced by the folder name (default: qdrant-edge://<out>/index-<dataset>-<hash>)."),
+    sparse_model: str = typer.Option("splade-tiny", help="SparseEncoder id or path ('none' to skip)."),
+    dense_model: str = typer.Option("all-MiniLM-L6-v2", help="SentenceTransformer id or path ('none' to skip)."),
+    reranker: Optional[str] = typer.Option(None, help="CrossEncoder id or path: adds a +Rerank row per method."),
+    split: str = typer.Option("test", help="Which qrels/<split>.tsv to evaluate."),
+    out: Path = typer.Option(Path("results"), "--out", "-o", help="Folder for the table, CSV, JSON, run files and charts."),
+    candidates: int = typer.Option(100, min=10, help="Results per query (and candidates per retriever / reranked)."),
+    rrf_k: int = typer.Option(60, min=0),
+    parity: bool = typer.Option(False, "--parity", help="Also compare Sparse/Dense NDCG@10 with sentence-transformers' evaluators (documents are truncated, not chunked, as they do)."),
+    max_queries: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N judged queries per dataset."),
+    batch_size: int = typer.Option(32, min=1),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per document/chunk (default: the models' max length)."),
+    bm25: bool = typer.Option(True, help="Also benchmark the store's native BM25."),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """Retrieve-then-rerank benchmark on BEIR folders (a Prefect flow): NDCG@10, MRR@10, MAP@100, Recall@100, latency."""
+    from .connectors import StoreError
+    from .pipelines.beir import BeirFormatError
+    from .pipelines.bench import BenchConfig
+    from .pipelines.bench import bench as run_bench_flow
+
+    for d in datasets:
+        if not (d / "corpus.jsonl").exists():
+            _fail(f"{d} is not a BEIR folder (no corpus.jsonl)")
+    t0 = time.perf_counter()
+    try:
+        cfg = BenchConfig(
+            datasets=[str(d) for d in datasets], out=str(out), store=store, sparse_model=_model_or_none(sparse_model),
+            dense_model=_model_or_none(dense_model), reranker=reranker, split=split, candidates=candidates, rrf_k=rrf_k,
+            parity=parity, max_queries=max_queries, batch_size=batch_size, max_length=max_length, device=device, bm25=bm25,
+        )
+        report = run_bench_flow(cfg)
+    except (StoreError, BeirFormatError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print((out / "results.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    skipped = {n: d["queries_skipped_unjudged"] + d["queries_skipped_no_relevant"] for n, d in report["datasets"].items()}
+    if any(skipped.values()):
+        console.print("queries skipped (no relevant judgement): " + ", ".join(f"{n} {k}" for n, k in skipped.items()))
+    console.print(f"[bold green]bench done[/] in {time.perf_counter() - t0:.0f} s · results in {out}/ (results.md, results.csv, results.json, runs/, ndcg10.png, quality_latency.png)")
+    if report.get("parity_ok") is False:
+        _fail("parity check failed: see the parity table above")
+
+
 if __name__ == "__main__":
     app()

@@ -28,6 +28,21 @@ def _edge():
     return qdrant_edge
 
 
+def _edge_value(value: Any) -> Any:
+    """qdrant-edge-py 0.9 turns a Python bool into the int 1/0 (so bool payloads never match);
+    numpy's bool is extracted as a real bool."""
+    if isinstance(value, bool):
+        import numpy as np
+
+        return np.bool_(value)
+    return value
+
+
+def _homogeneous(values: tuple) -> bool:
+    """True when values are all strings or all (non-bool) ints: what MatchAny accepts."""
+    return all(isinstance(v, str) for v in values) or all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
 def edge_filter(conditions: list[Condition], extra: list[Any] | None = None):
     """Translate parsed conditions to a Qdrant Edge Filter over the ``metadata`` payload."""
     q = _edge()
@@ -35,7 +50,10 @@ def edge_filter(conditions: list[Condition], extra: list[Any] | None = None):
     for c in conditions:
         key = f"metadata.{c.field}"
         if c.op == "eq":
-            must.append(q.FieldCondition(key=key, match=q.MatchValue(value=c.value)))
+            must.append(q.FieldCondition(key=key, match=q.MatchValue(value=_edge_value(c.value))))
+        elif c.op == "in" and not _homogeneous(c.value):
+            # MatchAny takes only all-str or all-int lists: match bools / mixed types one by one.
+            must.append(q.Filter(should=[q.FieldCondition(key=key, match=q.MatchValue(value=_edge_value(v))) for v in c.value]))
         elif c.op == "in":
             must.append(q.FieldCondition(key=key, match=q.MatchAny(any=list(c.value))))
         else:
@@ -224,17 +242,27 @@ class QdrantEdgeStore(VectorStore):
         records = self.shard.retrieve(point_ids=list(point_ids), with_payload=True, with_vector=[SPARSE] if with_sparse else False)
         return [self._scored(r, 0.0) for r in records]
 
-    def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
+    def iter_points(self, batch_size: int = 1000, fields: Sequence[str] | None = None) -> Iterator[ScoredPoint]:
+        """Every point's payload; ``fields`` limits which payload keys are read."""
         if self._shard is None:
             return
         q = _edge()
         offset = None
+        with_payload = list(fields) if fields else True
         while True:
-            records, offset = self.shard.scroll(q.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=False))
+            records, offset = self.shard.scroll(q.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=False))
             for r in records:
                 yield self._scored(r, 0.0)
             if offset is None:
                 break
+
+    def document_states(self) -> dict[str, tuple[str, int]]:
+        # Same as the base, reading only the four small payload keys instead of whole texts.
+        return {
+            p.payload["doc_id"]: (p.payload.get("content_hash", ""), int(p.payload.get("n_chunks", 1)))
+            for p in self.iter_points(fields=("doc_id", "chunk", "n_chunks", "content_hash"))
+            if p.payload.get("chunk", 0) == 0
+        }
 
     @staticmethod
     def _scored(p, score: float) -> ScoredPoint:
@@ -306,5 +334,6 @@ class QdrantEdgeStore(VectorStore):
         if not prefetches:
             return []
         w = [float((weights or {}).get(n, 1.0)) for n in names]
-        request = q.QueryRequest(prefetches=prefetches, query=q.Fusion.Rrf(k=int(k), weights=w), limit=int(limit), filter=flt, with_payload=True)
+        # Edge scores 0-based position p as 1/(k_e + p); ours is 1/(k + rank), rank 1-based: k_e = k + 1.
+        request = q.QueryRequest(prefetches=prefetches, query=q.Fusion.Rrf(k=int(k) + 1, weights=w), limit=int(limit), filter=flt, with_payload=True)
         return [self._scored(p, p.score) for p in self.shard.query(request)]

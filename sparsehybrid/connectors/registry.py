@@ -16,6 +16,13 @@ StoreFactory = Callable[..., VectorStore]
 #: scheme -> "module:function" taking (url, **options) and returning a VectorStore.
 _REGISTRY: dict[str, str | StoreFactory] = {
     "qdrant-edge": "sparsehybrid.connectors.registry:_open_qdrant_edge",
+    "qdrant": "sparsehybrid.connectors.qdrant_server:open_qdrant",
+    "qdrants": "sparsehybrid.connectors.qdrant_server:open_qdrant",
+    "qdrant-local": "sparsehybrid.connectors.qdrant_server:open_qdrant",
+    "opensearch": "sparsehybrid.connectors.opensearch:open_opensearch",
+    "opensearchs": "sparsehybrid.connectors.opensearch:open_opensearch",
+    "elasticsearch": "sparsehybrid.connectors.elasticsearch:open_elasticsearch",
+    "elasticsearchs": "sparsehybrid.connectors.elasticsearch:open_elasticsearch",
 }
 
 

@@ -92,6 +92,8 @@ class Indexer:
         batch_size: documents per encode/upsert batch.
         chunk_overlap: tokens shared by consecutive chunks of a long document.
         skip_unchanged: compare content hashes with the store and encode only what changed.
+        chunking: ``False`` stores one point per document and lets the encoders truncate at
+            their max length (what sentence-transformers' IR evaluators do; used for parity).
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class Indexer:
         batch_size: int = 64,
         chunk_overlap: int = 32,
         skip_unchanged: bool = True,
+        chunking: bool = True,
     ):
         if sparse is None and dense is None and not bm25:
             raise ValueError("nothing to index with: give a sparse encoder, a dense encoder, or bm25=True")
@@ -111,7 +114,7 @@ class Indexer:
         self.batch_size = batch_size
         self.skip_unchanged = skip_unchanged
         tokenizer_owner = sparse or dense
-        if tokenizer_owner is not None:
+        if tokenizer_owner is not None and chunking:
             max_tokens = min(e.max_length for e in (sparse, dense) if e is not None)
             self.chunker: Chunker | None = Chunker(tokenizer_owner.tokenizer, max_tokens=max_tokens, overlap=chunk_overlap)
         else:
@@ -152,7 +155,8 @@ class Indexer:
         head = list(itertools.islice(items, 2000))
         head_docs = [d for d in head if isinstance(d, Document)]
         self.ensure_collection(head_docs)
-        stored = self.store.document_states() if (self.skip_unchanged or sync) else {}
+        # Always read: it tells added from updated and which surplus chunks to delete.
+        stored = self.store.document_states()
         seen_ids: set[str] = set()
         pending: Future | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upsert") as pool:

@@ -1,0 +1,170 @@
+"""OpenSearch via ``opensearch-py``.
+
+URLs::
+
+    opensearch://HOST[:9200][/INDEX][?options]     plain HTTP
+    opensearchs://HOST[:9200][/INDEX][?options]    HTTPS, certificates verified by default
+
+Credentials from the environment: ``OPENSEARCH_USER`` + ``OPENSEARCH_PASSWORD`` (basic auth, the
+security plugin's default) or ``OPENSEARCH_API_KEY`` (sent as ``Authorization: ApiKey ...``);
+``OPENSEARCH_CA_BUNDLE`` (or ``?ca=PATH``) for a private CA. Options: see
+:mod:`sparsehybrid.connectors.settings`, plus ``fusion=auto|server|client`` and
+``refresh=wait_for|true|false``.
+
+Sparse vectors live in a ``rank_features`` field queried with ``neural_sparse`` and raw
+``query_tokens`` (no model on the cluster: the client encodes); dense vectors in a ``knn_vector``
+field (Lucene HNSW, cosine); BM25 is a ``match`` on the analysed text. Hybrid search runs in the
+cluster as a ``hybrid`` query through a search pipeline with the ``score-ranker-processor``
+(RRF, OpenSearch >= 2.19); where that is missing it falls back to client-side RRF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any, Sequence
+
+from ..types import ScoredPoint, SparseVector
+from .base import CollectionSchema
+from .filters import Condition
+from .retry import TRANSIENT_STATUSES, describe_error
+from .search_engine_common import (
+    BM25,
+    DENSE,
+    SPARSE,
+    SearchEngineStore,
+    base_mappings,
+    cosine_from_score,
+    filter_clauses,
+    hit_to_point,
+    source_filter,
+    sparse_features,
+    with_filter,
+)
+from .settings import ConnectionSettings
+
+log = logging.getLogger(__name__)
+
+
+class OpenSearchStore(SearchEngineStore):
+    """A sparsehybrid collection in one OpenSearch index."""
+
+    @staticmethod
+    def _is_transient(exc: BaseException) -> bool:
+        from opensearchpy import exceptions as e
+
+        if isinstance(exc, (e.ConnectionError, e.ConnectionTimeout)):
+            return True
+        if isinstance(exc, e.TransportError):
+            return isinstance(exc.status_code, int) and exc.status_code in TRANSIENT_STATUSES
+        return isinstance(exc, (ConnectionError, TimeoutError))
+
+    # -- DSL -------------------------------------------------------------------------------
+    def index_body(self, schema: CollectionSchema) -> dict[str, Any]:
+        dense = None
+        if schema.dense_dim:
+            dense = {
+                "type": "knn_vector",
+                "dimension": int(schema.dense_dim),
+                "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": "lucene"},
+            }
+        return {
+            "settings": {"index": {"knn": True}},
+            "mappings": base_mappings(schema, {"type": "rank_features"}, dense),
+        }
+
+    def sparse_query(self, vector: SparseVector) -> dict[str, Any] | None:
+        tokens = sparse_features(vector)
+        if not tokens:
+            return None
+        return {"neural_sparse": {SPARSE: {"query_tokens": tokens}}}
+
+    def knn_query(self, vector: Sequence[float], k: int, conditions: Sequence[Condition]) -> dict[str, Any]:
+        inner: dict[str, Any] = {"vector": [float(x) for x in vector], "k": int(k)}
+        clauses = filter_clauses(conditions)
+        if clauses:
+            inner["filter"] = {"bool": {"filter": clauses}}  # Lucene efficient (pre-)filtering
+        return {"knn": {DENSE: inner}}
+
+    def dense_search_body(self, vector: Sequence[float], limit: int, conditions: Sequence[Condition]) -> dict[str, Any]:
+        return {"query": self.knn_query(vector, limit, conditions), "size": int(limit), "_source": source_filter(False)}
+
+    @staticmethod
+    def rrf_pipeline_body(k: int, weights: Sequence[float]) -> dict[str, Any]:
+        """Search pipeline running RRF over a hybrid query's clauses (score-ranker-processor)."""
+        combination: dict[str, Any] = {"technique": "rrf", "rank_constant": int(k)}
+        if any(w != weights[0] for w in weights):
+            top = max(weights) or 1.0
+            combination["parameters"] = {"weights": [float(w) / top for w in weights]}  # must lie in [0, 1]
+        return {
+            "description": "sparsehybrid reciprocal rank fusion",
+            "phase_results_processors": [{"score-ranker-processor": {"combination": combination}}],
+        }
+
+    @staticmethod
+    def pipeline_name(body: dict[str, Any]) -> str:
+        digest = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
+        return f"sparsehybrid-rrf-{digest}"
+
+    def hybrid_search_body(self, parts: dict[str, Any], candidates: int, conditions: Sequence[Condition]) -> dict[str, Any]:
+        """One ``hybrid`` query, one clause per retriever, each filtered and each fetching ``candidates``."""
+        queries = []
+        for name, value in parts.items():
+            if name == SPARSE:
+                queries.append(with_filter(self.sparse_query(value), conditions))
+            elif name == DENSE:
+                queries.append(self.knn_query(value, candidates, conditions))
+            elif name == BM25:
+                queries.append(with_filter(self.bm25_query(value), conditions))
+        return {"query": {"hybrid": {"queries": queries}}, "size": int(candidates), "_source": source_filter(False)}
+
+    def _native_fused(self, parts, limit, candidates, k, weights, conditions) -> list[ScoredPoint] | None:
+        from opensearchpy import exceptions as e
+
+        pipeline = self.rrf_pipeline_body(k, weights)
+        name = self.pipeline_name(pipeline)
+        body = self.hybrid_search_body(parts, candidates, conditions)
+
+        def run():
+            try:
+                self.client.search_pipeline.put(id=name, body=pipeline)
+                return self.client.search(index=self.index, body=body, search_pipeline=name)
+            except e.TransportError as exc:
+                if exc.status_code in (400, 404):  # no neural-search plugin / score-ranker-processor
+                    log.warning("%s: server-side RRF unavailable (%s); fusing client-side", self.url, describe_error(exc, self.settings.secrets))
+                    return None
+                raise
+
+        response = self._call("hybrid search", run)
+        if response is None:
+            return None
+        return [hit_to_point(h, h["_score"]) for h in response["hits"]["hits"]][: int(limit)]
+
+
+def open_opensearch(url: str, **options: Any) -> OpenSearchStore:
+    """Factory for ``opensearch://`` and ``opensearchs://`` (see module docstring)."""
+    from opensearchpy import OpenSearch
+
+    fusion = str(options.pop("fusion", "auto"))
+    refresh = str(options.pop("refresh", "wait_for")).lower()
+    settings = ConnectionSettings.from_url(
+        url, env_prefix="OPENSEARCH", default_port=9200, tls_schemes=("opensearchs",), options=options,
+    )
+    kwargs: dict[str, Any] = {}
+    if settings.user and settings.password:
+        kwargs["http_auth"] = (settings.user, settings.password)
+    if settings.api_key:
+        kwargs["headers"] = {"Authorization": f"ApiKey {settings.api_key}"}
+    if settings.tls:
+        kwargs.update(use_ssl=True, verify_certs=settings.verify, ssl_show_warn=settings.verify)
+        if settings.ca_bundle:
+            kwargs["ca_certs"] = settings.ca_bundle
+    client = OpenSearch(
+        hosts=[{"host": settings.host, "port": settings.port}],
+        timeout=settings.timeout,
+        max_retries=0,  # retries are ours (sparsehybrid.connectors.retry), with backoff
+        retry_on_timeout=False,
+        **kwargs,
+    )
+    return OpenSearchStore(client, settings, fusion=fusion, refresh=refresh)

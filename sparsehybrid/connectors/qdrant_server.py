@@ -1,0 +1,430 @@
+"""Qdrant server or cloud via ``qdrant-client``, and qdrant-client's local mode.
+
+URLs::
+
+    qdrant://HOST[:6333][/COLLECTION][?options]     plain HTTP
+    qdrants://HOST[:6333][/COLLECTION][?options]    TLS (Qdrant Cloud)
+    qdrant-local://PATH[?collection=NAME]           qdrant-client local mode (QdrantClient(path=...))
+
+The API key comes from ``QDRANT_API_KEY`` (never from the URL, never printed). Options are those
+of :mod:`sparsehybrid.connectors.settings` plus ``grpc=true`` (use the gRPC port 6334).
+
+Layout: named vectors ``sparse`` (learned sparse, plain dot product), ``dense`` (cosine) and
+``bm25`` (sparse, ``Modifier.IDF``), the latter fed by the same Qdrant BM25 embedder the Edge
+store uses (``qdrant_edge.Bm25``), so the server computes IDF over token ids that mean the same
+thing everywhere. The :class:`CollectionSchema` is stored in the collection's own metadata
+(``metadata["sparsehybrid"]``, Qdrant >= 1.16): no reserved point that searches would have to
+skip. Hybrid search runs in the server with the Query API: one prefetch per retriever fused by RRF.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from urllib.parse import parse_qsl
+
+from ..types import PointRecord, ScoredPoint, SparseVector
+from .base import CollectionSchema, StoreError, StoreLockedError, VectorStore
+from .filters import Condition
+from .qdrant_edge import _homogeneous
+from .retry import TRANSIENT_STATUSES, RetryPolicy, call_with_retries, describe_error
+from .settings import ConnectionSettings
+
+SPARSE, DENSE, BM25 = "sparse", "dense", "bm25"
+SCHEMA_KEY = "sparsehybrid"
+DEFAULT_COLLECTION = "sparsehybrid"
+T = TypeVar("T")
+
+
+def _models():
+    from qdrant_client import models
+
+    return models
+
+
+def qdrant_filter(conditions: list[Condition], extra: list[Any] | None = None):
+    """Translate parsed conditions to a qdrant-client ``Filter`` over the ``metadata`` payload."""
+    m = _models()
+    must = list(extra or [])
+    for c in conditions:
+        key = f"metadata.{c.field}"
+        if c.op == "eq":
+            must.append(m.FieldCondition(key=key, match=m.MatchValue(value=c.value)))
+        elif c.op == "in" and not _homogeneous(c.value):
+            # MatchAny takes only all-str or all-int lists: match bools / mixed types one by one.
+            must.append(m.Filter(should=[m.FieldCondition(key=key, match=m.MatchValue(value=v)) for v in c.value]))
+        elif c.op == "in":
+            must.append(m.FieldCondition(key=key, match=m.MatchAny(any=list(c.value))))
+        else:
+            must.append(m.FieldCondition(key=key, range=m.Range(**c.value)))
+    return m.Filter(must=must) if must else None
+
+
+def rrf_query(k: int, weights: list[float] | None):
+    """Server-side RRF matching :func:`sparsehybrid.fusion.reciprocal_rank_fusion`'s ``k``.
+
+    Qdrant scores a point at 0-based position ``p`` with ``1 / (k_q + p)``; ours is
+    ``1 / (k + rank)`` with 1-based rank, so ``k_q = k + 1`` gives identical fused rankings.
+    Weighted RRF differs in form (Qdrant: ``1 / (rank / w + k_q - 1)``), so weights are passed
+    only when not all 1. Older clients without ``RrfQuery`` get plain ``Fusion.RRF`` (their k).
+    """
+    m = _models()
+    if hasattr(m, "RrfQuery"):
+        w = None if not weights or all(x == 1.0 for x in weights) else [float(x) for x in weights]
+        return m.RrfQuery(rrf=m.Rrf(k=int(k) + 1, weights=w))
+    return m.FusionQuery(fusion=m.Fusion.RRF)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code in TRANSIENT_STATUSES
+    if isinstance(exc, (ResponseHandlingException, ConnectionError, TimeoutError)):
+        return True
+    try:
+        import httpx
+
+        if isinstance(exc, httpx.TransportError):
+            return True
+    except ImportError:  # pragma: no cover - httpx ships with qdrant-client
+        pass
+    try:
+        import grpc
+
+        if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+            return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    except ImportError:  # pragma: no cover
+        pass
+    return False
+
+
+class QdrantServerStore(VectorStore):
+    """A Qdrant collection reached through ``qdrant-client`` (server, cloud or local mode).
+
+    Build with :func:`open_qdrant` (``open_store("qdrant://...")``) rather than directly.
+    """
+
+    capabilities = frozenset({SPARSE, DENSE, BM25})
+    native_fusion = True
+
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        *,
+        safe_url: str,
+        batch_size: int = 256,
+        retry: RetryPolicy = RetryPolicy(),
+        secrets: Sequence[str] = (),
+        exact_dense: bool = False,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self._client = client
+        self.collection = collection
+        self._safe_url = safe_url
+        self.batch_size = int(batch_size)
+        self._retry = retry
+        self._secrets = list(secrets)
+        self.exact_dense = exact_dense
+        self._lock = threading.RLock()
+        self._bm25 = None
+        self._schema: CollectionSchema | None = None
+        self._schema = self._load_schema()
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return call_with_retries(fn, is_transient=_is_transient, where=self._safe_url, policy=self._retry, secrets=self._secrets)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self._safe_url}: {what} failed: {describe_error(exc, self._secrets)}") from None
+
+    def _load_schema(self) -> CollectionSchema | None:
+        if not self._call("collection_exists", lambda: self._client.collection_exists(self.collection)):
+            return None
+        info = self._call("get_collection", lambda: self._client.get_collection(self.collection))
+        meta = getattr(info.config, "metadata", None) or {}
+        if SCHEMA_KEY not in meta:
+            raise StoreError(
+                f"{self._safe_url}: collection {self.collection!r} exists but was not created by sparsehybrid "
+                "(no schema in its metadata); choose another collection name"
+            )
+        schema = CollectionSchema.from_dict(meta[SCHEMA_KEY])
+        self._make_bm25(schema)
+        return schema
+
+    def _make_bm25(self, schema: CollectionSchema) -> None:
+        if schema.bm25:
+            import qdrant_edge
+
+            self._bm25 = qdrant_edge.Bm25(qdrant_edge.Bm25Config(language=schema.bm25_language, avg_len=float(schema.bm25_avg_len)))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self._safe_url
+
+    @property
+    def schema(self) -> CollectionSchema | None:
+        return self._schema
+
+    def ensure_schema(self, wanted: CollectionSchema) -> CollectionSchema:
+        with self._lock:
+            if self._schema is not None:
+                self._schema.check_compatible(wanted)
+                return self._schema
+            m = _models()
+            schema = CollectionSchema.from_dict(wanted.to_dict())
+            vectors = {DENSE: m.VectorParams(size=int(schema.dense_dim), distance=m.Distance.COSINE)} if schema.dense_dim else {}
+            sparse: dict[str, Any] = {}
+            if schema.sparse_model:
+                sparse[SPARSE] = m.SparseVectorParams()
+            if schema.bm25:
+                sparse[BM25] = m.SparseVectorParams(modifier=m.Modifier.IDF)
+            self._call(
+                "create_collection",
+                lambda: self._client.create_collection(
+                    self.collection,
+                    vectors_config=vectors,
+                    sparse_vectors_config=sparse or None,
+                    metadata={SCHEMA_KEY: schema.to_dict()},
+                ),
+            )
+            self._call(
+                "create_payload_index",
+                lambda: self._client.create_payload_index(self.collection, "doc_id", m.PayloadSchemaType.KEYWORD, wait=True),
+            )
+            self._schema = schema
+            self._make_bm25(schema)
+            return schema
+
+    def _save_metadata_fields(self, fields: dict[str, str]) -> None:
+        with self._lock:
+            updated = CollectionSchema.from_dict({**self._schema.to_dict(), "metadata_fields": dict(fields)})
+            self._call("update_collection", lambda: self._client.update_collection(self.collection, metadata={SCHEMA_KEY: updated.to_dict()}))
+            self._schema = updated
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            raise StoreError(f"{self._safe_url} is closed")
+        return self._client
+
+    def _require(self) -> None:
+        if self._schema is None:
+            raise StoreError(f"{self._safe_url} holds no collection yet: index something first")
+
+    # -- writes ------------------------------------------------------------------------------
+    def _point(self, r: PointRecord):
+        m = _models()
+        schema = self._schema
+        vector: dict[str, Any] = {}
+        where = f"record {r.chunk.doc_id!r} chunk {r.chunk.chunk}"
+        if schema.sparse_model:
+            if r.sparse is None:
+                raise StoreError(f"{where}: missing sparse vector")
+            if len(r.sparse):
+                vector[SPARSE] = m.SparseVector(indices=list(r.sparse.indices), values=list(r.sparse.values))
+        if schema.dense_dim:
+            if r.dense is None or len(r.dense) != schema.dense_dim:
+                raise StoreError(f"{where}: dense vector must have {schema.dense_dim} dims")
+            vector[DENSE] = [float(x) for x in r.dense]
+        if self._bm25 is not None:
+            bm = self._bm25.embed_document(r.chunk.full_text)
+            if len(bm.indices):
+                vector[BM25] = m.SparseVector(indices=list(bm.indices), values=list(bm.values))
+        return m.PointStruct(id=r.id, vector=vector, payload=r.payload())
+
+    def _upsert(self, records: Sequence[PointRecord]) -> int:
+        self._require()
+        points = [self._point(r) for r in records]  # validate everything before writing anything
+        for start in range(0, len(points), self.batch_size):
+            batch = points[start : start + self.batch_size]
+            self._call("upsert", lambda: self.client.upsert(self.collection, points=batch, wait=True))
+        return len(points)
+
+    def delete_points(self, point_ids: Sequence[str]) -> None:
+        if not point_ids or self._schema is None:
+            return
+        m = _models()
+        ids = list(point_ids)
+        for start in range(0, len(ids), self.batch_size):
+            batch = ids[start : start + self.batch_size]
+            self._call("delete", lambda: self.client.delete(self.collection, points_selector=m.PointIdsList(points=batch), wait=True))
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        if not doc_ids or self._schema is None:
+            return
+        m = _models()
+        flt = m.Filter(must=[m.FieldCondition(key="doc_id", match=m.MatchAny(any=list(doc_ids)))])
+        self._call("delete", lambda: self.client.delete(self.collection, points_selector=m.FilterSelector(filter=flt), wait=True))
+
+    # -- reads -------------------------------------------------------------------------------
+    def count(self, filter: Mapping[str, Any] | None = None) -> int:
+        conditions = self._conditions(filter)
+        if self._schema is None:
+            return 0
+        flt = qdrant_filter(conditions)
+        return int(self._call("count", lambda: self.client.count(self.collection, count_filter=flt, exact=True)).count)
+
+    def get(self, point_ids: Sequence[str], with_sparse: bool = False) -> list[ScoredPoint]:
+        if not point_ids or self._schema is None:
+            return []
+        records = self._call(
+            "retrieve",
+            lambda: self.client.retrieve(self.collection, ids=list(point_ids), with_payload=True, with_vectors=[SPARSE] if with_sparse else False),
+        )
+        return [self._scored(r, 0.0) for r in records]
+
+    def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
+        if self._schema is None:
+            return
+        offset = None
+        while True:
+            records, offset = self._call(
+                "scroll",
+                lambda: self.client.scroll(self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=False),
+            )
+            for r in records:
+                yield self._scored(r, 0.0)
+            if offset is None:
+                break
+
+    @staticmethod
+    def _scored(p, score: float) -> ScoredPoint:
+        sparse = None
+        vec = getattr(p, "vector", None)
+        if isinstance(vec, dict) and SPARSE in vec:
+            sparse = SparseVector(vec[SPARSE].indices, vec[SPARSE].values)
+        return ScoredPoint(id=str(p.id), score=float(score), payload=dict(p.payload or {}), sparse=sparse)
+
+    def _query(self, what: str, **kwargs: Any) -> list[ScoredPoint]:
+        response = self._call(what, lambda: self.client.query_points(self.collection, with_payload=True, **kwargs))
+        return [self._scored(p, p.score) for p in response.points]
+
+    def _search_sparse(self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool) -> list[ScoredPoint]:
+        if not len(vector) or self._schema is None:
+            return []
+        m = _models()
+        qv = m.SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return self._query(
+            "sparse search", query=qv, using=SPARSE, limit=int(limit), query_filter=qdrant_filter(conditions),
+            with_vectors=[SPARSE] if with_sparse else False,
+        )
+
+    def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+        if self._schema is None:
+            return []
+        params = _models().SearchParams(exact=True) if self.exact_dense else None
+        return self._query("dense search", query=vector, using=DENSE, limit=int(limit), query_filter=qdrant_filter(conditions), search_params=params)
+
+    def _bm25_query(self, text: str):
+        if self._bm25 is None:
+            return None
+        bm = self._bm25.embed_query(text)
+        if not len(bm.indices):
+            return None
+        return _models().SparseVector(indices=list(bm.indices), values=list(bm.values))
+
+    def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+        qv = self._bm25_query(text) if self._schema is not None else None
+        if qv is None:
+            return []
+        return self._query("bm25 search", query=qv, using=BM25, limit=int(limit), query_filter=qdrant_filter(conditions))
+
+    def search_fused(
+        self,
+        *,
+        sparse: SparseVector | None = None,
+        dense: Sequence[float] | None = None,
+        text: str | None = None,
+        limit: int = 10,
+        candidates: int = 100,
+        k: int = 60,
+        weights: Mapping[str, float] | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        """RRF in the server: one prefetch per retriever, fused by the Query API."""
+        m = _models()
+        flt = qdrant_filter(self._conditions(filter))
+        if self._schema is None:
+            return []
+        prefetch, names = [], []
+        if sparse is not None and len(sparse):
+            prefetch.append(m.Prefetch(query=m.SparseVector(indices=list(sparse.indices), values=list(sparse.values)), using=SPARSE, limit=int(candidates), filter=flt))
+            names.append(SPARSE)
+        if dense is not None:
+            prefetch.append(m.Prefetch(query=[float(x) for x in dense], using=DENSE, limit=int(candidates), filter=flt))
+            names.append(DENSE)
+        bm = self._bm25_query(text) if text else None
+        if bm is not None:
+            prefetch.append(m.Prefetch(query=bm, using=BM25, limit=int(candidates), filter=flt))
+            names.append(BM25)
+        if not prefetch:
+            return []
+        w = [float((weights or {}).get(n, 1.0)) for n in names]
+        return self._query("hybrid search", prefetch=prefetch, query=rrf_query(k, w), limit=int(limit), query_filter=flt)
+
+
+def _local_location(url: str) -> tuple[str, dict[str, str]]:
+    rest = url.split("://", 1)[1]
+    path, _, query = rest.partition("?")
+    if not path:
+        raise ValueError("qdrant-local:// needs a path, e.g. qdrant-local://./my-index")
+    return path, dict(parse_qsl(query))
+
+
+def open_qdrant(url: str, **options: Any) -> QdrantServerStore:
+    """Factory for ``qdrant://``, ``qdrants://`` and ``qdrant-local://`` (see module docstring)."""
+    from qdrant_client import QdrantClient
+
+    scheme = url.split("://", 1)[0].lower()
+    exact_dense = bool(options.pop("exact_dense", False))
+    if scheme == "qdrant-local":
+        path, query = _local_location(url)
+        query.update({k: str(v) for k, v in options.items() if v is not None})
+        collection = query.pop("collection", DEFAULT_COLLECTION)
+        batch_size = int(query.pop("batch_size", 256))
+        if query:
+            raise ValueError(f"unknown option(s) for qdrant-local://: {sorted(query)}; known: ['batch_size', 'collection']")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=path)
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise StoreLockedError(f"qdrant-local://{path} is open in another process or client; close it first") from None
+            raise
+        safe = f"qdrant-local://{path}" + (f"?collection={collection}" if collection != DEFAULT_COLLECTION else "")
+        return QdrantServerStore(client, collection, safe_url=safe, batch_size=batch_size, retry=RetryPolicy(attempts=1), exact_dense=exact_dense)
+
+    settings = ConnectionSettings.from_url(
+        url, env_prefix="QDRANT", default_port=6333, default_name=DEFAULT_COLLECTION, tls_schemes=("qdrants",),
+        options=options, known_extra=("grpc",),
+    )
+    prefer_grpc = settings.extra.get("grpc", "false").lower() in ("1", "true", "yes", "on")
+    kwargs: dict[str, Any] = {}
+    if settings.tls:
+        kwargs["verify"] = settings.ca_bundle or settings.verify
+    client = QdrantClient(
+        host=settings.host,
+        port=settings.port,
+        https=settings.tls,
+        api_key=settings.api_key,
+        timeout=int(max(1, round(settings.timeout))),
+        prefer_grpc=prefer_grpc,
+        **kwargs,
+    )
+    return QdrantServerStore(
+        client, settings.name, safe_url=settings.safe_url, batch_size=settings.batch_size, retry=settings.retry,
+        secrets=settings.secrets, exact_dense=exact_dense,
+    )

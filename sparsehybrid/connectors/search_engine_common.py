@@ -1,0 +1,491 @@
+"""What OpenSearch and Elasticsearch share: feature names, weights, filters, mappings, bulk bodies,
+and the store logic around them. Each engine module only adds its own sparse/dense/hybrid DSL.
+
+**Feature names.** A sparse vector's token id ``123`` is stored as the feature name ``"123"``:
+reversible (:func:`feature_id`), collision-free, and free of the dots that both engines treat
+as object paths. (sentence-transformers' Elasticsearch example stores decoded tokens with "."
+replaced by "_", which merges distinct tokens and cannot be inverted; we do not.)
+
+**Weights.** ``rank_features`` (OpenSearch) and ``sparse_vector`` (Elasticsearch) accept only
+positive weights, so zero and negative weights are dropped on both sides (SPLADE weights are
+>= 0 anyway). Scores are the plain dot product: both queries used here (``neural_sparse`` with
+raw ``query_tokens``; ``sparse_vector`` with ``query_vector``) sum ``query weight * stored
+weight``, with no ``rank_feature`` saturation. Lucene stores each weight with 9 significant bits
+(it keeps the top 9 bits of the float32 mantissa, truncating), so a stored weight and hence a
+score can be up to 2**-8 (0.39%) below the exact value; :func:`lucene_feature_value` reproduces it.
+
+**Document layout.** ``_id`` is the point id; ``_source`` holds the payload fields of
+:meth:`PointRecord.payload` plus ``full_text`` (title + text, analysed for BM25), ``sparse`` and
+``dense``. Metadata strings map to ``keyword``, numbers to ``double``, booleans to ``boolean``
+(dynamic templates), so filters are exact. The :class:`CollectionSchema` lives in the index
+mapping's ``_meta``.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+
+import numpy as np
+
+from ..fusion import reciprocal_rank_fusion
+from ..types import PointRecord, ScoredPoint, SparseVector
+from .base import CollectionSchema, StoreError, VectorStore
+from .filters import Condition
+from .retry import RetryPolicy, call_with_retries, describe_error
+from .settings import ConnectionSettings
+
+T = TypeVar("T")
+
+SPARSE, DENSE, BM25 = "sparse", "dense", "bm25"
+FULL_TEXT = "full_text"
+META_KEY = "sparsehybrid"
+#: Fields in ``_source`` that are not payload.
+INTERNAL_FIELDS = (SPARSE, DENSE, FULL_TEXT)
+PAYLOAD_FIELDS = ("doc_id", "chunk", "n_chunks", "start", "end", "text", "title", "metadata", "content_hash")
+#: Smallest weight sent: float32's smallest normal number (Lucene rejects denormals and zero).
+MIN_WEIGHT = float(np.finfo(np.float32).tiny)
+#: Relative precision of a stored weight (9 significant bits, truncated).
+WEIGHT_RTOL = 2.0**-8
+#: Built-in language analyzers both engines ship; anything else falls back to ``standard``.
+LANGUAGE_ANALYZERS = frozenset(
+    "arabic armenian basque bengali brazilian bulgarian catalan cjk czech danish dutch english estonian "
+    "finnish french galician german greek hindi hungarian indonesian irish italian latvian lithuanian "
+    "norwegian persian portuguese romanian russian sorani spanish swedish turkish thai".split()
+)
+
+
+# -- feature names and weights ------------------------------------------------------------------
+def feature_name(token_id: int) -> str:
+    """Token id -> feature name: its decimal string."""
+    if isinstance(token_id, bool) or not isinstance(token_id, (int, np.integer)) or token_id < 0:
+        raise ValueError(f"token id must be a non-negative integer, got {token_id!r}")
+    return str(int(token_id))
+
+
+def feature_id(name: str) -> int:
+    """Feature name -> token id; refuses anything :func:`feature_name` cannot have produced."""
+    if not name.isascii() or not name.isdigit() or (len(name) > 1 and name[0] == "0"):
+        raise ValueError(f"{name!r} is not a sparsehybrid feature name (a token id in decimal)")
+    return int(name)
+
+
+def sparse_features(vector: SparseVector) -> dict[str, float]:
+    """The ``{feature name: weight}`` object both engines take; only positive weights."""
+    return {feature_name(i): float(v) for i, v in zip(vector.indices, vector.values) if v >= MIN_WEIGHT}
+
+
+def features_to_sparse(features: Mapping[str, float]) -> SparseVector:
+    items = sorted((feature_id(k), float(v)) for k, v in features.items())
+    return SparseVector([i for i, _ in items], [v for _, v in items])
+
+
+def lucene_feature_value(weight: float) -> float:
+    """The weight Lucene's FeatureField keeps: float32 with the low 15 mantissa bits cleared."""
+    bits = np.array([weight], dtype=np.float32).view(np.uint32)
+    return float((bits & np.uint32(0xFFFF8000)).view(np.float32)[0])
+
+
+# -- filters -------------------------------------------------------------------------------------
+def filter_clauses(conditions: Sequence[Condition]) -> list[dict[str, Any]]:
+    """Parsed conditions -> ``term`` / ``terms`` / ``range`` clauses for a bool ``filter``."""
+    out: list[dict[str, Any]] = []
+    for c in conditions:
+        field = f"metadata.{c.field}"
+        if c.op == "eq":
+            out.append({"term": {field: c.value}})
+        elif c.op == "in":
+            out.append({"terms": {field: list(c.value)}})
+        else:
+            out.append({"range": {field: dict(c.value)}})
+    return out
+
+
+def with_filter(query: dict[str, Any], conditions: Sequence[Condition]) -> dict[str, Any]:
+    """Wrap a scoring query in a bool whose ``filter`` clauses restrict but never score."""
+    clauses = filter_clauses(conditions)
+    if not clauses:
+        return query
+    return {"bool": {"must": [query], "filter": clauses}}
+
+
+def filter_query(conditions: Sequence[Condition]) -> dict[str, Any]:
+    clauses = filter_clauses(conditions)
+    return {"bool": {"filter": clauses}} if clauses else {"match_all": {}}
+
+
+# -- mappings and documents ----------------------------------------------------------------------
+def base_mappings(schema: CollectionSchema, sparse_mapping: dict[str, Any], dense_mapping: dict[str, Any] | None) -> dict[str, Any]:
+    """The engine-independent part of the index mapping (payload, metadata, BM25 text, _meta)."""
+    analyzer = schema.bm25_language if schema.bm25_language in LANGUAGE_ANALYZERS else "standard"
+    props: dict[str, Any] = {
+        "doc_id": {"type": "keyword"},
+        "chunk": {"type": "integer"},
+        "n_chunks": {"type": "integer"},
+        "start": {"type": "integer"},
+        "end": {"type": "integer"},
+        "text": {"type": "text", "index": False},
+        "title": {"type": "text", "index": False},
+        "content_hash": {"type": "keyword", "index": False},
+        "metadata": {"type": "object", "dynamic": True},
+    }
+    if schema.bm25:
+        props[FULL_TEXT] = {"type": "text", "analyzer": analyzer}
+    if schema.sparse_model:
+        props[SPARSE] = sparse_mapping
+    if schema.dense_dim and dense_mapping is not None:
+        props[DENSE] = dense_mapping
+    return {
+        "_meta": {META_KEY: schema.to_dict()},
+        "dynamic": "strict",
+        "dynamic_templates": [
+            {"metadata_strings": {"path_match": "metadata.*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}},
+            {"metadata_integers": {"path_match": "metadata.*", "match_mapping_type": "long", "mapping": {"type": "double"}}},
+            {"metadata_floats": {"path_match": "metadata.*", "match_mapping_type": "double", "mapping": {"type": "double"}}},
+        ],
+        "properties": props,
+    }
+
+
+def document_source(record: PointRecord, schema: CollectionSchema) -> dict[str, Any]:
+    """``_source`` for one point; raises :class:`StoreError` naming the record on bad vectors."""
+    where = f"record {record.chunk.doc_id!r} chunk {record.chunk.chunk}"
+    source = record.payload()
+    if schema.bm25:
+        source[FULL_TEXT] = record.chunk.full_text
+    if schema.sparse_model:
+        if record.sparse is None:
+            raise StoreError(f"{where}: missing sparse vector")
+        features = sparse_features(record.sparse)
+        if features:
+            source[SPARSE] = features
+    if schema.dense_dim:
+        if record.dense is None or len(record.dense) != schema.dense_dim:
+            raise StoreError(f"{where}: dense vector must have {schema.dense_dim} dims")
+        dense = [float(x) for x in record.dense]
+        if not any(dense):
+            raise StoreError(f"{where}: dense vector is all zeros (cosine similarity is undefined)")
+        source[DENSE] = dense
+    return source
+
+
+def bulk_index_body(index: str, records: Sequence[PointRecord], schema: CollectionSchema) -> list[dict[str, Any]]:
+    """Bulk API body (action line, source line, ...) indexing every record under its point id."""
+    body: list[dict[str, Any]] = []
+    for r in records:
+        body.append({"index": {"_index": index, "_id": r.id}})
+        body.append(document_source(r, schema))
+    return body
+
+
+def bulk_delete_body(index: str, point_ids: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"delete": {"_index": index, "_id": pid}} for pid in point_ids]
+
+
+def source_filter(with_sparse: bool) -> dict[str, Any]:
+    return {"excludes": [f for f in INTERNAL_FIELDS if not (with_sparse and f == SPARSE)]}
+
+
+def hit_to_point(hit: Mapping[str, Any], score: float, with_sparse: bool = False) -> ScoredPoint:
+    source = dict(hit.get("_source") or {})
+    sparse = None
+    if with_sparse:
+        sparse = features_to_sparse(source.get(SPARSE) or {})
+    payload = {k: source[k] for k in PAYLOAD_FIELDS if k in source}
+    return ScoredPoint(id=str(hit["_id"]), score=float(score), payload=payload, sparse=sparse)
+
+
+def bulk_failures(response: Mapping[str, Any]) -> list[tuple[str, int, str]]:
+    """(point id, status, reason) of each failed bulk item (a delete of a missing id is fine)."""
+    out = []
+    if not response.get("errors"):
+        return out
+    for item in response.get("items", []):
+        (action, result), = item.items()
+        status = int(result.get("status", 0))
+        if status >= 300 and not (action == "delete" and status == 404):
+            err = result.get("error") or {}
+            reason = f"{err.get('type', 'error')}: {err.get('reason', '')}" if isinstance(err, Mapping) else str(err)
+            out.append((str(result.get("_id")), status, reason))
+    return out
+
+
+def cosine_from_score(score: float) -> float:
+    """Both engines report cosine kNN scores as (1 + cos) / 2; give back the cosine."""
+    return 2.0 * float(score) - 1.0
+
+
+class RetryableBulkError(Exception):
+    """Some bulk items were rejected as overloaded (429/503): the whole batch is retried."""
+
+
+# -- the store -----------------------------------------------------------------------------------
+class SearchEngineStore(VectorStore):
+    """A :class:`VectorStore` over one OpenSearch or Elasticsearch index.
+
+    Subclasses provide the client, its transient-error test, and the engine-specific DSL
+    (sparse and dense mappings, sparse/dense queries, native hybrid search).
+    """
+
+    capabilities = frozenset({SPARSE, DENSE, BM25})
+    #: Feature precision the conformance suite allows for (see the module docstring).
+    weight_rtol = WEIGHT_RTOL
+
+    def __init__(self, client: Any, settings: ConnectionSettings, *, fusion: str = "auto", refresh: str = "wait_for"):
+        if settings.name != settings.name.lower() or settings.name.startswith(("_", "-", "+")):
+            raise ValueError(f"index name {settings.name!r} must be lowercase and not start with _, - or +")
+        if fusion not in ("auto", "server", "client"):
+            raise ValueError(f"fusion must be auto, server or client, got {fusion!r}")
+        if refresh not in ("wait_for", "true", "false"):
+            raise ValueError(f"refresh must be wait_for, true or false, got {refresh!r}")
+        self._client = client
+        self.settings = settings
+        self.index = settings.name
+        self.batch_size = settings.batch_size
+        self.fusion = fusion
+        self.native_fusion = fusion != "client"
+        self._refresh = {"wait_for": "wait_for", "true": "true", "false": "false"}[refresh]
+        self._lock = threading.RLock()
+        self._schema: CollectionSchema | None = None
+        self._schema = self._load_schema()
+
+    # -- engine hooks ----------------------------------------------------------------------
+    @staticmethod
+    @abc.abstractmethod
+    def _is_transient(exc: BaseException) -> bool: ...
+
+    @abc.abstractmethod
+    def index_body(self, schema: CollectionSchema) -> dict[str, Any]:
+        """Full create-index body (settings + mappings)."""
+
+    @abc.abstractmethod
+    def sparse_query(self, vector: SparseVector) -> dict[str, Any] | None:
+        """Scoring query for a sparse vector (None when it has no positive weight)."""
+
+    @abc.abstractmethod
+    def dense_search_body(self, vector: Sequence[float], limit: int, conditions: Sequence[Condition]) -> dict[str, Any]: ...
+
+    def bm25_query(self, text: str) -> dict[str, Any]:
+        return {"match": {FULL_TEXT: {"query": text}}}
+
+    def sparse_search_body(self, vector: SparseVector, limit: int, conditions: Sequence[Condition], with_sparse: bool = False) -> dict[str, Any] | None:
+        query = self.sparse_query(vector)
+        if query is None:
+            return None
+        return {"query": with_filter(query, conditions), "size": int(limit), "_source": source_filter(with_sparse)}
+
+    def bm25_search_body(self, text: str, limit: int, conditions: Sequence[Condition]) -> dict[str, Any]:
+        return {"query": with_filter(self.bm25_query(text), conditions), "size": int(limit), "_source": source_filter(False)}
+
+    def _native_fused(self, parts: dict[str, Any], limit: int, candidates: int, k: int, weights: list[float], conditions: Sequence[Condition]) -> list[ScoredPoint] | None:
+        """Run RRF in the engine; None when this cluster cannot (then fusion runs client-side)."""
+        return None
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return call_with_retries(
+                fn, is_transient=lambda e: isinstance(e, RetryableBulkError) or self._is_transient(e),
+                where=self.url, policy=self.settings.retry, secrets=self.settings.secrets,
+            )
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self.url}: {what} failed: {describe_error(exc, self.settings.secrets)}") from None
+
+    @property
+    def client(self):
+        if self._client is None:
+            raise StoreError(f"{self.url} is closed")
+        return self._client
+
+    def _load_schema(self) -> CollectionSchema | None:
+        if not self._call("index exists", lambda: bool(self.client.indices.exists(index=self.index))):
+            return None
+        mapping = self._call("get mapping", lambda: self.client.indices.get_mapping(index=self.index))
+        meta = (next(iter(dict(mapping).values()), {}).get("mappings") or {}).get("_meta") or {}
+        if META_KEY not in meta:
+            raise StoreError(f"{self.url}: index {self.index!r} exists but was not created by sparsehybrid; choose another index name")
+        return CollectionSchema.from_dict(meta[META_KEY])
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.settings.safe_url
+
+    @property
+    def schema(self) -> CollectionSchema | None:
+        return self._schema
+
+    def ensure_schema(self, wanted: CollectionSchema) -> CollectionSchema:
+        with self._lock:
+            if self._schema is not None:
+                self._schema.check_compatible(wanted)
+                return self._schema
+            schema = CollectionSchema.from_dict(wanted.to_dict())
+            body = self.index_body(schema)
+            self._call("create index", lambda: self.client.indices.create(index=self.index, body=body))
+            self._schema = schema
+            return schema
+
+    def _save_metadata_fields(self, fields: dict[str, str]) -> None:
+        with self._lock:
+            updated = CollectionSchema.from_dict({**self._schema.to_dict(), "metadata_fields": dict(fields)})
+            body = {"_meta": {META_KEY: updated.to_dict()}}
+            self._call("put mapping", lambda: self.client.indices.put_mapping(index=self.index, body=body))
+            self._schema = updated
+
+    def flush(self) -> None:
+        if self._schema is not None:
+            self._call("refresh", lambda: self.client.indices.refresh(index=self.index))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- writes ----------------------------------------------------------------------------
+    def _bulk(self, body: list[dict[str, Any]], names: Mapping[str, str]) -> None:
+        def run():
+            response = self.client.bulk(body=body, refresh=self._refresh)
+            failures = bulk_failures(response)
+            if any(status in (429, 503) for _, status, _ in failures):
+                raise RetryableBulkError(f"{len(failures)} bulk item(s) rejected as overloaded")
+            return failures
+
+        failures = self._call("bulk", run)
+        if failures:
+            pid, status, reason = failures[0]
+            raise StoreError(f"{self.url}: {len(failures)} point(s) rejected; first: {names.get(pid, pid)} (HTTP {status}) {reason}")
+
+    def _upsert(self, records: Sequence[PointRecord]) -> int:
+        if self._schema is None:
+            raise StoreError("collection does not exist yet: call ensure_schema() first")
+        bodies = [bulk_index_body(self.index, records[i : i + self.batch_size], self._schema) for i in range(0, len(records), self.batch_size)]
+        names = {r.id: f"record {r.chunk.doc_id!r} chunk {r.chunk.chunk}" for r in records}
+        for body in bodies:
+            self._bulk(body, names)
+        return len(records)
+
+    def delete_points(self, point_ids: Sequence[str]) -> None:
+        if not point_ids or self._schema is None:
+            return
+        ids = list(point_ids)
+        for i in range(0, len(ids), self.batch_size):
+            self._bulk(bulk_delete_body(self.index, ids[i : i + self.batch_size]), {})
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        if not doc_ids or self._schema is None:
+            return
+        body = {"query": {"terms": {"doc_id": list(doc_ids)}}}
+        self._call(
+            "delete by query",
+            lambda: self.client.delete_by_query(index=self.index, body=body, refresh=self._refresh != "false", conflicts="proceed"),
+        )
+
+    # -- reads -----------------------------------------------------------------------------
+    def count(self, filter: Mapping[str, Any] | None = None) -> int:
+        conditions = self._conditions(filter)
+        if self._schema is None:
+            return 0
+        body = {"query": filter_query(conditions)}
+        return int(self._call("count", lambda: self.client.count(index=self.index, body=body))["count"])
+
+    def get(self, point_ids: Sequence[str], with_sparse: bool = False) -> list[ScoredPoint]:
+        if not point_ids or self._schema is None:
+            return []
+        body = {"docs": [{"_id": pid, "_source": source_filter(with_sparse)} for pid in point_ids]}
+        docs = self._call("mget", lambda: self.client.mget(index=self.index, body=body))["docs"]
+        return [hit_to_point(d, 0.0, with_sparse) for d in docs if d.get("found")]
+
+    def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
+        if self._schema is None:
+            return
+        after = None
+        while True:
+            body: dict[str, Any] = {
+                "query": {"match_all": {}},
+                "size": int(batch_size),
+                "sort": [{"doc_id": "asc"}, {"chunk": "asc"}],
+                "_source": source_filter(False),
+            }
+            if after is not None:
+                body["search_after"] = after
+            hits = self._search("scroll", body)
+            for h in hits:
+                yield hit_to_point(h, 0.0)
+            if len(hits) < batch_size:
+                break
+            after = hits[-1]["sort"]
+
+    def _search(self, what: str, body: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
+        response = self._call(what, lambda: self.client.search(index=self.index, body=body, **params))
+        return list(response["hits"]["hits"])
+
+    def _search_sparse(self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool) -> list[ScoredPoint]:
+        body = self.sparse_search_body(vector, limit, conditions, with_sparse) if self._schema is not None else None
+        if body is None:
+            return []
+        return [hit_to_point(h, h["_score"], with_sparse) for h in self._search("sparse search", body)]
+
+    def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+        if self._schema is None:
+            return []
+        hits = self._search("dense search", self.dense_search_body(vector, limit, conditions))
+        return [hit_to_point(h, cosine_from_score(h["_score"])) for h in hits][: int(limit)]
+
+    def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+        if self._schema is None or not text.strip():
+            return []
+        return [hit_to_point(h, h["_score"]) for h in self._search("bm25 search", self.bm25_search_body(text, limit, conditions))]
+
+    def search_fused(
+        self,
+        *,
+        sparse: SparseVector | None = None,
+        dense: Sequence[float] | None = None,
+        text: str | None = None,
+        limit: int = 10,
+        candidates: int = 100,
+        k: int = 60,
+        weights: Mapping[str, float] | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[ScoredPoint]:
+        """RRF in the engine where the cluster supports it, else client-side with the same formula."""
+        conditions = self._conditions(filter)
+        if self._schema is None:
+            return []
+        parts: dict[str, Any] = {}
+        if sparse is not None and sparse_features(sparse):
+            parts[SPARSE] = sparse
+        if dense is not None:
+            parts[DENSE] = [float(x) for x in dense]
+        if text and text.strip() and self._schema.bm25:
+            parts[BM25] = text
+        if not parts:
+            return []
+        w = [float((weights or {}).get(n, 1.0)) for n in parts]
+        if self.native_fusion and len(parts) >= 2:
+            fused = self._native_fused(parts, limit, candidates, k, w, conditions)
+            if fused is not None:
+                return fused
+            if self.fusion == "server":
+                raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
+            self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
+        return self._client_fused(parts, limit, candidates, k, dict(zip(parts, w)), conditions)
+
+    def _client_fused(self, parts: dict[str, Any], limit: int, candidates: int, k: int, weights: dict[str, float], conditions: list[Condition]) -> list[ScoredPoint]:
+        runs = {
+            SPARSE: lambda v: self._search_sparse(v, candidates, conditions, False),
+            DENSE: lambda v: self._search_dense(v, candidates, conditions),
+            BM25: lambda v: self._search_bm25(v, candidates, conditions),
+        }
+        results = {name: runs[name](value) for name, value in parts.items()}
+        points = {p.id: p for ps in results.values() for p in ps}
+        fused = reciprocal_rank_fusion({n: [(p.id, p.score) for p in ps] for n, ps in results.items()}, k=k, weights=weights, limit=limit)
+        return [ScoredPoint(id=it.id, score=it.score, payload=points[it.id].payload) for it in fused]

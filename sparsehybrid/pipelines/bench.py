@@ -1,0 +1,540 @@
+"""Retrieve-then-rerank benchmark on BEIR folders, as a Prefect flow.
+
+For each dataset: index the corpus through the real :class:`~.indexing.Indexer` into a real store
+(incremental, so an unchanged corpus is not re-encoded), run every judged query through the real
+:class:`~sparsehybrid.search.HybridSearcher` for each method, score the runs with trec_eval
+measures (:mod:`.evaluation`), and write the table (Markdown, CSV), TREC run files, a JSON with
+every number and the configuration, and two charts. ``parity=True`` also runs
+sentence-transformers' own IR evaluators on the same models and data and compares NDCG@10, which
+catches a store or query layer that loses ranking quality.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .beir import BeirDataset, load_beir
+from .evaluation import METRICS, Run, binarize, evaluate, write_trec_run
+
+logger = logging.getLogger(__name__)
+
+#: Allowed |ours - sentence-transformers| NDCG@10: sparse search is exact, dense uses an ANN index.
+PARITY_TOLERANCE = {"Sparse": 0.002, "Dense": 0.01}
+
+PACKAGES = (
+    "sparsehybrid", "sentence-transformers", "transformers", "torch", "qdrant-edge-py",
+    "ir-measures", "pytrec-eval-terrier", "prefect", "numpy",
+)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One table row kind: a search mode, whether BM25 joins the fusion, whether to rerank."""
+
+    name: str
+    mode: str
+    with_bm25: bool = False
+    rerank: bool = False
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+
+@dataclass
+class BenchConfig:
+    """Everything that determines the numbers (recorded verbatim in the JSON)."""
+
+    datasets: list[str]
+    out: str = "results"
+    store: str | None = None
+    sparse_model: str | None = "splade-tiny"
+    dense_model: str | None = "all-MiniLM-L6-v2"
+    reranker: str | None = None
+    split: str = "test"
+    candidates: int = 100
+    rrf_k: int = 60
+    parity: bool = False
+    max_queries: int | None = None
+    batch_size: int = 32
+    max_length: int | None = None
+    device: str | None = None
+    bm25: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ValueError("give at least one BEIR dataset folder")
+        if self.sparse_model is None and self.dense_model is None and not self.bm25:
+            raise ValueError("nothing to benchmark: no sparse model, no dense model and no BM25")
+        if self.candidates < 10:
+            raise ValueError("candidates must be >= 10 (NDCG@10 and MRR@10 need ten results)")
+        if self.parity and (self.sparse_model is None or self.dense_model is None):
+            raise ValueError("--parity compares both the sparse and the dense model: give both")
+        names = [Path(d).name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset folder names must be unique (they name the outputs): {names}")
+
+    @property
+    def chunking(self) -> bool:
+        # sentence-transformers' evaluators truncate documents at max length; parity must too.
+        return not self.parity
+
+
+@dataclass
+class MethodResult:
+    dataset: str
+    method: str
+    metrics: dict[str, float]
+    p50_ms: float
+    p95_ms: float
+    queries: int
+    run_file: str
+
+
+# -- configuration helpers ---------------------------------------------------------------------
+def methods_for(sparse: bool, dense: bool, bm25: bool, rerank: bool) -> list[Method]:
+    """The rows the configured retrievers allow, in table order."""
+    base = []
+    if bm25:
+        base.append(Method("BM25", "bm25"))
+    if sparse:
+        base.append(Method("Sparse", "sparse"))
+    if dense:
+        base.append(Method("Dense", "dense"))
+    if sparse and dense:
+        base.append(Method("Hybrid RRF", "hybrid"))
+    if (sparse or dense) and bm25:
+        base.append(Method("Hybrid RRF+BM25", "hybrid", with_bm25=True))
+    if rerank:
+        base += [Method(m.name + "+Rerank", m.mode, m.with_bm25, True) for m in list(base)]
+    return base
+
+
+def index_fingerprint(cfg: BenchConfig) -> str:
+    """Short hash of what changes the stored vectors (the corpus itself is tracked per document)."""
+    blob = json.dumps(
+        {"sparse": cfg.sparse_model, "dense": cfg.dense_model, "max_length": cfg.max_length, "chunking": cfg.chunking, "bm25": cfg.bm25},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def store_url_for(cfg: BenchConfig, dataset: str) -> str:
+    """Per-dataset store: ``--store`` with ``{dataset}`` filled in (or ``-<dataset>`` appended when
+    several datasets share one URL), else ``qdrant-edge://<out>/index-<dataset>-<fingerprint>``."""
+    if cfg.store:
+        if "{dataset}" in cfg.store:
+            return cfg.store.replace("{dataset}", dataset)
+        return cfg.store if len(cfg.datasets) == 1 else f"{cfg.store.rstrip('/')}-{dataset}"
+    return f"qdrant-edge://{Path(cfg.out).resolve()}/index-{dataset}-{index_fingerprint(cfg)}"
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    out["python"] = platform.python_version()
+    return out
+
+
+def hardware() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
+    try:
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["gpu"] = None
+    return info
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _count_over_length(docs, tokenizer, max_length: int) -> int:
+    """Documents whose title + text is longer than ``max_length`` tokens (chunked or truncated)."""
+    texts = [d.full_text for d in docs]
+    n = 0
+    for i in range(0, len(texts), 1024):
+        ids = tokenizer(texts[i : i + 1024], add_special_tokens=True, verbose=False)["input_ids"]
+        n += sum(len(x) > max_length for x in ids)
+    return n
+
+
+# -- the stages --------------------------------------------------------------------------------
+def load_encoders(cfg: BenchConfig):
+    from ..encoders.dense import DenseEncoder
+    from ..encoders.reranker import Reranker
+    from ..encoders.sparse import SparseEncoder
+
+    sparse = SparseEncoder(cfg.sparse_model, device=cfg.device, batch_size=cfg.batch_size, max_length=cfg.max_length) if cfg.sparse_model else None
+    dense = DenseEncoder(cfg.dense_model, device=cfg.device, batch_size=cfg.batch_size, max_length=cfg.max_length) if cfg.dense_model else None
+    reranker = Reranker(cfg.reranker, device=cfg.device, batch_size=cfg.batch_size) if cfg.reranker else None
+    return sparse, dense, reranker
+
+
+def index_dataset(cfg: BenchConfig, ds: BeirDataset, sparse, dense, log=logger) -> tuple[Any, dict]:
+    """Index (or refresh) the dataset's store; returns the open store and indexing numbers."""
+    from ..connectors import open_store
+    from .indexing import Indexer
+
+    url = store_url_for(cfg, ds.name)
+    store = open_store(url)
+    if not cfg.chunking and store.schema is not None and store.count() > len(store.document_states()):
+        store.close()
+        raise ValueError(f"{url} holds chunked documents; --parity needs one point per document (use a fresh --store)")
+    indexer = Indexer(store, sparse, dense, bm25=cfg.bm25, batch_size=cfg.batch_size, chunking=cfg.chunking)
+    t_last = [time.perf_counter()]
+
+    def on_batch(stats) -> None:
+        if time.perf_counter() - t_last[0] > 30:
+            t_last[0] = time.perf_counter()
+            log.info("%s: %d/%d documents encoded (%.1f docs/s)", ds.name, stats.encoded, len(ds.corpus), stats.encoded / max(stats.encode_seconds, 1e-9))
+
+    stats = indexer.index(ds.corpus, sync=True, on_batch=on_batch)
+    store.optimize()
+    info = stats.as_dict()
+    info["store"] = store.url
+    info["reused"] = stats.encoded == 0
+    owner = sparse or dense
+    if owner is not None:
+        max_len = min(e.max_length for e in (sparse, dense) if e is not None)
+        info["max_length"] = max_len
+        info["documents_over_max_length"] = _count_over_length(ds.corpus, owner.tokenizer, max_len)
+        info["long_documents"] = "chunked" if cfg.chunking else "truncated"
+    sidecar = Path(cfg.out) / ds.name / "indexing.json"
+    if stats.encoded > 0:
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        sidecar.write_text(json.dumps(info, indent=2))
+        info["docs_per_second_measured"] = info["docs_per_second"]
+    elif sidecar.exists():
+        built = json.loads(sidecar.read_text())
+        if built.get("store") == info["store"]:
+            info["docs_per_second_measured"] = built.get("docs_per_second")
+            info["built_by"] = built
+    log.info("%s: %s", ds.name, {k: info[k] for k in ("seen", "added", "updated", "unchanged", "deleted", "chunks", "seconds", "docs_per_second")})
+    return store, info
+
+
+def run_method(searcher, ds: BeirDataset, method: Method, cfg: BenchConfig, log=logger) -> tuple[Run, list[float]]:
+    """Every evaluated query through the searcher; returns the run and per-query latencies (s)."""
+    kwargs = dict(top_k=cfg.candidates, mode=method.mode, candidates=cfg.candidates, rerank=method.rerank, rerank_top=cfg.candidates, explain=False)
+    first = next(iter(ds.queries.values()))
+    searcher.search(first, **kwargs)  # warm-up: lazy initialisation is not query latency
+    run: Run = {}
+    latencies: list[float] = []
+    for qid, text in ds.queries.items():
+        t = time.perf_counter()
+        hits = searcher.search(text, **kwargs)
+        latencies.append(time.perf_counter() - t)
+        run[qid] = [(h.doc_id, float(h.score)) for h in hits]
+    log.info("%s / %s: %d queries, p50 %.1f ms", ds.name, method.name, len(latencies), _percentile(latencies, 50) * 1000)
+    return run, latencies
+
+
+def st_parity(ds: BeirDataset, sparse, dense, runs: dict[str, Run], batch_size: int) -> dict[str, dict]:
+    """NDCG@10 from sentence-transformers' evaluators vs ours, on the same queries and texts.
+
+    The evaluators take ``{doc id: text}``; we give them ``Document.full_text`` (title + " " +
+    text), exactly what the indexer encoded, and binary relevance (gain > 0), their model.
+    """
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
+
+    corpus = {d.id: d.full_text for d in ds.corpus}
+    relevant = ds.relevant()
+    binary = binarize(ds.qrels)
+    out: dict[str, dict] = {}
+    for name, cls, model in (("Sparse", SparseInformationRetrievalEvaluator, sparse.model), ("Dense", InformationRetrievalEvaluator, dense.model)):
+        t = time.perf_counter()
+        ev = cls(queries=dict(ds.queries), corpus=corpus, relevant_docs=relevant, batch_size=batch_size, write_csv=False, show_progress_bar=False)
+        res = ev(model)
+        theirs = next(float(v) for k, v in res.items() if k.endswith("_ndcg@10"))
+        ours = evaluate(binary, runs[name], ds.queries)["NDCG@10"]
+        diff = ours - theirs
+        out[name] = {
+            "ours_ndcg@10": ours,
+            "sentence_transformers_ndcg@10": theirs,
+            "difference": diff,
+            "tolerance": PARITY_TOLERANCE[name],
+            "ok": abs(diff) <= PARITY_TOLERANCE[name],
+            "evaluator": cls.__name__,
+            "seconds": round(time.perf_counter() - t, 2),
+        }
+    return out
+
+
+# -- reports -----------------------------------------------------------------------------------
+COLUMNS = ["dataset", "method", *METRICS, "p50_ms", "p95_ms", "queries", "index_docs_per_s"]
+
+
+def table_rows(results: list[MethodResult], indexing: dict[str, dict]) -> list[dict]:
+    """One row per dataset and method, then a ``mean`` row per method (macro average over datasets)."""
+    rows = []
+    for r in results:
+        rows.append({"dataset": r.dataset, "method": r.method, **r.metrics, "p50_ms": r.p50_ms, "p95_ms": r.p95_ms, "queries": r.queries,
+                     "index_docs_per_s": indexing[r.dataset].get("docs_per_second_measured")})
+    datasets = list(dict.fromkeys(r.dataset for r in results))
+    if len(datasets) > 1:
+        speeds = [indexing[d] for d in datasets]
+        total_docs = sum(s.get("built_by", s)["added"] + s.get("built_by", s)["updated"] for s in speeds)
+        total_s = sum(s.get("built_by", s)["seconds"] for s in speeds)
+        overall = round(total_docs / total_s, 2) if total_s and all(s.get("docs_per_second_measured") for s in speeds) else None
+        for method in dict.fromkeys(r.method for r in results):
+            mine = [r for r in rows if r["method"] == method]
+            if len(mine) != len(datasets):
+                continue
+            mean = {k: sum(r[k] for r in mine) / len(mine) for k in [*METRICS, "p50_ms", "p95_ms"]}
+            rows.append({"dataset": "mean", "method": method, **mean, "queries": sum(r["queries"] for r in mine), "index_docs_per_s": overall})
+    return rows
+
+
+def _fmt(v: Any, key: str) -> str:
+    if v is None:
+        return "–"
+    if key in METRICS:
+        return f"{v:.4f}"
+    if key in ("p50_ms", "p95_ms", "index_docs_per_s"):
+        return f"{v:.1f}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = ["Dataset", "Method", *METRICS, "p50 ms", "p95 ms", "Queries", "Index docs/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for r in rows:
+        cells = [_fmt(r[k], k) for k in COLUMNS]
+        if r["dataset"] == "mean":
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ndcg_pivot(rows: list[dict]) -> str:
+    """NDCG@10 as methods × datasets (the compact table the README shows)."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    val = {(r["dataset"], r["method"]): r["NDCG@10"] for r in rows}
+    lines = ["| NDCG@10 | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{val[(d, m)]:.4f}" if (d, m) in val else "–" for d in datasets) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+
+
+def plot_ndcg(path: Path, rows: list[dict]) -> None:
+    """Grouped bars: NDCG@10 per method, one group per dataset (and the mean)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    val = {(r["dataset"], r["method"]): r["NDCG@10"] for r in rows}
+    x = np.arange(len(datasets))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets) + 0.3 * len(methods)), 3.8), dpi=100)
+    for i, m in enumerate(methods):
+        ys = [val.get((d, m), 0.0) for d in datasets]
+        ax.bar(x - 0.4 + width * (i + 0.5), ys, width, label=m)
+    ax.set_xticks(x, datasets)
+    ax.set_ylabel("NDCG@10")
+    ax.set_ylim(0, min(1.0, max(val.values()) * 1.25 + 0.02))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(3, len(methods)), loc="upper left")
+    ax.set_title("NDCG@10 per method")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_quality_latency(path: Path, rows: list[dict]) -> None:
+    """NDCG@10 against p50 query latency, one marker per method, one colour per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    markers = "osD^v<>phX*"
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
+    for di, d in enumerate(datasets):
+        for r in (r for r in rows if r["dataset"] == d):
+            mi = methods.index(r["method"])
+            ax.scatter(r["p50_ms"], r["NDCG@10"], color=f"C{di}", marker=markers[mi % len(markers)], s=60 if d == "mean" else 35,
+                       edgecolors="black" if d == "mean" else "none", label=None)
+    for di, d in enumerate(datasets):
+        ax.scatter([], [], color=f"C{di}", marker="o", label=d)
+    for mi, m in enumerate(methods):
+        ax.scatter([], [], color="grey", marker=markers[mi % len(markers)], label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 query latency (ms, log scale)")
+    ax.set_ylabel("NDCG@10")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.set_title("Quality against latency")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def parity_text(parity: dict[str, dict]) -> str:
+    lines = ["| Dataset | Retriever | ours NDCG@10 | sentence-transformers NDCG@10 | difference | tolerance | ok |", "|---|---|---:|---:|---:|---:|---|"]
+    for d, per in parity.items():
+        for name, p in per.items():
+            lines.append(f"| {d} | {name} | {p['ours_ndcg@10']:.4f} | {p['sentence_transformers_ndcg@10']:.4f} | {p['difference']:+.4f} | {p['tolerance']} | {'yes' if p['ok'] else '**NO**'} |")
+    return "\n".join(lines)
+
+
+# -- the flow ----------------------------------------------------------------------------------
+def _tasks():
+    """Prefect tasks, built lazily so importing this module does not import Prefect."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    opts = dict(cache_policy=NO_CACHE, persist_result=False)
+    return (
+        task(name="load-dataset", **opts)(load_beir),
+        task(name="index", **opts)(index_dataset),
+        task(name="search", **opts)(run_method),
+        task(name="parity", **opts)(st_parity),
+    )
+
+
+def run_bench(cfg: BenchConfig, log=logger) -> dict:
+    """The benchmark body (the Prefect flow wraps this). Returns the JSON report as a dict."""
+    from ..search import HybridSearcher
+
+    t0 = time.perf_counter()
+    load_task, index_task, search_task, parity_task = _tasks()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    sparse, dense, reranker = load_encoders(cfg)
+    model_seconds = time.perf_counter() - t
+    results: list[MethodResult] = []
+    indexing: dict[str, dict] = {}
+    datasets: dict[str, dict] = {}
+    parity: dict[str, dict] = {}
+    for folder in cfg.datasets:
+        ds = load_task(folder, split=cfg.split, max_queries=cfg.max_queries)
+        datasets[ds.name] = ds.summary()
+        log.info("%s: %d documents, %d queries evaluated, %d skipped (%d unjudged, %d without a relevant judgement)",
+                 ds.name, len(ds.corpus), len(ds.queries), ds.n_skipped, len(ds.skipped_unjudged), len(ds.skipped_no_relevant))
+        store, info = index_task(cfg, ds, sparse, dense, log=log)
+        indexing[ds.name] = info
+        try:
+            has_bm25 = cfg.bm25 and "bm25" in store.capabilities and bool(store.schema and store.schema.bm25)
+            two = HybridSearcher(store, sparse, dense, reranker, bm25=False, rrf_k=cfg.rrf_k) if (sparse or dense) else None
+            three = HybridSearcher(store, sparse, dense, reranker, bm25=True, rrf_k=cfg.rrf_k) if has_bm25 else None
+            runs: dict[str, Run] = {}
+            t = time.perf_counter()
+            for m in methods_for(sparse is not None, dense is not None, has_bm25, reranker is not None):
+                searcher = three if (m.with_bm25 or m.mode == "bm25") else two
+                run, lat = search_task(searcher, ds, m, cfg, log=log)
+                runs[m.name] = run
+                run_file = write_trec_run(out / "runs" / ds.name / f"{m.slug}.trec", run, tag=f"sparsehybrid-{m.slug}")
+                metrics = evaluate(ds.qrels, run, ds.queries)
+                results.append(MethodResult(ds.name, m.name, metrics, _percentile(lat, 50) * 1000, _percentile(lat, 95) * 1000, len(run), str(run_file.relative_to(out))))
+            datasets[ds.name]["search_seconds"] = round(time.perf_counter() - t, 2)
+        finally:
+            store.close()
+        if cfg.parity:
+            parity[ds.name] = parity_task(ds, sparse, dense, runs, cfg.batch_size)
+            for name, p in parity[ds.name].items():
+                log.info("parity %s / %s: ours %.4f, sentence-transformers %.4f, difference %+.4f (tolerance %s) %s", ds.name, name,
+                         p["ours_ndcg@10"], p["sentence_transformers_ndcg@10"], p["difference"], p["tolerance"], "ok" if p["ok"] else "FAILED")
+
+    rows = table_rows(results, indexing)
+    table = markdown_table(rows)
+    pivot = ndcg_pivot(rows)
+    md = f"## sparsehybrid bench\n\n{table}\n\n### NDCG@10\n\n{pivot}\n"
+    if parity:
+        md += f"\n### Parity with sentence-transformers' evaluators\n\n{parity_text(parity)}\n"
+    (out / "results.md").write_text(md, encoding="utf-8")
+    write_csv(out / "results.csv", rows)
+    plot_ndcg(out / "ndcg10.png", rows)
+    plot_quality_latency(out / "quality_latency.png", rows)
+    report = {
+        "config": {**asdict(cfg), "chunking": cfg.chunking, "rerank_top": cfg.candidates, "top_k": cfg.candidates,
+                   "fusion": "rrf", "metrics": dict(METRICS), "relevance": "graded gains; score <= 0 is non-relevant",
+                   "models": {"sparse": sparse.name if sparse else None, "dense": dense.name if dense else None, "reranker": reranker.name if reranker else None},
+                   "max_length": {"sparse": sparse.max_length if sparse else None, "dense": dense.max_length if dense else None}},
+        "versions": package_versions(),
+        "hardware": hardware(),
+        "datasets": datasets,
+        "indexing": indexing,
+        "results": [asdict(r) for r in results],
+        "table": rows,
+        "parity": parity,
+        "parity_ok": all(p["ok"] for per in parity.values() for p in per.values()) if parity else None,
+        "model_load_seconds": round(model_seconds, 2),
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "files": {"markdown": "results.md", "csv": "results.csv", "ndcg_chart": "ndcg10.png", "quality_latency_chart": "quality_latency.png"},
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    return report
+
+
+def bench_flow_fn(cfg_dict: dict) -> dict:
+    """Flow body: parameters travel as a plain dict so Prefect can record them."""
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    cfg = BenchConfig(**cfg_dict)
+    report = run_bench(cfg, log=get_run_logger())
+    md = (Path(cfg.out) / "results.md").read_text(encoding="utf-8")
+    create_markdown_artifact(markdown=md, key="sparsehybrid-bench", description=f"sparsehybrid bench on {', '.join(report['datasets'])}")
+    return report
+
+
+def bench(cfg: BenchConfig) -> dict:
+    """Run the benchmark as a Prefect flow (``sparsehybrid-bench``) and return its report."""
+    # The ephemeral API's 20 s start-up limit is too short on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from prefect import flow
+
+    f = flow(name="sparsehybrid-bench", log_prints=True, validate_parameters=False, persist_result=False)(bench_flow_fn)
+    return f(asdict(cfg))
