@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(help="Learned-sparse + dense hybrid search.", no_args_is_help=True, add_completion=False)
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # errors stay on one line: paths stay copyable
 
 DEFAULT_STORE = "qdrant-edge://./my-index"
 NONE_WORDS = {"none", "off", "no", ""}
@@ -303,7 +303,7 @@ def bench(
         report = run_bench_flow(cfg)
     except (StoreError, BeirFormatError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    console.print((out / "results.md").read_text(encoding="utf-8"), markup=False, highlight=False)
+    typer.echo((out / "results.md").read_text(encoding="utf-8"))
     skipped = {n: d["queries_skipped_unjudged"] + d["queries_skipped_no_relevant"] for n, d in report["datasets"].items()}
     if any(skipped.values()):
         console.print("queries skipped (no relevant judgement): " + ", ".join(f"{n} {k}" for n, k in skipped.items()))

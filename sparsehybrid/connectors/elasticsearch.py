@@ -144,11 +144,12 @@ def open_elasticsearch(url: str, **options: Any) -> ElasticsearchStore:
     """Factory for ``elasticsearch://`` and ``elasticsearchs://`` (see module docstring)."""
     from elasticsearch import Elasticsearch
 
-    fusion = str(options.pop("fusion", "auto"))
-    refresh = str(options.pop("refresh", "wait_for")).lower()
     settings = ConnectionSettings.from_url(
         url, env_prefix="ELASTICSEARCH", default_port=9200, tls_schemes=("elasticsearchs",), options=options,
+        known_extra=("fusion", "refresh"),
     )
+    fusion = settings.extra.get("fusion", "auto").lower()
+    refresh = settings.extra.get("refresh", "wait_for").lower()
     kwargs: dict[str, Any] = {}
     if settings.api_key:
         kwargs["api_key"] = settings.api_key

@@ -146,11 +146,12 @@ def open_opensearch(url: str, **options: Any) -> OpenSearchStore:
     """Factory for ``opensearch://`` and ``opensearchs://`` (see module docstring)."""
     from opensearchpy import OpenSearch
 
-    fusion = str(options.pop("fusion", "auto"))
-    refresh = str(options.pop("refresh", "wait_for")).lower()
     settings = ConnectionSettings.from_url(
         url, env_prefix="OPENSEARCH", default_port=9200, tls_schemes=("opensearchs",), options=options,
+        known_extra=("fusion", "refresh"),
     )
+    fusion = settings.extra.get("fusion", "auto").lower()
+    refresh = settings.extra.get("refresh", "wait_for").lower()
     kwargs: dict[str, Any] = {}
     if settings.user and settings.password:
         kwargs["http_auth"] = (settings.user, settings.password)

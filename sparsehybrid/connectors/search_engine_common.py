@@ -216,6 +216,9 @@ def cosine_from_score(score: float) -> float:
     return 2.0 * float(score) - 1.0
 
 
+_UNLOADED = object()
+
+
 class RetryableBulkError(Exception):
     """Some bulk items were rejected as overloaded (429/503): the whole batch is retried."""
 
@@ -247,8 +250,17 @@ class SearchEngineStore(VectorStore):
         self.native_fusion = fusion != "client"
         self._refresh = {"wait_for": "wait_for", "true": "true", "false": "false"}[refresh]
         self._lock = threading.RLock()
-        self._schema: CollectionSchema | None = None
-        self._schema = self._load_schema()
+        self._schema_value: Any = _UNLOADED  # loaded on first use: constructing never contacts the cluster
+
+    @property
+    def _schema(self) -> CollectionSchema | None:
+        if self._schema_value is _UNLOADED:
+            self._schema_value = self._load_schema()
+        return self._schema_value
+
+    @_schema.setter
+    def _schema(self, value: CollectionSchema | None) -> None:
+        self._schema_value = value
 
     # -- engine hooks ----------------------------------------------------------------------
     @staticmethod

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from .retry import RetryPolicy
 
@@ -58,8 +58,13 @@ class ConnectionSettings:
 
     @property
     def safe_url(self) -> str:
-        """The URL without credentials: safe to log, and enough to reopen (secrets come from env)."""
-        return f"{self.scheme}://{self.host}:{self.port}/{self.name}"
+        """The URL without credentials: safe to log, and enough to reopen (secrets come from env).
+
+        Non-secret options that change behaviour (``verify``, ``ca``, connector extras) are kept.
+        """
+        query = {**({"verify": "false"} if not self.verify else {}), **({"ca": self.ca_bundle} if self.ca_bundle else {}), **self.extra}
+        suffix = ("?" + urlencode(sorted(query.items()))) if query else ""
+        return f"{self.scheme}://{self.host}:{self.port}/{self.name}{suffix}"
 
     @property
     def secrets(self) -> list[str]:

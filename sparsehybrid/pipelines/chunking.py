@@ -45,22 +45,34 @@ class Chunker:
         bodies = self.tokenizer([d.text for d in docs], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         titles = self.tokenizer([d.title or "" for d in docs], add_special_tokens=False, verbose=False)["input_ids"]
         out = []
-        for doc, offsets, title_ids in zip(docs, bodies["offset_mapping"], titles):
+        for i, (doc, offsets, title_ids) in enumerate(zip(docs, bodies["offset_mapping"], titles)):
             window = max(self.min_window, self.max_tokens - special - len(title_ids))
-            out.append(self._windows(doc, offsets, window))
+            out.append(self._windows(doc, offsets, bodies.word_ids(i), window))
         return out
 
-    def _windows(self, doc: Document, offsets: list[tuple[int, int]], window: int) -> list[Chunk]:
+    def _windows(self, doc: Document, offsets: list[tuple[int, int]], word_ids: list, window: int) -> list[Chunk]:
         h = doc.content_hash()
-        if len(offsets) <= window:
+        n_tokens = len(offsets)
+        if n_tokens <= window:
             return [Chunk(doc.id, 0, doc.text, 0, len(doc.text), doc.title, doc.metadata, h, 1)]
-        step = max(1, window - min(self.overlap, window // 2))
-        starts = list(range(0, len(offsets) - window + step, step))
-        spans = []
-        for s in starts:
-            e = min(s + window, len(offsets))
+
+        def word_start(t: int) -> int:
+            # Windows begin and end on word boundaries: a word cut into sub-word pieces would
+            # be unsearchable in both chunks.
+            while t > 0 and word_ids[t] is not None and word_ids[t] == word_ids[t - 1]:
+                t -= 1
+            return t
+
+        overlap = min(self.overlap, window // 2)
+        spans, s = [], 0
+        while True:
+            e = min(s + window, n_tokens)
+            if e < n_tokens and word_start(e) > s + overlap:
+                e = word_start(e)
             spans.append((offsets[s][0], offsets[e - 1][1]))
-            if e == len(offsets):
+            if e == n_tokens:
                 break
+            nxt = word_start(max(e - overlap, s + 1))
+            s = nxt if nxt > s else e
         n = len(spans)
         return [Chunk(doc.id, i, doc.text[a:b], a, b, doc.title, doc.metadata, h, n) for i, (a, b) in enumerate(spans)]

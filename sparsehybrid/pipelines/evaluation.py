@@ -1,9 +1,10 @@
 """Retrieval metrics (through ``ir-measures``, i.e. trec_eval) and TREC run files.
 
-Metrics are never re-implemented here: ``ir-measures`` computes them with ``pytrec_eval``, the
-reference trec_eval code, so numbers match what other papers and tools report. trec_eval
-orders a run by score (ties by document id), so a run file written here and read back
-evaluates to exactly the same numbers.
+Metrics are never re-implemented here: ``ir-measures`` picks, per measure, a provider that
+supports it exactly (``pytrec_eval``, the reference trec_eval code, for nDCG/AP/R; the MS MARCO
+evaluator for RR@10, which trec_eval cannot cut off), so numbers match what other papers and tools
+report. Evaluation orders a run by score, so a run file written here and read back evaluates to
+exactly the same numbers.
 
 A ``Run`` is ``{query id: [(doc id, score), ...]}`` in the system's rank order; ``Qrels`` is
 ``{query id: {doc id: gain}}`` where gain <= 0 means judged non-relevant.
@@ -52,7 +53,8 @@ def per_query(qrels: Qrels, run: Mapping[str, Sequence[tuple[str, float]]], quer
     run_sub = {q: {d: float(s) for d, s in run.get(q, [])} for q in qids if run.get(q)}
     out: dict[str, dict[str, float]] = {name: {q: 0.0 for q in qids} for name in metrics}
     if run_sub:
-        evaluator = ir_measures.pytrec_eval.evaluator(list(measures.values()), qrels_sub)
+        # Not ir_measures.pytrec_eval directly: that provider silently ignores RR's cutoff.
+        evaluator = ir_measures.evaluator(list(measures.values()), qrels_sub)
         for m in evaluator.iter_calc(run_sub):
             if m.query_id in wanted:
                 out[by_measure[m.measure]][m.query_id] = float(m.value)

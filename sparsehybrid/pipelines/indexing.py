@@ -128,6 +128,36 @@ class Indexer:
         dense = self.dense.encode_document(texts) if self.dense is not None else [None] * len(chunks)
         return [PointRecord(c, s, d) for c, s, d in zip(chunks, sparse, dense)]
 
+    def select(
+        self,
+        batch: Iterable[SourceItem | Document],
+        stored: dict[str, tuple[str, int]],
+        stats: IndexStats,
+        seen_ids: set[str],
+    ) -> list[tuple[Document, tuple[str, int] | None]]:
+        """Validate a batch and keep what needs encoding, as (document, stored state or None).
+
+        Rejected and unchanged documents are counted in ``stats``; valid ids go to ``seen_ids``.
+        """
+        docs = []
+        for item in batch:
+            if isinstance(item, Rejected):
+                stats.rejected.append(item)
+                continue
+            try:
+                item.validate()
+            except InvalidRecordError as err:
+                stats.rejected.append(Rejected.from_error(err, "(document)"))
+                continue
+            stats.seen += 1
+            seen_ids.add(item.id)
+            old = stored.get(item.id)
+            if old is not None and self.skip_unchanged and old[0] == item.content_hash():
+                stats.unchanged += 1
+                continue
+            docs.append((item, old))
+        return docs
+
     def chunk(self, docs: Sequence[Document]) -> list[list[Chunk]]:
         if self.chunker is None:
             return [[Chunk(d.id, 0, d.text, 0, len(d.text), d.title, d.metadata, d.content_hash(), 1)] for d in docs]
@@ -161,36 +191,14 @@ class Indexer:
         pending: Future | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upsert") as pool:
             for batch in _batches(_dedupe(itertools.chain(head, items), stats), self.batch_size):
-                docs = []
-                for item in batch:
-                    if isinstance(item, Rejected):
-                        stats.rejected.append(item)
-                        continue
-                    try:
-                        item.validate()
-                    except InvalidRecordError as err:
-                        stats.rejected.append(Rejected.from_error(err, "(document)"))
-                        continue
-                    stats.seen += 1
-                    seen_ids.add(item.id)
-                    old = stored.get(item.id)
-                    if old is not None and self.skip_unchanged and old[0] == item.content_hash():
-                        stats.unchanged += 1
-                        continue
-                    docs.append((item, old))
+                docs = self.select(batch, stored, stats, seen_ids)
                 if not docs:
                     continue
                 t_enc = time.perf_counter()
                 chunk_lists = self.chunk([d for d, _ in docs])
                 records = self.encode([c for cl in chunk_lists for c in cl])
                 stats.encode_seconds += time.perf_counter() - t_enc
-                # Surplus chunks of documents that got shorter.
-                stale = [
-                    Chunk(d.id, i, "", 0, 0).point_id
-                    for (d, old), cl in zip(docs, chunk_lists)
-                    if old is not None
-                    for i in range(len(cl), old[1])
-                ]
+                stale = stale_point_ids(docs, [len(cl) for cl in chunk_lists])
                 if pending is not None:
                     stats.upsert_seconds += pending.result()
                 pending = pool.submit(self._write, records, stale)
@@ -215,10 +223,29 @@ class Indexer:
 
     def _write(self, records: list[PointRecord], stale: list[str]) -> float:
         t = time.perf_counter()
-        self.store.upsert(records)
-        if stale:
-            self.store.delete_points(stale)
+        write_batch(self.store, records, stale)
         return time.perf_counter() - t
+
+
+def stale_point_ids(docs: Sequence[tuple[Document, tuple[str, int] | None]], n_chunks: Sequence[int]) -> list[str]:
+    """Point ids of the surplus chunks of documents that got shorter (now ``n`` chunks, stored more)."""
+    return [
+        Chunk(d.id, i, "", 0, 0).point_id
+        for (d, old), n in zip(docs, n_chunks)
+        if old is not None
+        for i in range(n, old[1])
+    ]
+
+
+def write_batch(store: VectorStore, records: Sequence[PointRecord], stale: Sequence[str]) -> None:
+    """Delete surplus chunks, then upsert.
+
+    In this order a run killed in between leaves chunk 0 with the *old* content hash, so the
+    next run re-encodes the document; the other order could leave orphans behind a new hash.
+    """
+    if stale:
+        store.delete_points(list(stale))
+    store.upsert(records)
 
 
 def _dedupe(items: Iterator[SourceItem | Document], stats: IndexStats) -> Iterator[SourceItem | Document]:

@@ -111,7 +111,8 @@ def beir_corpus(folder: str | Path) -> Path:
 
 
 def open_source(path: str | Path, fields: FieldMap | None = None, format: str | None = None) -> Iterator[SourceItem]:
-    """Pick a reader by ``format`` or by what ``path`` is: a ``.jsonl`` file or a BEIR folder.
+    """Pick a reader by ``format`` or by what ``path`` is: a ``.jsonl``/``.csv``/``.tsv``/``.parquet``
+    file, a BEIR folder, or a folder of ``.txt``/``.md`` files.
 
     Other formats register in :data:`READERS` (``format name -> callable(path, fields)``).
     """
@@ -129,10 +130,97 @@ def _guess_format(p: Path) -> str:
             return "beir"
         return "dir"
     suffix = p.suffix.lower().lstrip(".")
-    return {"jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl"}.get(suffix, suffix)
+    return {"jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "pq": "parquet"}.get(suffix, suffix)
+
+
+@dataclass
+class CsvSource:
+    """A CSV (or TSV) file with a header row; every cell is a string (ids included)."""
+
+    path: Path
+    fields: FieldMap = field(default_factory=FieldMap)
+    delimiter: str = ","
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        import csv
+
+        csv.field_size_limit(1 << 30)  # long documents are the point, not an error
+        with open(self.path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=self.delimiter)
+            if not reader.fieldnames:
+                return
+            for row in reader:
+                where = f"{self.path.name}:{reader.line_num}"
+                if None in row:  # more cells than header columns
+                    yield Rejected(where, "(row)", f"{len(row[None])} cell(s) more than the {len(reader.fieldnames)} header columns")
+                    continue
+                yield self.fields.build(dict(row), where)
+
+
+@dataclass
+class ParquetSource:
+    """A Parquet file, read in row batches so a large file never sits in memory whole."""
+
+    path: Path
+    fields: FieldMap = field(default_factory=FieldMap)
+    batch_rows: int = 1024
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        import pyarrow.parquet as pq
+
+        row = 0
+        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=self.batch_rows):
+            for record in batch.to_pylist():
+                row += 1
+                yield self.fields.build(record, f"{self.path.name}:row {row}")
+
+
+@dataclass
+class TextDirSource:
+    """A folder of ``.txt``/``.md`` files (recursively): id = relative path, title = first
+    Markdown heading or the file stem, metadata = the extension."""
+
+    path: Path
+    fields: FieldMap = field(default_factory=FieldMap)
+    suffixes: tuple[str, ...] = (".txt", ".md", ".markdown")
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        files = sorted(p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in self.suffixes)
+        for f in files:
+            rel = f.relative_to(self.path).as_posix()
+            try:
+                text = f.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                yield Rejected(rel, "text", f"invalid UTF-8 at byte {exc.start}")
+                continue
+            doc = Document(id=rel, text=text, title=_markdown_title(text) or f.stem, metadata={"extension": f.suffix.lower().lstrip(".")})
+            try:
+                doc.validate()
+            except InvalidRecordError as err:
+                yield Rejected.from_error(err, rel)
+                continue
+            yield doc
+
+
+def _markdown_title(text: str) -> str | None:
+    """The first ATX heading (``# Title``), outside fenced code blocks."""
+    fenced = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced and stripped.startswith("#"):
+            title = stripped.lstrip("#")
+            if title[:1] in (" ", "\t") and title.strip().strip("#").strip():
+                return title.strip().strip("#").strip()
+    return None
 
 
 READERS: dict[str, Any] = {
     "jsonl": lambda p, f: JsonlSource(p, f),
     "beir": lambda p, f: JsonlSource(beir_corpus(p), f),
+    "csv": lambda p, f: CsvSource(p, f),
+    "tsv": lambda p, f: CsvSource(p, f, delimiter="\t"),
+    "parquet": lambda p, f: ParquetSource(p, f),
+    "dir": lambda p, f: TextDirSource(p, f),
 }

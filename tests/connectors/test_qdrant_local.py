@@ -28,7 +28,7 @@ class TestQdrantServerConformance(StoreConformance):
     @pytest.fixture
     def store(self):
         name = f"sparsehybrid-test-{uuid.uuid4().hex[:12]}"
-        store = open_store(os.environ["QDRANT_URL"].rstrip("/") + f"/{name}")
+        store = open_store(os.environ["QDRANT_URL"], collection=name)
         yield store
         try:
             if store._client is not None:

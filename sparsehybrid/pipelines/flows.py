@@ -1,0 +1,345 @@
+"""The Prefect ingestion flow: read → plan → encode (per batch, on threads or Dask) → write.
+
+It drives the same stages as :class:`~sparsehybrid.pipelines.indexing.Indexer` (selection by
+content hash, chunking, encoding, surplus-chunk deletion), split into Prefect tasks:
+
+* ``read-source`` and ``plan-batches`` run in the flow's process: they read the corpus, compare
+  content hashes with the store, and cut the documents that need encoding into batches.
+* ``encode-batch`` tasks are *submitted* to the task runner (threads by default, Dask workers
+  with ``dask:`` in the config). Each process keeps one encoder per (model, device) in a module
+  cache, so a worker loads its models once; with several GPUs each worker takes one.
+* ``write-batch`` runs in the flow's process, with retries and exponential backoff. The
+  embedded Qdrant Edge store admits one process, so workers return records instead of opening
+  it; while batch n is written, the next batches are being encoded.
+
+Resuming needs no checkpoint: point ids are deterministic and chunk 0 carries the document's
+content hash, so a re-run after a crash (even ``kill -9``) skips every batch already written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import quote
+
+from ..connectors import open_store
+from ..connectors.base import CollectionSchema, VectorStore
+from ..types import Document, PointRecord
+from .config import DaskConfig, ModelsConfig, PipelineConfig, SourceConfig
+from .indexing import Indexer, IndexStats, _dedupe, estimate_avg_len, schema_for, stale_point_ids, write_batch
+from .sources import Rejected, SourceItem, open_source
+
+FLOW_NAME = "sparsehybrid-index"
+ARTIFACT_KEY = "sparsehybrid-index-summary"
+
+# -- one encoder per process (per GPU) ---------------------------------------------------------
+
+_ENCODERS: dict[tuple, tuple[Indexer, threading.Lock]] = {}
+_ENCODERS_GUARD = threading.Lock()
+
+
+def worker_device(device: str | None) -> str | None:
+    """The device this process should encode on: with several GPUs, Dask worker i takes GPU i mod n."""
+    if device not in (None, "cuda"):
+        return device
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n <= 1:
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+        idx = int(name) if str(name).lstrip("-").isdigit() else sum(map(ord, str(name)))
+    except (ImportError, ValueError):  # not on a Dask worker
+        idx = 0
+    return f"cuda:{idx % n}"
+
+
+def cached_encoder(models: ModelsConfig, chunk_overlap: int) -> tuple[Indexer, threading.Lock]:
+    """This process's encoders (an :class:`Indexer` without a store) and the lock that serialises
+    their use: fast tokenizers and one GPU are not meant to be driven by two threads at once."""
+    device = worker_device(models.device)
+    key = (models.sparse, models.dense, models.bm25, device, models.max_length, models.encode_batch_size, chunk_overlap)
+    with _ENCODERS_GUARD:
+        if key not in _ENCODERS:
+            from ..encoders.dense import DenseEncoder
+            from ..encoders.sparse import SparseEncoder
+
+            kw = dict(device=device, max_length=models.max_length, batch_size=models.encode_batch_size)
+            sparse = SparseEncoder(models.sparse, **kw) if models.sparse else None
+            dense = DenseEncoder(models.dense, **kw) if models.dense else None
+            indexer = Indexer(None, sparse, dense, bm25=models.bm25, chunk_overlap=chunk_overlap)  # type: ignore[arg-type]
+            _ENCODERS[key] = (indexer, threading.Lock())
+        return _ENCODERS[key]
+
+
+@dataclass
+class EncodedBatch:
+    """What an encode task sends back: the records, chunks per document, and encode time."""
+
+    records: list[PointRecord]
+    n_chunks: list[int]
+    seconds: float
+    worker: str
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+
+@task(name="describe-encoders", cache_policy=NO_CACHE)
+def describe_encoders(models: ModelsConfig, chunk_overlap: int) -> CollectionSchema:
+    """The collection schema the encoders imply (loads them on a worker, so the flow needn't)."""
+    indexer, _ = cached_encoder(models, chunk_overlap)
+    return schema_for(indexer.sparse, indexer.dense, models.bm25)
+
+
+@task(name="read-source", cache_policy=NO_CACHE)
+def read_source(source: SourceConfig) -> list[SourceItem]:
+    """Every record of the source, as Documents and Rejected (last duplicate id wins later)."""
+    return list(open_source(source.path, source.fields.field_map(), source.format))
+
+
+@task(name="plan-batches", cache_policy=NO_CACHE)
+def plan_batches(items: Sequence[SourceItem], stored: dict[str, tuple[str, int]], batch_size: int):
+    """Validate, drop duplicates and unchanged documents, and cut the rest into batches.
+
+    Returns (batches of (document, stored state or None), stats so far, ids seen).
+    """
+    stats, seen = IndexStats(), set()
+    selector = Indexer(None, bm25=True)  # type: ignore[arg-type]  # selection needs no encoder
+    todo = selector.select(_dedupe(iter(items), stats), stored, stats, seen)
+    return [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)], stats, seen
+
+
+@task(name="encode-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def encode_batch(docs: list[Document], models: ModelsConfig, chunk_overlap: int) -> EncodedBatch:
+    """Chunk and encode one batch with this process's cached encoders."""
+    indexer, lock = cached_encoder(models, chunk_overlap)
+    with lock:
+        t = time.perf_counter()
+        chunk_lists = indexer.chunk(docs)
+        records = indexer.encode([c for cl in chunk_lists for c in cl])
+        seconds = time.perf_counter() - t
+    return EncodedBatch(records, [len(cl) for cl in chunk_lists], seconds, f"{os.uname().nodename}:{os.getpid()}")
+
+
+@task(
+    name="write-batch",
+    cache_policy=NO_CACHE,
+    retries=4,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_jitter_factor=0.5,
+)
+def write_batch_task(store: VectorStore, records: list[PointRecord], stale: list[str]) -> float:
+    """Delete surplus chunks and upsert one batch (idempotent, so retrying is safe)."""
+    t = time.perf_counter()
+    write_batch(store, records, stale)
+    return time.perf_counter() - t
+
+
+@task(
+    name="delete-vanished",
+    cache_policy=NO_CACHE,
+    retries=4,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_jitter_factor=0.5,
+)
+def delete_vanished(store: VectorStore, doc_ids: list[str]) -> int:
+    store.delete_documents(doc_ids)
+    return len(doc_ids)
+
+
+# -- the flow ------------------------------------------------------------------------------------
+
+
+def load_config(config: dict[str, Any] | str | PipelineConfig) -> PipelineConfig:
+    """A config object, a dict, or the path of a YAML/TOML file (what a deployment passes)."""
+    if isinstance(config, PipelineConfig):
+        return config
+    if isinstance(config, (str, os.PathLike)):
+        return PipelineConfig.from_file(config)
+    return PipelineConfig.parse(config)
+
+
+@flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=2), persist_result=False)
+def index_flow(config: dict[str, Any] | str) -> dict[str, Any]:
+    """Index the configured source into the configured store; returns the run summary.
+
+    ``config`` is a :class:`PipelineConfig` as a dict, or the path of a YAML/TOML file.
+    With ``dask:`` set, the batches run in a subflow on a ``DaskTaskRunner``.
+    """
+    cfg = load_config(config)
+    if cfg.dask is None:
+        return run_batches(cfg)
+    runner = dask_task_runner(cfg.dask)
+    return _index_on_dask.with_options(task_runner=runner)(config=cfg.model_dump(mode="json"))
+
+
+@flow(name=FLOW_NAME + "-dask", persist_result=False)
+def _index_on_dask(config: dict[str, Any]) -> dict[str, Any]:
+    return run_batches(load_config(config))
+
+
+def dask_task_runner(dask: DaskConfig):
+    from prefect_dask import DaskTaskRunner
+
+    if dask.address:
+        return DaskTaskRunner(address=dask.address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": dask.n_workers,
+            "threads_per_worker": dask.threads_per_worker,
+            "processes": dask.processes,
+            "dashboard_address": ":0",
+        }
+    )
+
+
+def _encode_slots() -> int:
+    """How many encode tasks to keep in flight: every Dask thread, or one ahead of the writer."""
+    runner = get_run_context().task_runner
+    client = getattr(runner, "client", None)
+    if client is not None and hasattr(client, "nthreads"):
+        return max(1, sum(client.nthreads().values()))
+    return 1
+
+
+def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
+    """The flow body (runs inside a flow run)."""
+    log = get_run_logger()
+    t0 = time.perf_counter()
+    stages: dict[str, float] = {}
+    store = open_store(cfg.store_url())
+    log.info("indexing %s into %s", cfg.source.path, store.url)
+    try:
+        # Model loading (on a worker) overlaps reading the source.
+        described = describe_encoders.submit(cfg.models, cfg.chunk_overlap)
+        t = time.perf_counter()
+        items = read_source(cfg.source)
+        stages["read"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        wanted = described.result()
+        stages["load models"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if cfg.models.bm25 and store.schema is None:
+            wanted.bm25_avg_len = estimate_avg_len(store, [d for d in items[:2000] if isinstance(d, Document)])
+        store.ensure_schema(wanted)
+        stored = store.document_states()
+        batches, stats, seen_ids = plan_batches(quote(items), quote(stored), cfg.batch_size)
+        stages["plan"] = time.perf_counter() - t
+        n_todo = sum(len(b) for b in batches)
+        log.info(
+            "%d documents: %d to encode in %d batches, %d unchanged, %d rejected, %d duplicate ids",
+            stats.seen, n_todo, len(batches), stats.unchanged, len(stats.rejected), stats.duplicates,
+        )
+        for r in stats.rejected[:20]:
+            log.warning("rejected %s", r)
+
+        t = time.perf_counter()
+        slots = _encode_slots()
+        pending: deque = deque()
+        workers: set[str] = set()
+
+        def finish(i: int, batch, future) -> None:
+            encoded: EncodedBatch = future.result()
+            stats.encode_seconds += encoded.seconds
+            workers.add(encoded.worker)
+            stale = stale_point_ids(batch, encoded.n_chunks)
+            stats.upsert_seconds += write_batch_task(quote(store), quote(encoded.records), quote(stale))
+            stats.added += sum(1 for _, old in batch if old is None)
+            stats.updated += sum(1 for _, old in batch if old is not None)
+            stats.chunks += len(encoded.records)
+            log.info(
+                "batch %d/%d written: %d documents, %d chunks (encoded in %.2fs on %s)",
+                i + 1, len(batches), len(batch), len(encoded.records), encoded.seconds, encoded.worker,
+            )
+
+        for i, batch in enumerate(batches):
+            docs = [d for d, _ in batch]
+            pending.append((i, batch, encode_batch.submit(quote(docs), cfg.models, cfg.chunk_overlap)))
+            while len(pending) > slots:
+                finish(*pending.popleft())
+        while pending:
+            finish(*pending.popleft())
+        stages["encode + write"] = time.perf_counter() - t
+
+        if cfg.sync:
+            t = time.perf_counter()
+            vanished = sorted(set(stored) - seen_ids)
+            if vanished:
+                stats.deleted = delete_vanished(quote(store), vanished)
+                log.info("deleted %d documents no longer in the source", stats.deleted)
+            stages["delete"] = time.perf_counter() - t
+        t = time.perf_counter()
+        store.flush()
+        if stats.encoded or stats.deleted:
+            store.optimize()
+        stages["flush"] = time.perf_counter() - t
+    finally:
+        store.close()
+    stats.seconds = time.perf_counter() - t0
+    if cfg.dead_letter and stats.rejected:
+        _write_dead_letter(cfg.dead_letter, stats.rejected)
+    summary = stats.as_dict() | {
+        "store": store.url,
+        "batches": len(batches),
+        "encode_workers": len(workers),
+        "stages": {k: round(v, 3) for k, v in stages.items()},
+        "rejected_records": [str(r) for r in stats.rejected[:100]],
+    }
+    create_markdown_artifact(markdown=summary_markdown(summary), key=ARTIFACT_KEY, description="sparsehybrid indexing run")
+    log.info(
+        "done: %d seen, %d added, %d updated, %d unchanged, %d deleted, %d rejected in %.1fs (%.1f docs/s)",
+        stats.seen, stats.added, stats.updated, stats.unchanged, stats.deleted, len(stats.rejected), stats.seconds, stats.docs_per_second,
+    )
+    return summary
+
+
+def _write_dead_letter(path: Path, rejected: list[Rejected]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ctx = get_run_context()
+    run_id = str(getattr(getattr(ctx, "flow_run", None), "id", ""))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    with open(path, "a", encoding="utf-8") as fh:
+        for r in rejected:
+            fh.write(json.dumps({"record": r.record, "field": r.field, "reason": r.reason, "flow_run": run_id, "at": stamp}, ensure_ascii=False) + "\n")
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+    """The run summary as the Markdown of the Prefect artifact."""
+    rows = [
+        ("documents seen", s["seen"]), ("added", s["added"]), ("updated", s["updated"]),
+        ("unchanged", s["unchanged"]), ("deleted", s["deleted"]), ("rejected", s["rejected"]),
+        ("duplicate ids", s["duplicates"]), ("chunks written", s["chunks"]), ("batches", s["batches"]),
+        ("encode workers", s["encode_workers"]), ("throughput (encoded docs/s)", s["docs_per_second"]),
+        ("total seconds", s["seconds"]), ("encode seconds (summed over workers)", s["encode_seconds"]),
+        ("write seconds", s["upsert_seconds"]),
+    ]
+    lines = [f"# Indexing run into `{s['store']}`", "", "| | |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += ["", "## Time per stage (wall seconds)", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in s["stages"].items()]
+    if s["rejected_records"]:
+        lines += ["", "## Rejected records", ""] + [f"- {r}" for r in s["rejected_records"]]
+    return "\n".join(lines) + "\n"
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    """Run :func:`index_flow` for ``cfg`` (against PREFECT_API_URL, or a temporary local API)."""
+    return index_flow(config=cfg.model_dump(mode="json"))
