@@ -100,7 +100,7 @@ def _print_stats(stats, store) -> None:
 
 @app.command()
 def index(
-    source: Path = typer.Argument(..., help="A .jsonl file or a BEIR folder (corpus.jsonl)."),
+    source: Optional[Path] = typer.Argument(None, help="A .jsonl/.csv/.tsv/.parquet file, a BEIR folder, or a folder of .txt/.md files (or use --config)."),
     store: str = typer.Option(DEFAULT_STORE, "--store", "-s", help="Store URL, e.g. qdrant-edge://./my-index."),
     sparse_model: str = typer.Option("splade-tiny", help="SparseEncoder id or path ('none' to skip)."),
     dense_model: str = typer.Option("all-MiniLM-L6-v2", help="SentenceTransformer id or path ('none' to skip)."),
@@ -113,29 +113,57 @@ def index(
     text_field: str = typer.Option("text"),
     title_field: str = typer.Option("title"),
     format: Optional[str] = typer.Option(None, help="Source format (default: from the path)."),
+    metadata_field: Optional[list[str]] = typer.Option(None, "--metadata-field", help="Keep only these fields as metadata (repeatable)."),
+    chunk_overlap: int = typer.Option(32, min=0, help="Tokens shared by consecutive chunks of a long document."),
+    dask_address: Optional[str] = typer.Option(None, help="Encode on this Dask scheduler (tcp://host:8786)."),
+    dask_workers: Optional[int] = typer.Option(None, min=1, help="Encode on a local Dask cluster of N worker processes."),
+    dead_letter: Optional[Path] = typer.Option(None, help="Append rejected records to this JSONL file."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A pipeline YAML/TOML file (then the other options are ignored)."),
 ) -> None:
-    """Encode a corpus and upsert it into a store (incremental: unchanged documents are skipped)."""
-    from .connectors import StoreError
-    from .pipelines.sources import FieldMap, open_source
+    """Encode a corpus and upsert it into a store, as a Prefect flow (incremental: unchanged
+    documents are skipped; a killed run resumes by running it again).
 
-    if not source.exists():
-        _fail(f"{source} does not exist")
-    fields = FieldMap(id=id_field, text=text_field, title=title_field or None)
+    Uses the Prefect API at PREFECT_API_URL, or a temporary local one.
+    """
+    from .connectors import StoreError
+    from .pipelines.config import PipelineConfig, PipelineConfigError
+
     try:
-        items = open_source(source, fields, format)
-        total = None
-        corpus_file = source / "corpus.jsonl" if source.is_dir() else source
-        if corpus_file.suffix == ".jsonl" and corpus_file.exists():
-            with open(corpus_file, "rb") as fh:
-                total = sum(1 for line in fh if line.strip())
-        st, stats = run_index(
-            items, store, sparse_model=_model_or_none(sparse_model), dense_model=_model_or_none(dense_model),
-            bm25=bm25, batch_size=batch_size, max_length=max_length, device=device, sync=sync, total=total,
-        )
-    except (StoreError, ValueError, FileNotFoundError) as exc:
+        if config is not None:
+            cfg = PipelineConfig.from_file(config)
+        else:
+            if source is None:
+                _fail("give a SOURCE path or --config FILE")
+            cfg = PipelineConfig.parse({
+                "source": {"path": str(source), "format": format, "fields": {"id": id_field, "text": text_field, "title": title_field or None, "metadata": metadata_field or None}},
+                "store": store,
+                "models": {"sparse": sparse_model, "dense": dense_model, "bm25": bm25, "device": device, "max_length": max_length},
+                "batch_size": batch_size, "chunk_overlap": chunk_overlap, "sync": sync,
+                "dask": {"address": dask_address} if dask_address else ({"n_workers": dask_workers} if dask_workers else None),
+                "dead_letter": str(dead_letter) if dead_letter else None,
+            }, where="options")
+        if not cfg.source.path.exists():
+            _fail(f"{cfg.source.path} does not exist")
+        from .pipelines.flows import run_pipeline
+
+        summary = run_pipeline(cfg)
+    except (StoreError, PipelineConfigError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    _print_stats(stats, st)
-    st.close()
+    _print_summary(summary)
+
+
+def _print_summary(s: dict) -> None:
+    """The flow's run summary as a table (the same columns as an in-process index run)."""
+    table = Table(title=f"indexed into {s['store']}", show_header=True)
+    cols = ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks")
+    for col in cols + ("docs/s", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(*(str(s[k]) for k in cols), f"{s['docs_per_second']:.1f}", f"{s['seconds']:.1f}")
+    console.print(table)
+    for r in s["rejected_records"][:20]:
+        err_console.print(f"[yellow]rejected[/] {r}")
+    if s["rejected"] > 20:
+        err_console.print(f"[yellow]... and {s['rejected'] - 20} more rejected records[/]")
 
 
 def _print_hits(hits, query: str, show_text: int = 160) -> None:

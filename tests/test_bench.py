@@ -128,10 +128,12 @@ def _cranfield_subset(cranfield: Path, folder: Path, qids: list[str], n_docs: in
     docs = [json.loads(line) for line in open(cranfield / "corpus.jsonl", encoding="utf-8")]
     queries = {json.loads(line)["_id"]: json.loads(line) for line in open(cranfield / "queries.jsonl", encoding="utf-8")}
     judged = [r for r in rows if r["query-id"] in qids]
-    keep = {r["corpus-id"] for r in judged}
+    keep: set[str] = set()
+    for q in qids:  # up to 5 judged documents per query, so every query keeps relevant ones
+        keep |= set([r["corpus-id"] for r in judged if r["query-id"] == q and int(r["score"]) > 0][:5])
     rest = [d for d in docs if d["_id"] not in keep]
     random.Random(0).shuffle(rest)
-    chosen = [d for d in docs if d["_id"] in keep][:n_docs]
+    chosen = [d for d in docs if d["_id"] in keep]
     chosen += rest[: max(0, n_docs - len(chosen))]
     ids = {d["_id"] for d in chosen}
     qrels = [(r["query-id"], r["corpus-id"], int(r["score"])) for r in judged if r["corpus-id"] in ids]
@@ -152,10 +154,10 @@ def _bench_cli(args: list[str], prefect_home: Path) -> subprocess.CompletedProce
 def bench_out(cranfield, tmp_path_factory):
     """Two small Cranfield subsets benchmarked with the real default models, --parity on."""
     root = tmp_path_factory.mktemp("bench")
-    a = _cranfield_subset(cranfield, root / "cran-a", ["1", "2", "3", "4"], 40)
-    b = _cranfield_subset(cranfield, root / "cran-b", ["5", "6", "7", "8"], 40)
+    a = _cranfield_subset(cranfield, root / "cran-a", ["1", "2", "3", "4"], 30)
+    b = _cranfield_subset(cranfield, root / "cran-b", ["5", "6", "7", "8"], 30)
     out = root / "out"
-    args = [str(a), str(b), "--out", str(out), "--parity", "--max-length", "128", "--batch-size", "16"]
+    args = [str(a), str(b), "--out", str(out), "--parity", "--max-length", "64", "--batch-size", "16"]
     first = _bench_cli(args, root / "prefect")
     second = _bench_cli(args, root / "prefect")  # same corpus and models: the index is reused
     return {"out": out, "datasets": [a, b], "first": first, "second": second}
@@ -221,6 +223,6 @@ def test_rerun_reuses_the_index(bench_out):
     report = json.loads((bench_out["out"] / "results.json").read_text())  # written by the second run
     for ds in ("cran-a", "cran-b"):
         idx = report["indexing"][ds]
-        assert idx["reused"] is True and idx["added"] == 0 and idx["unchanged"] == idx["seen"] == 40
+        assert idx["reused"] is True and idx["added"] == 0 and idx["unchanged"] == idx["seen"] == 30
         assert idx["docs_per_second_measured"] > 0  # from the run that built it
         assert "index-" + ds in idx["store"]

@@ -6,6 +6,9 @@ URLs::
     qdrants://HOST[:6333][/COLLECTION][?options]    TLS (Qdrant Cloud)
     qdrant-local://PATH[?collection=NAME]           qdrant-client local mode (QdrantClient(path=...))
 
+Local mode is qdrant-client's pure-Python engine: exact search, no payload indexes, and every
+point is committed to SQLite one by one (slow on real disks); use it for tests and small data.
+
 The API key comes from ``QDRANT_API_KEY`` (never from the URL, never printed). Options are those
 of :mod:`sparsehybrid.connectors.settings` plus ``grpc=true`` (use the gRPC port 6334).
 
@@ -119,6 +122,7 @@ class QdrantServerStore(VectorStore):
         retry: RetryPolicy = RetryPolicy(),
         secrets: Sequence[str] = (),
         exact_dense: bool = False,
+        payload_index: bool = True,
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -129,6 +133,7 @@ class QdrantServerStore(VectorStore):
         self._retry = retry
         self._secrets = list(secrets)
         self.exact_dense = exact_dense
+        self._payload_index = payload_index  # local mode has no payload indexes (and warns)
         self._lock = threading.RLock()
         self._bm25 = None
         self._schema: CollectionSchema | None = None
@@ -194,10 +199,11 @@ class QdrantServerStore(VectorStore):
                     metadata={SCHEMA_KEY: schema.to_dict()},
                 ),
             )
-            self._call(
-                "create_payload_index",
-                lambda: self._client.create_payload_index(self.collection, "doc_id", m.PayloadSchemaType.KEYWORD, wait=True),
-            )
+            if self._payload_index:
+                self._call(
+                    "create_payload_index",
+                    lambda: self._client.create_payload_index(self.collection, "doc_id", m.PayloadSchemaType.KEYWORD, wait=True),
+                )
             self._schema = schema
             self._make_bm25(schema)
             return schema
@@ -405,7 +411,7 @@ def open_qdrant(url: str, **options: Any) -> QdrantServerStore:
                 raise StoreLockedError(f"qdrant-local://{path} is open in another process or client; close it first") from None
             raise
         safe = f"qdrant-local://{path}" + (f"?collection={collection}" if collection != DEFAULT_COLLECTION else "")
-        return QdrantServerStore(client, collection, safe_url=safe, batch_size=batch_size, retry=RetryPolicy(attempts=1), exact_dense=exact_dense)
+        return QdrantServerStore(client, collection, safe_url=safe, batch_size=batch_size, retry=RetryPolicy(attempts=1), exact_dense=exact_dense, payload_index=False)
 
     settings = ConnectionSettings.from_url(
         url, env_prefix="QDRANT", default_port=6333, default_name=DEFAULT_COLLECTION, tls_schemes=("qdrants",),

@@ -486,7 +486,13 @@ def run_bench(cfg: BenchConfig, log=logger) -> dict:
             for name, p in parity[ds.name].items():
                 log.info("parity %s / %s: ours %.4f, sentence-transformers %.4f, difference %+.4f (tolerance %s) %s", ds.name, name,
                          p["ours_ndcg@10"], p["sentence_transformers_ndcg@10"], p["difference"], p["tolerance"], "ok" if p["ok"] else "FAILED")
+        # Written after every dataset, so a long run that dies late still leaves its finished part.
+        report = _write_reports(cfg, out, results, indexing, datasets, parity, (sparse, dense, reranker), model_seconds, t0)
+    return report
 
+
+def _write_reports(cfg: BenchConfig, out: Path, results, indexing, datasets, parity, encoders, model_seconds: float, t0: float) -> dict:
+    sparse, dense, reranker = encoders
     rows = table_rows(results, indexing)
     table = markdown_table(rows)
     pivot = ndcg_pivot(rows)
@@ -510,6 +516,7 @@ def run_bench(cfg: BenchConfig, log=logger) -> dict:
         "table": rows,
         "parity": parity,
         "parity_ok": all(p["ok"] for per in parity.values() for p in per.values()) if parity else None,
+        "complete": list(datasets) == [Path(d).name for d in cfg.datasets],
         "model_load_seconds": round(model_seconds, 2),
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "files": {"markdown": "results.md", "csv": "results.csv", "ndcg_chart": "ndcg10.png", "quality_latency_chart": "quality_latency.png"},

@@ -18,13 +18,11 @@ content hash, so a re-run after a crash (even ``kill -9``) skips every batch alr
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from prefect import flow, get_run_logger, task
@@ -39,7 +37,8 @@ from ..connectors import open_store
 from ..connectors.base import CollectionSchema, VectorStore
 from ..types import Document, PointRecord
 from .config import DaskConfig, ModelsConfig, PipelineConfig, SourceConfig
-from .indexing import Indexer, IndexStats, _dedupe, estimate_avg_len, schema_for, stale_point_ids, write_batch
+from .dead_letter import run_timestamp, write_dead_letter
+from .indexing import Indexer, IndexStats, _dedupe, _name_positions, estimate_avg_len, schema_for, stale_point_ids, write_batch
 from .sources import Rejected, SourceItem, open_source
 
 FLOW_NAME = "sparsehybrid-index"
@@ -90,10 +89,12 @@ def cached_encoder(models: ModelsConfig, chunk_overlap: int) -> tuple[Indexer, t
 
 @dataclass
 class EncodedBatch:
-    """What an encode task sends back: the records, chunks per document, and encode time."""
+    """What an encode task sends back: the records, chunks per document (by id), the
+    documents whose vectors were bad (rejected whole), encode time and which process did it."""
 
     records: list[PointRecord]
-    n_chunks: list[int]
+    n_chunks: dict[str, int]
+    rejected: list[Rejected]
     seconds: float
     worker: str
 
@@ -122,20 +123,21 @@ def plan_batches(items: Sequence[SourceItem], stored: dict[str, tuple[str, int]]
     """
     stats, seen = IndexStats(), set()
     selector = Indexer(None, bm25=True)  # type: ignore[arg-type]  # selection needs no encoder
-    todo = selector.select(_dedupe(iter(items), stats), stored, stats, seen)
+    todo = selector.select(_dedupe(_name_positions(iter(items)), stats), stored, stats, seen)
     return [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)], stats, seen
 
 
 @task(name="encode-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
 def encode_batch(docs: list[Document], models: ModelsConfig, chunk_overlap: int) -> EncodedBatch:
-    """Chunk and encode one batch with this process's cached encoders."""
+    """Chunk and encode one batch with this process's cached encoders (bad vectors reject their document)."""
     indexer, lock = cached_encoder(models, chunk_overlap)
     with lock:
         t = time.perf_counter()
         chunk_lists = indexer.chunk(docs)
-        records = indexer.encode([c for cl in chunk_lists for c in cl])
+        records, bad = indexer.encode_checked([c for cl in chunk_lists for c in cl])
         seconds = time.perf_counter() - t
-    return EncodedBatch(records, [len(cl) for cl in chunk_lists], seconds, f"{os.uname().nodename}:{os.getpid()}")
+    n_chunks = {d.id: len(cl) for d, cl in zip(docs, chunk_lists)}
+    return EncodedBatch(records, n_chunks, list(bad.values()), seconds, f"{os.uname().nodename}:{os.getpid()}")
 
 
 @task(
@@ -160,6 +162,7 @@ def write_batch_task(store: VectorStore, records: list[PointRecord], stale: list
     retry_jitter_factor=0.5,
 )
 def delete_vanished(store: VectorStore, doc_ids: list[str]) -> int:
+    """Delete whole documents (one bounded batch: server stores cap terms per request)."""
     store.delete_documents(doc_ids)
     return len(doc_ids)
 
@@ -220,10 +223,23 @@ def _encode_slots() -> int:
 
 
 def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
-    """The flow body (runs inside a flow run)."""
+    """The flow body (runs inside a flow run). Rejected records reach the dead-letter file
+    even when the run fails part-way."""
+    stats = IndexStats()
+    started = run_timestamp()
+    try:
+        return _run_batches(cfg, stats)
+    finally:
+        if cfg.dead_letter is not None:
+            run = getattr(get_run_context(), "flow_run", None)
+            write_dead_letter(cfg.dead_letter, stats.rejected, at=started, flow_run=str(run.id) if run else None)
+
+
+def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
     log = get_run_logger()
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
+    workers: set[str] = set()
     store = open_store(cfg.store_url())
     log.info("indexing %s into %s", cfg.source.path, store.url)
     try:
@@ -241,27 +257,28 @@ def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
             wanted.bm25_avg_len = estimate_avg_len(store, [d for d in items[:2000] if isinstance(d, Document)])
         store.ensure_schema(wanted)
         stored = store.document_states()
-        batches, stats, seen_ids = plan_batches(quote(items), quote(stored), cfg.batch_size)
+        batches, planned, seen_ids = plan_batches(quote(items), quote(stored), cfg.batch_size)
+        for name in ("seen", "unchanged", "duplicates", "rejected"):
+            setattr(stats, name, getattr(planned, name))
         stages["plan"] = time.perf_counter() - t
-        n_todo = sum(len(b) for b in batches)
         log.info(
             "%d documents: %d to encode in %d batches, %d unchanged, %d rejected, %d duplicate ids",
-            stats.seen, n_todo, len(batches), stats.unchanged, len(stats.rejected), stats.duplicates,
+            stats.seen, sum(len(b) for b in batches), len(batches), stats.unchanged, len(stats.rejected), stats.duplicates,
         )
-        for r in stats.rejected[:20]:
-            log.warning("rejected %s", r)
-
-        t = time.perf_counter()
-        slots = _encode_slots()
-        pending: deque = deque()
-        workers: set[str] = set()
 
         def finish(i: int, batch, future) -> None:
             encoded: EncodedBatch = future.result()
             stats.encode_seconds += encoded.seconds
             workers.add(encoded.worker)
-            stale = stale_point_ids(batch, encoded.n_chunks)
-            stats.upsert_seconds += write_batch_task(quote(store), quote(encoded.records), quote(stale))
+            if encoded.rejected:  # rejected whole; a stored older version stays (and is not synced away)
+                stats.rejected.extend(encoded.rejected)
+                stats.seen -= len(encoded.rejected)
+                bad = {r.record for r in encoded.rejected}
+                batch = [(d, old) for d, old in batch if d.id not in bad]
+            stats.empty_sparse += sum(1 for r in encoded.records if r.sparse is not None and not len(r.sparse))
+            if encoded.records:
+                stale = stale_point_ids(batch, [encoded.n_chunks[d.id] for d, _ in batch])
+                stats.upsert_seconds += write_batch_task(quote(store), quote(encoded.records), quote(stale))
             stats.added += sum(1 for _, old in batch if old is None)
             stats.updated += sum(1 for _, old in batch if old is not None)
             stats.chunks += len(encoded.records)
@@ -270,6 +287,9 @@ def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
                 i + 1, len(batches), len(batch), len(encoded.records), encoded.seconds, encoded.worker,
             )
 
+        t = time.perf_counter()
+        slots = _encode_slots()
+        pending: deque = deque()
         for i, batch in enumerate(batches):
             docs = [d for d, _ in batch]
             pending.append((i, batch, encode_batch.submit(quote(docs), cfg.models, cfg.chunk_overlap)))
@@ -282,8 +302,9 @@ def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
         if cfg.sync:
             t = time.perf_counter()
             vanished = sorted(set(stored) - seen_ids)
+            for j in range(0, len(vanished), cfg.batch_size):
+                stats.deleted += delete_vanished(quote(store), vanished[j : j + cfg.batch_size])
             if vanished:
-                stats.deleted = delete_vanished(quote(store), vanished)
                 log.info("deleted %d documents no longer in the source", stats.deleted)
             stages["delete"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -294,8 +315,8 @@ def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
     finally:
         store.close()
     stats.seconds = time.perf_counter() - t0
-    if cfg.dead_letter and stats.rejected:
-        _write_dead_letter(cfg.dead_letter, stats.rejected)
+    for r in stats.rejected[:20]:
+        log.warning("rejected %s", r)
     summary = stats.as_dict() | {
         "store": store.url,
         "batches": len(batches),
@@ -311,16 +332,6 @@ def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
     return summary
 
 
-def _write_dead_letter(path: Path, rejected: list[Rejected]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ctx = get_run_context()
-    run_id = str(getattr(getattr(ctx, "flow_run", None), "id", ""))
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    with open(path, "a", encoding="utf-8") as fh:
-        for r in rejected:
-            fh.write(json.dumps({"record": r.record, "field": r.field, "reason": r.reason, "flow_run": run_id, "at": stamp}, ensure_ascii=False) + "\n")
-
-
 def summary_markdown(s: dict[str, Any]) -> str:
     """The run summary as the Markdown of the Prefect artifact."""
     rows = [
@@ -331,6 +342,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
         ("total seconds", s["seconds"]), ("encode seconds (summed over workers)", s["encode_seconds"]),
         ("write seconds", s["upsert_seconds"]),
     ]
+    if s.get("empty_sparse"):
+        rows.append(("chunks with an empty sparse vector", s["empty_sparse"]))
     lines = [f"# Indexing run into `{s['store']}`", "", "| | |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", "## Time per stage (wall seconds)", "", "| stage | seconds |", "|---|---:|"]

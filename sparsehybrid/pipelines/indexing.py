@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from ..connectors.base import CollectionSchema, VectorStore
 from ..encoders.dense import DenseEncoder
 from ..encoders.sparse import SparseEncoder
-from ..types import Chunk, Document, InvalidRecordError, PointRecord
+from ..types import Chunk, Document, InvalidRecordError, PointRecord, SparseVector
 from .chunking import Chunker
+from .dead_letter import run_timestamp, write_dead_letter
 from .sources import Rejected, SourceItem
 
 logger = logging.getLogger(__name__)
@@ -37,6 +42,8 @@ class IndexStats:
     duplicates: int = 0
     chunks: int = 0
     rejected: list[Rejected] = field(default_factory=list)
+    #: Chunks stored with an empty sparse vector (e.g. punctuation only): only dense/BM25 can find them.
+    empty_sparse: int = 0
     seconds: float = 0.0
     encode_seconds: float = 0.0
     upsert_seconds: float = 0.0
@@ -58,6 +65,7 @@ class IndexStats:
             "deleted": self.deleted,
             "duplicates": self.duplicates,
             "rejected": len(self.rejected),
+            "empty_sparse": self.empty_sparse,
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
@@ -128,6 +136,93 @@ class Indexer:
         dense = self.dense.encode_document(texts) if self.dense is not None else [None] * len(chunks)
         return [PointRecord(c, s, d) for c, s, d in zip(chunks, sparse, dense)]
 
+    def encode_checked(self, chunks: Sequence[Chunk]) -> tuple[list[PointRecord], dict[str, Rejected]]:
+        """Like :meth:`encode`, but a document whose vectors are bad is rejected, not fatal.
+
+        Bad means: the encoder raised ``ValueError`` for it (e.g. :class:`SparseVector` refusing
+        NaN), or returned NaN/inf, negative sparse weights, token ids outside the vocabulary, or a
+        dense vector of the wrong size or all zeros. Returns (records of the good documents,
+        {doc id: Rejected}); a document is kept or rejected whole, never with some chunks missing.
+        """
+        bad: dict[str, Rejected] = {}
+        n = len(chunks)
+        sparse = self._encode_side("sparse", self.sparse, chunks, bad) if self.sparse else [None] * n
+        dense = self._encode_side("dense", self.dense, chunks, bad) if self.dense is not None else [None] * n
+        records = []
+        for c, s, d in zip(chunks, sparse, dense):
+            if c.doc_id in bad:
+                continue
+            try:
+                s = self._check_sparse(s) if self.sparse else None
+                d = self._check_dense(d) if self.dense is not None else None
+            except InvalidRecordError as err:
+                where = f"chunk {c.chunk}: " if c.n_chunks > 1 else ""
+                bad[c.doc_id] = Rejected(c.doc_id, err.field_name, where + err.reason)
+                continue
+            records.append(PointRecord(c, s, d))
+        return [r for r in records if r.chunk.doc_id not in bad], bad
+
+    def _encode_side(self, kind: str, encoder: Any, chunks: Sequence[Chunk], bad: dict[str, Rejected]) -> list:
+        """One encoder over a batch; on ``ValueError`` retry document by document to find the culprit.
+
+        Other exceptions (out of memory, a broken model) are not a record's fault and propagate.
+        """
+        texts = [c.full_text for c in chunks]
+        try:
+            return self._expect(kind, list(encoder.encode_document(texts)), len(texts))
+        except ValueError:
+            pass  # a record's fault, probably: find which document(s)
+        out: list = [None] * len(chunks)
+        by_doc: dict[str, list[int]] = {}
+        for i, c in enumerate(chunks):
+            by_doc.setdefault(c.doc_id, []).append(i)
+        for doc_id, positions in by_doc.items():
+            if doc_id in bad:
+                continue
+            try:
+                vecs = self._expect(kind, list(encoder.encode_document([texts[i] for i in positions])), len(positions))
+            except ValueError as exc:
+                bad[doc_id] = Rejected(doc_id, kind, f"{kind} encoder failed: {exc}")
+                continue
+            for i, v in zip(positions, vecs):
+                out[i] = v
+        return out
+
+    @staticmethod
+    def _expect(kind: str, vectors: list, n: int) -> list:
+        if len(vectors) != n:
+            raise RuntimeError(f"the {kind} encoder returned {len(vectors)} vectors for {n} texts")
+        return vectors
+
+    def _check_sparse(self, v: Any) -> SparseVector:
+        if v is None:
+            raise InvalidRecordError(None, "sparse", "the encoder returned no vector")
+        try:
+            vec = v if isinstance(v, SparseVector) else SparseVector(v.indices, v.values)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise InvalidRecordError(None, "sparse", str(exc)) from None
+        if any(not math.isfinite(x) for x in vec.values):  # a subclass or a hand-built object may skip checks
+            raise InvalidRecordError(None, "sparse", "sparse vector has NaN or infinite values")
+        negative = [x for x in vec.values if x < 0]
+        if negative:
+            raise InvalidRecordError(None, "sparse", f"{len(negative)} negative weight(s) (min {min(negative):g}); learned sparse weights must be >= 0")
+        vocab = getattr(self.sparse, "vocab_size", None)
+        if vocab and vec.indices and max(vec.indices) >= vocab:
+            raise InvalidRecordError(None, "sparse", f"token id {max(vec.indices)} is outside the vocabulary (size {vocab})")
+        return vec
+
+    def _check_dense(self, v: Any):
+        arr = np.asarray(v, dtype=np.float64) if v is not None else None
+        dim = getattr(self.dense, "dim", None)
+        if arr is None or arr.ndim != 1 or (dim and arr.shape[0] != dim):
+            shape = None if arr is None else arr.shape
+            raise InvalidRecordError(None, "dense", f"expected a vector of {dim} floats, got shape {shape}")
+        if not np.isfinite(arr).all():
+            raise InvalidRecordError(None, "dense", "dense vector has NaN or infinite values")
+        if not arr.any():
+            raise InvalidRecordError(None, "dense", "dense vector is all zeros (cosine similarity is undefined)")
+        return v
+
     def select(
         self,
         batch: Iterable[SourceItem | Document],
@@ -174,14 +269,25 @@ class Indexer:
         *,
         sync: bool = False,
         on_batch: Callable[[IndexStats], None] | None = None,
+        dead_letter: str | os.PathLike[str] | None = None,
     ) -> IndexStats:
         """Index a document stream. ``sync=True`` also deletes stored documents absent from it.
 
-        Duplicate ids in one stream: the last one wins (counted in ``duplicates``).
+        Duplicate ids in one stream: the last one wins (counted in ``duplicates``). Rejected
+        records are in ``stats.rejected`` and, with ``dead_letter``, appended to that JSONL file
+        (see :mod:`.dead_letter`), also when the run fails part-way.
         """
-        t0 = time.perf_counter()
         stats = IndexStats()
-        items = iter(items)
+        started = run_timestamp()
+        try:
+            return self._index(items, stats, sync, on_batch)
+        finally:
+            if dead_letter is not None:
+                write_dead_letter(dead_letter, stats.rejected, at=started)
+
+    def _index(self, items, stats: IndexStats, sync: bool, on_batch) -> IndexStats:
+        t0 = time.perf_counter()
+        items = _name_positions(iter(items))
         head = list(itertools.islice(items, 2000))
         head_docs = [d for d in head if isinstance(d, Document)]
         self.ensure_collection(head_docs)
@@ -196,8 +302,22 @@ class Indexer:
                     continue
                 t_enc = time.perf_counter()
                 chunk_lists = self.chunk([d for d, _ in docs])
-                records = self.encode([c for cl in chunk_lists for c in cl])
+                records, bad = self.encode_checked([c for cl in chunk_lists for c in cl])
                 stats.encode_seconds += time.perf_counter() - t_enc
+                if bad:  # rejected whole; a stored older version stays (and is not synced away)
+                    stats.rejected.extend(bad.values())
+                    stats.seen -= len(bad)
+                    keep = [i for i, (d, _) in enumerate(docs) if d.id not in bad]
+                    docs, chunk_lists = [docs[i] for i in keep], [chunk_lists[i] for i in keep]
+                empty = [r.chunk for r in records if r.sparse is not None and not len(r.sparse)]
+                if empty:
+                    stats.empty_sparse += len(empty)
+                    logger.warning(
+                        "%d chunk(s) got an empty sparse vector (stored; only dense/BM25 can find them), e.g. %r chunk %d",
+                        len(empty), empty[0].doc_id, empty[0].chunk,
+                    )
+                if not records:
+                    continue
                 stale = stale_point_ids(docs, [len(cl) for cl in chunk_lists])
                 if pending is not None:
                     stats.upsert_seconds += pending.result()
@@ -213,10 +333,12 @@ class Indexer:
             if pending is not None:
                 stats.upsert_seconds += pending.result()
         if sync:
+            # In batches: bounded requests for server stores (Elasticsearch caps terms at 65,536),
+            # and a run killed part-way has deleted whole documents only; the next run does the rest.
             vanished = sorted(set(stored) - seen_ids)
-            if vanished:
-                self.store.delete_documents(vanished)
-                stats.deleted = len(vanished)
+            for i in range(0, len(vanished), self.batch_size):
+                self.store.delete_documents(vanished[i : i + self.batch_size])
+                stats.deleted += len(vanished[i : i + self.batch_size])
         self.store.flush()
         stats.seconds = time.perf_counter() - t0
         return stats
@@ -262,6 +384,17 @@ def _dedupe(items: Iterator[SourceItem | Document], stats: IndexStats) -> Iterat
         if isinstance(item, Document) and isinstance(item.id, str) and last[item.id] != pos:
             stats.duplicates += 1
             continue
+        yield item
+
+
+def _name_positions(items: Iterator[SourceItem | Document]) -> Iterator[SourceItem | Document]:
+    """Documents without a usable id become Rejected named by their position in the stream."""
+    for pos, item in enumerate(items, start=1):
+        if isinstance(item, Document) and (not isinstance(item.id, str) or not item.id.strip()):
+            try:
+                item.validate()
+            except InvalidRecordError as err:
+                item = Rejected(f"document #{pos}", err.field_name, err.reason)
         yield item
 
 

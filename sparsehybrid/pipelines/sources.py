@@ -145,16 +145,43 @@ class CsvSource:
         import csv
 
         csv.field_size_limit(1 << 30)  # long documents are the point, not an error
-        with open(self.path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter=self.delimiter)
+        # surrogateescape: an invalid UTF-8 byte rejects its row instead of ending the whole file.
+        with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=self.delimiter, restval=_MISSING)
             if not reader.fieldnames:
                 return
-            for row in reader:
-                where = f"{self.path.name}:{reader.line_num}"
+            last = reader.line_num
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # e.g. a NUL byte
+                    yield Rejected(f"{self.path.name}:{reader.line_num}", "(row)", f"malformed CSV: {exc}")
+                    last = reader.line_num
+                    continue
+                first, last = last + 1, reader.line_num
+                where = f"{self.path.name}:{first}" if first >= last else f"{self.path.name}:{first}-{last}"
                 if None in row:  # more cells than header columns
                     yield Rejected(where, "(row)", f"{len(row[None])} cell(s) more than the {len(reader.fieldnames)} header columns")
                     continue
+                short = [k for k, v in row.items() if v is _MISSING]
+                if short:  # fewer cells: often an unclosed quote that swallowed the next lines
+                    hint = " (an unclosed quote?)" if first < last else ""
+                    yield Rejected(where, "(row)", f"{len(row) - len(short)} cell(s) but the header has {len(reader.fieldnames)} columns{hint}")
+                    continue
+                bad = next((k for k, v in row.items() if _has_surrogate(v)), None)
+                if bad is not None:
+                    yield Rejected(where, bad, "invalid UTF-8")
+                    continue
                 yield self.fields.build(dict(row), where)
+
+
+_MISSING = object()
+
+
+def _has_surrogate(text: object) -> bool:
+    return isinstance(text, str) and any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 @dataclass

@@ -4,7 +4,10 @@ server when ``QDRANT_URL`` is set (e.g. ``qdrant://localhost:6333``, key from ``
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +20,16 @@ from .conformance import StoreConformance
 class TestQdrantLocalModeConformance(StoreConformance):
     @pytest.fixture
     def store(self, tmp_path):
-        store = open_store(f"qdrant-local://{tmp_path / 'qdrant'}?collection=conformance")
+        # Local mode commits each point to SQLite separately; on tmpfs that costs ~1 ms instead
+        # of ~17 ms per point, which keeps the 2,500-point paging test fast.
+        shm = Path("/dev/shm")
+        base = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path
+        store = open_store(f"qdrant-local://{base / 'qdrant'}?collection=conformance")
         assert isinstance(store, QdrantServerStore)
         yield store
         store.close()
+        if base != tmp_path:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.skipif(not os.environ.get("QDRANT_URL"), reason="QDRANT_URL not set: no Qdrant server to test against")

@@ -1,0 +1,131 @@
+"""Helpers for the reliability suite: small corpora, a real (if simple) custom sparse encoder,
+a free localhost port, and one Prefect API for the tests that run the CLI's flow."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+
+from sparsehybrid.types import Document, SparseVector
+
+CORPUS_FIELDS = ("_id", "title", "text")
+
+
+def cranfield_rows(cranfield: Path, n: int) -> list[dict]:
+    """The first ``n`` Cranfield documents with non-empty text, as JSON objects."""
+    out = []
+    with open(cranfield / "corpus.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            if row.get("text", "").strip():
+                out.append({k: row[k] for k in CORPUS_FIELDS if k in row})
+            if len(out) == n:
+                break
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def as_documents(rows: list[dict]) -> list[Document]:
+    return [Document(r["_id"], r["text"], r.get("title"), {k: v for k, v in r.items() if k not in CORPUS_FIELDS}) for r in rows]
+
+
+def free_port() -> int:
+    """A localhost port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TermFrequencySparseEncoder:
+    """A real custom sparse encoder (SparseEncoder interface): log(1 + tf) over WordPiece ids.
+
+    Words it was told to poison make it misbehave the way a buggy custom model would:
+    ``nanpoison`` -> it builds a :class:`SparseVector` with NaN (which raises ``ValueError``),
+    ``infpoison`` -> it returns a raw object with an infinite weight, ``negpoison`` -> a negative
+    weight, ``oovpoison`` -> a token id past the vocabulary. Text without any word -> empty vector.
+    """
+
+    name = "test/term-frequency"
+    max_length = 512
+
+    def __init__(self):
+        from transformers import AutoTokenizer
+
+        from sparsehybrid.encoders.models import resolve_model
+
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model("splade-tiny")[0])
+        self.vocab_size = self.tokenizer.vocab_size
+
+    def _one(self, text: str):
+        ids = [i for i, tok in zip(self.tokenizer(text, add_special_tokens=False)["input_ids"], self.tokenizer.tokenize(text)) if tok.isalnum() or tok.startswith("##")]
+        tf = Counter(ids)
+        idx, val = list(tf), [math.log1p(c) for c in tf.values()]
+        low = text.lower()
+        if "nanpoison" in low:
+            return SparseVector(idx, [float("nan")] + val[1:])  # raises ValueError, as SparseVector should
+        if "infpoison" in low:
+            return type("RawSparse", (), {"indices": idx, "values": [float("inf")] + val[1:]})()
+        if "negpoison" in low:
+            return SparseVector(idx, [-0.5] + val[1:])
+        if "oovpoison" in low:
+            return SparseVector(idx + [self.vocab_size + 7], val + [1.0])
+        return SparseVector(idx, val)
+
+    def encode_document(self, texts: Sequence[str]) -> list:
+        return [self._one(t) for t in texts]
+
+    def encode_query(self, texts: Sequence[str]) -> list:
+        return [self._one(t) for t in texts]
+
+    def explain_overlap(self, query: SparseVector, document: SparseVector, top_k: int = 8):
+        doc = document.as_dict()
+        contrib = sorted(((i, w * doc[i]) for i, w in zip(query.indices, query.values) if i in doc), key=lambda t: -t[1])[:top_k]
+        return [(self.tokenizer.convert_ids_to_tokens(i), c) for i, c in contrib]
+
+
+@pytest.fixture(scope="session")
+def tf_encoder() -> TermFrequencySparseEncoder:
+    return TermFrequencySparseEncoder()
+
+
+@pytest.fixture(scope="session")
+def tiny_splade_dir(tmp_path_factory) -> str:
+    """A random-weight BERT MLM (1 layer, hidden 32) with SPLADE-tiny's tokenizer: a real
+    ``SparseEncoder`` model that loads in a second (plumbing tests, not quality)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    from sparsehybrid.encoders.models import resolve_model
+
+    path = tmp_path_factory.mktemp("tiny-mlm")
+    tok = AutoTokenizer.from_pretrained(resolve_model("splade-tiny")[0])
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    with torch.no_grad():
+        model.cls.predictions.bias.fill_(-0.4)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A temporary Prefect API (the CLI's ``index`` runs a flow); yields its URL for subprocesses."""
+    pytest.importorskip("prefect")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
