@@ -166,6 +166,42 @@ def _print_summary(s: dict) -> None:
         err_console.print(f"[yellow]... and {s['rejected'] - 20} more rejected records[/]")
 
 
+@app.command()
+def schedule(
+    config: Path = typer.Option(..., "--config", "-c", help="The pipeline YAML/TOML file each run reads."),
+    cron: Optional[str] = typer.Option(None, help='Cron schedule, e.g. "0 * * * *" (default: the file\'s schedule.cron).'),
+    timezone: Optional[str] = typer.Option(None, help="IANA time zone of the cron schedule (default: the file's, else UTC)."),
+    name: str = typer.Option("scheduled", help="Deployment name."),
+) -> None:
+    """Serve the indexing flow as a Prefect deployment that re-runs on a cron schedule.
+
+    Runs until stopped (Ctrl-C). Each run re-reads the config file, so edits apply to the next
+    run. Needs a Prefect server (PREFECT_API_URL) for the schedule to survive this process.
+    """
+    from .pipelines.config import PipelineConfig, PipelineConfigError, ScheduleConfig
+
+    try:
+        cfg = PipelineConfig.from_file(config)
+        if cron is None and cfg.schedule is None:
+            _fail(f"{config} has no schedule.cron; pass --cron \"0 * * * *\"")
+        sched = ScheduleConfig(cron=cron or cfg.schedule.cron, timezone=timezone or (cfg.schedule.timezone if cfg.schedule else None))
+    except PipelineConfigError as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # pydantic's ValidationError for --cron/--timezone
+        _fail(f"invalid schedule: {exc}")
+    from prefect.schedules import Cron
+
+    from .pipelines.flows import index_flow
+
+    console.print(f"serving [bold]{index_flow.name}/{name}[/] on [bold]{sched.cron}[/] ({sched.timezone or 'UTC'}) for {config.resolve()}")
+    index_flow.serve(
+        name=name,
+        schedules=[Cron(sched.cron, timezone=sched.timezone or "UTC")],
+        parameters={"config": str(config.resolve())},
+        tags=["sparsehybrid"],
+    )
+
+
 def _print_hits(hits, query: str, show_text: int = 160) -> None:
     table = Table(title=f"[bold]{query}[/]", show_lines=False, expand=True)
     table.add_column("#", justify="right", width=3)

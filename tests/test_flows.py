@@ -247,7 +247,7 @@ def test_run_killed_with_sigkill_resumes_without_duplicates(prefect_api, cranfie
     )
     queries = ["flow over a wing in a slipstream", "heat transfer in hypersonic boundary layers", "buckling of cylindrical shells"]
     signature = _search_signature(clean, queries, 60)
-    assert min(len(ranking) for ranking in signature) > 10
+    assert all(signature) and len(signature[0]) == 60  # sparse scores every document
     assert _search_signature(idx, queries, 60) == signature
 
 
@@ -273,7 +273,7 @@ def test_long_document_is_chunked_and_found_by_a_phrase_from_its_end(prefect_api
 
 
 def test_dask_runner_indexes_the_same_as_the_default_runner(prefect_api, cranfield, tiny_model, tmp_path):
-    rows = cranfield_docs(cranfield, 48)
+    rows = cranfield_docs(cranfield, 24)
     src = write_jsonl(tmp_path / "c.jsonl", rows)
     default = run_pipeline(config(src, tmp_path / "default", tiny_model))
     dask = run_pipeline(config(src, tmp_path / "dask", tiny_model, dask={"n_workers": 2, "threads_per_worker": 1, "processes": True}))

@@ -46,7 +46,11 @@ class Chunker:
         titles = self.tokenizer([d.title or "" for d in docs], add_special_tokens=False, verbose=False)["input_ids"]
         out = []
         for i, (doc, offsets, title_ids) in enumerate(zip(docs, bodies["offset_mapping"], titles)):
-            window = max(self.min_window, self.max_tokens - special - len(title_ids))
+            # The title is encoded with every chunk, so the window is what the title leaves: any
+            # more would be cut off by the encoder. Only a title that fills the model by itself
+            # (nothing can then avoid a cut) falls back to min_window.
+            budget = self.max_tokens - special - len(title_ids)
+            window = budget if budget >= 1 else self.min_window
             out.append(self._windows(doc, offsets, bodies.word_ids(i), window))
         return out
 

@@ -18,6 +18,7 @@ content hash, so a re-run after a crash (even ``kill -9``) skips every batch alr
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -128,8 +129,12 @@ def plan_batches(items: Sequence[SourceItem], stored: dict[str, tuple[str, int]]
 
 
 @task(name="encode-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def encode_batch(docs: list[Document], models: ModelsConfig, chunk_overlap: int) -> EncodedBatch:
-    """Chunk and encode one batch with this process's cached encoders (bad vectors reject their document)."""
+def encode_batch(rows: list[dict[str, Any]], models: ModelsConfig, chunk_overlap: int) -> EncodedBatch:
+    """Chunk and encode one batch with this process's cached encoders (bad vectors reject their document).
+
+    Documents travel as plain dicts: on Dask, dataclass arguments do not survive as such.
+    """
+    docs = [Document(**row) for row in rows]
     indexer, lock = cached_encoder(models, chunk_overlap)
     with lock:
         t = time.perf_counter()
@@ -291,8 +296,8 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
         slots = _encode_slots()
         pending: deque = deque()
         for i, batch in enumerate(batches):
-            docs = [d for d, _ in batch]
-            pending.append((i, batch, encode_batch.submit(quote(docs), cfg.models, cfg.chunk_overlap)))
+            rows = [dataclasses.asdict(d) for d, _ in batch]
+            pending.append((i, batch, encode_batch.submit(rows, cfg.models, cfg.chunk_overlap)))
             while len(pending) > slots:
                 finish(*pending.popleft())
         while pending:
