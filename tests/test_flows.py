@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,39 @@ def test_dask_runner_indexes_the_same_as_the_default_runner(prefect_api, cranfie
         ids = [point_id(r["_id"], 0) for r in rows[:5]]
         for pa, pb in zip(a.get(ids, with_sparse=True), b.get(ids, with_sparse=True)):
             assert pa.sparse.as_dict() == pytest.approx(pb.sparse.as_dict(), rel=1e-5, abs=1e-6)
+
+
+def test_schedule_serves_a_cron_deployment_whose_runs_index(prefect_api, cranfield, tiny_model, tmp_path):
+    rows = cranfield_docs(cranfield, 6)
+    write_jsonl(tmp_path / "c.jsonl", rows)
+    (tmp_path / "pipeline.yaml").write_text(
+        f"source: {{path: c.jsonl}}\nstore: qdrant-edge://idx\nmodels: {{sparse: {tiny_model}, dense: null, max_length: 64}}\n"
+    )
+    env = dict(os.environ, PREFECT_API_URL=prefect_api, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    cmd = [sys.executable, "-m", "sparsehybrid.cli", "schedule", "--config", str(tmp_path / "pipeline.yaml"), "--cron", "*/30 * * * *", "--name", "t"]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.deployments import run_deployment
+
+        deadline = time.time() + 120
+        with get_client(sync_client=True) as client:
+            while True:
+                try:
+                    dep = client.read_deployment_by_name("sparsehybrid-index/t")
+                    break
+                except Exception:
+                    assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+                    time.sleep(1)
+        assert [s.schedule.cron for s in dep.schedules] == ["*/30 * * * *"]
+        assert dep.parameters == {"config": str(tmp_path / "pipeline.yaml")}
+        run = run_deployment("sparsehybrid-index/t", timeout=180)  # what the schedule triggers
+        assert run.state.is_completed(), run.state
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert_exactly(stored_points(tmp_path / "idx"), {r["_id"] for r in rows})

@@ -272,13 +272,13 @@ class FastSpladeEncoder:
     def _tile_sizes(self, vocab: int, hidden_size: int, device, element_size: int) -> tuple[int, int]:
         """(vocab chunk, token rows) per projection tile.
 
-        CPU: a 512-entry vocabulary chunk times ~2k tokens (4 MiB of fp32 logits) stays in the
+        CPU: a 512-entry vocabulary chunk times 1024 tokens (2 MiB of fp32 logits) stays in the
         last-level cache between the matrix product and the max. GPU: the whole vocabulary, with
         token rows bounded so a tile of logits stays under ~256 MiB.
         """
         if device.type == "cpu":
             vocab_chunk = self.vocab_chunk or 512
-            tile_tokens = self.tile_tokens or 2048
+            tile_tokens = self.tile_tokens or 1024
         else:
             vocab_chunk = self.vocab_chunk or vocab
             tile_tokens = self.tile_tokens or max(64, (256 << 20) // (vocab_chunk * element_size))

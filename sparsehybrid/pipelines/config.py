@@ -47,6 +47,11 @@ class FieldsConfig(_Strict):
     title: Optional[str] = "title"
     metadata: Optional[list[str]] = None
 
+    @field_validator("id", "title", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v  # TOML has no null
+
     def field_map(self) -> FieldMap:
         return FieldMap(id=self.id, text=self.text, title=self.title or None, metadata=self.metadata)
 

@@ -220,6 +220,9 @@ class TextDirSource:
             except UnicodeDecodeError as exc:
                 yield Rejected(rel, "text", f"invalid UTF-8 at byte {exc.start}")
                 continue
+            if not text.strip():  # the stem as a title must not make an empty file indexable
+                yield Rejected(rel, "text", "is empty or whitespace only")
+                continue
             doc = Document(id=rel, text=text, title=_markdown_title(text) or f.stem, metadata={"extension": f.suffix.lower().lstrip(".")})
             try:
                 doc.validate()
