@@ -80,7 +80,9 @@ def run_worker(args: argparse.Namespace) -> None:
     texts = load_texts(Path(args.dataset), args.limit)
     fast = args.worker == "fast"
     device = None if args.device == "auto" else args.device
-    encoder = SparseEncoder(args.model, device=device, fast=fast, max_length=args.max_length, batch_size=args.batch_size)
+    encoder = SparseEncoder(
+        args.model, device=device, fast=fast, max_length=args.max_length, batch_size=args.batch_size
+    )
     if fast and encoder._fast is None:
         raise SystemExit(f"the fast path does not cover {args.model} (see the INFO log)")
     lengths = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_length)["input_ids"]
@@ -164,7 +166,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=512, help="documents to encode")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate the encoders this many times; best pass counts")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate the encoders this many times; the best pass of each counts")
     parser.add_argument("--top-k", type=int, default=10, help="top-k token sets compared per document")
     parser.add_argument("--worker", choices=sorted(ENCODERS), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)

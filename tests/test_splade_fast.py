@@ -151,6 +151,39 @@ def test_other_vocabulary_size_matches_sentence_transformers(tiny_mlm_dir):
     assert max(max(v.indices) for v in ours) < 1000
 
 
+def other_architecture(name: str):
+    """A tiny random-weight config and MLM class of another family (1000-token vocabulary)."""
+    import transformers as tf
+
+    common = dict(vocab_size=1000, max_position_embeddings=80, initializer_range=0.5, pad_token_id=0)
+    layers = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    if name == "distilbert":
+        config = tf.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
+        return config, tf.DistilBertForMaskedLM
+    if name == "roberta":
+        return tf.RobertaConfig(**layers, **common), tf.RobertaForMaskedLM
+    if name == "modernbert":
+        specials = dict(bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3)
+        return tf.ModernBertConfig(**layers, **specials, **common), tf.ModernBertForMaskedLM
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name", ["distilbert", "roberta", "modernbert"])
+def test_other_mlm_architectures_match_sentence_transformers(name, tiny_mlm_dir, tmp_path):
+    """The head before the output layer differs per family; it runs through the model's own code."""
+    from transformers import BertTokenizerFast
+
+    config, model_class = other_architecture(name)
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(tmp_path)
+    BertTokenizerFast.from_pretrained(tiny_mlm_dir).save_pretrained(tmp_path)
+    model = load_sparse(tmp_path)
+    texts = cranfield_texts(8)
+    fast = FastSpladeEncoder.from_sentence_transformer(model)
+    assert fast is not None
+    assert_same(fast.encode(texts, max_length=64), reference(model, texts))
+
+
 def test_running_max_over_small_tiles_and_left_padding(tiny_mlm_dir):
     """Tiles smaller than a document (column windows) and vocabulary chunks that do not divide
     the vocabulary; left padding moves the real tokens to the end of each row."""

@@ -26,7 +26,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..types import SparseVector
 
@@ -35,12 +35,13 @@ logger = logging.getLogger(__name__)
 #: Prompt names ``SparseEncoder.encode_document`` looks for, in its order.
 _DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 #: Texts encoded by both paths when a fast encoder is built: one short, one longer (padding).
+#: Lengths from here up are tokenizers' "unlimited" sentinels, not real limits.
+_NO_LENGTH_LIMIT = 10**9
 _SELF_CHECK_TEXTS = (
     "Supersonic flow over a swept wing.",
     "The boundary layer on a flat plate becomes turbulent downstream of the leading edge, "
     "and heat transfer rises sharply where transition begins.",
 )
-_SELF_CHECK_ATOL = {"float32": 1e-4, "float64": 1e-6}  # half precision: see _self_check
 
 
 class _HiddenCaptured(Exception):
@@ -140,7 +141,12 @@ class FastSpladeEncoder:
         texts = list(_SELF_CHECK_TEXTS)
         max_length = int(self.transformer.max_seq_length or 512)
         try:
-            ours = self._encode_dense(texts, max_length).float().cpu()
+            rows: dict[int, Any] = {}
+            # One batch: the short text is padded, as in sentence-transformers' batch.
+            self._encode_batches(
+                texts, max_length, lambda positions, pooled: rows.update(zip(positions, pooled)), workers=1
+            )
+            ours = torch.stack([rows[i] for i in range(len(texts))]).float().cpu()
             with torch.inference_mode():
                 theirs = self.model.encode_document(
                     texts, convert_to_tensor=True, convert_to_sparse_tensor=False, show_progress_bar=False
@@ -150,9 +156,10 @@ class FastSpladeEncoder:
             return f"self-check failed to run ({type(exc).__name__}: {exc})"
         if ours.shape != theirs.shape:
             return f"self-check shape mismatch: {tuple(ours.shape)} vs sentence-transformers {tuple(theirs.shape)}"
-        dtype = str(self._decoder().weight.dtype).removeprefix("torch.")
-        # Half precision: both paths round logits to ~3 significant digits, in different orders.
-        atol = _SELF_CHECK_ATOL.get(dtype, 2e-2 * max(1.0, float(theirs.abs().max())))
+        if self._decoder().weight.dtype in (torch.float32, torch.float64):
+            atol = 1e-4
+        else:  # half precision: both paths round logits to ~3 significant digits, in different orders
+            atol = 2e-2 * max(1.0, float(theirs.abs().max()))
         diff = float((ours - theirs).abs().max())
         if not diff <= atol:
             return f"self-check disagrees with sentence-transformers (max |diff| = {diff:.3g} > {atol:.3g})"
@@ -169,8 +176,14 @@ class FastSpladeEncoder:
         """
         if not texts:
             return []
-        pooled = self._encode_dense(list(texts), max_length)
-        return _rows_to_sparse(pooled)
+        vectors: list[SparseVector] = [None] * len(texts)  # type: ignore[list-item]  # every slot is filled
+
+        def store(positions: list[int], pooled) -> None:
+            for position, vector in zip(positions, _rows_to_sparse(pooled)):
+                vectors[position] = vector
+
+        self._encode_batches(list(texts), max_length, store)
+        return vectors
 
     # ------------------------------------------------------------------ internals
 
@@ -186,12 +199,27 @@ class FastSpladeEncoder:
         default = getattr(self.model, "default_prompt_name", None)
         return prompts.get(default) if default is not None else None
 
-    def _encode_dense(self, texts: list[str], max_length: int):
-        """(len(texts) × vocab) pooled SPLADE weights, in input order, on the model's device."""
+    def _encode_batches(
+        self,
+        texts: list[str],
+        max_length: int,
+        sink: Callable[[list[int], Any], None],
+        workers: int | None = None,
+    ) -> None:
+        """Encode in length-bucketed batches; ``sink(positions, pooled)`` receives each batch's
+        (batch × vocab) SPLADE weights with the texts' positions in ``texts``.
+
+        Each batch is handed over as soon as it is pooled, so memory holds a few batches of
+        vocabulary-wide rows, never one row per text. ``sink`` may run on worker threads
+        (``workers``: default one per torch thread on CPU, see :func:`_run_single_threaded_workers`).
+        """
         import torch
 
-        # sentence-transformers prefers a per-task length over the module's max length.
+        # sentence-transformers prefers a per-task length over the module's max length. Some
+        # tokenizers report a sentinel (1e30) for "no limit": truncate at the model's own limit then.
         length = getattr(self.transformer, "document_length", None) or int(max_length)
+        if length >= _NO_LENGTH_LIMIT:
+            length = None
         prompt = self._document_prompt()
         if prompt:
             texts = [prompt + t for t in texts]
@@ -205,13 +233,12 @@ class FastSpladeEncoder:
 
         decoder = self._decoder()
         device = decoder.weight.device
-        workers = _cpu_workers(device, len(texts))
+        workers = workers or _cpu_workers(device, len(texts))
         batch_size = min(self.batch_size, -(-len(texts) // workers))  # every worker gets a batch
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         self.model.eval()  # as sentence-transformers' encode does: no dropout
 
-        with torch.inference_mode():
-            out = torch.empty((len(texts), decoder.weight.shape[0]), dtype=decoder.weight.dtype, device=device)
+        max_active_dims = getattr(self.model, "max_active_dims", None)
 
         def encode_batch(batch: list[int]) -> None:
             features = _pad_batch(
@@ -221,8 +248,10 @@ class FastSpladeEncoder:
             )
             features = {key: tensor.to(device) for key, tensor in features.items()}
             with torch.inference_mode():  # thread-local: each worker enters it itself
-                hidden = self._hidden_states(features)
-                out[torch.as_tensor(batch, device=device)] = self._pool(hidden, features["attention_mask"])
+                pooled = self._pool(self._hidden_states(features), features["attention_mask"])
+                if max_active_dims:
+                    pooled = _keep_top_k(pooled, int(max_active_dims))
+                sink(batch, pooled)
 
         with self._decoder_capture(decoder):
             if workers == 1:
@@ -230,12 +259,6 @@ class FastSpladeEncoder:
                     encode_batch(batch)
             else:
                 _run_single_threaded_workers(encode_batch, batches, workers)
-
-        max_active_dims = getattr(self.model, "max_active_dims", None)
-        if max_active_dims:
-            with torch.inference_mode():
-                out = _keep_top_k(out, int(max_active_dims))
-        return out
 
     @contextmanager
     def _decoder_capture(self, decoder):
@@ -269,7 +292,7 @@ class FastSpladeEncoder:
             self._capture.active = False
         raise RuntimeError("the MLM model never called its output embedding layer")
 
-    def _tile_sizes(self, vocab: int, hidden_size: int, device, element_size: int) -> tuple[int, int]:
+    def _tile_sizes(self, vocab: int, device, element_size: int) -> tuple[int, int]:
         """(vocab chunk, token rows) per projection tile.
 
         CPU: a 512-entry vocabulary chunk times 1024 tokens (2 MiB of fp32 logits) stays in the
@@ -294,7 +317,7 @@ class FastSpladeEncoder:
         hidden = hidden.to(weight.dtype)
         mask = attention_mask.bool()
         vocab = weight.shape[0]
-        vocab_chunk, tile_tokens = self._tile_sizes(vocab, hidden_size, weight.device, weight.element_size())
+        vocab_chunk, tile_tokens = self._tile_sizes(vocab, weight.device, weight.element_size())
         weight_chunks = weight.split(vocab_chunk)
         pooled = torch.empty((batch, vocab), dtype=weight.dtype, device=weight.device)
         logits_buffer = torch.empty(tile_tokens * vocab_chunk, dtype=weight.dtype, device=weight.device)
@@ -314,12 +337,11 @@ class FastSpladeEncoder:
                 v1 = v0 + chunk.shape[0]
                 logits = logits_buffer[: rows.shape[0] * chunk.shape[0]].view(rows.shape[0], chunk.shape[0])
                 torch.mm(rows, chunk.t(), out=logits)
-                window_max = logits.view(n_docs, n_cols, -1).amax(dim=1)
                 target = pooled[d0:d1, v0:v1]
                 if first_window:
-                    target.copy_(window_max)
+                    torch.amax(logits.view(n_docs, n_cols, -1), dim=1, out=target)
                 else:
-                    torch.maximum(target, window_max, out=target)
+                    torch.maximum(target, logits.view(n_docs, n_cols, -1).amax(dim=1), out=target)
                 v0 = v1
 
         if bias is not None:
@@ -327,6 +349,9 @@ class FastSpladeEncoder:
         pooled.relu_().log1p_()
         if self.activation == "log1p_relu":
             pooled.log1p_()
+        empty = [row for row, n in enumerate(lengths) if n == 0]
+        if empty:  # no real token at all (a tokenizer without special tokens, empty text)
+            pooled[empty] = 0
         return pooled
 
 
@@ -435,9 +460,8 @@ def _pad_batch(tokenizer, input_ids: list[list[int]], extra: dict[str, list[list
 
 
 def _tiles(mask, lengths: list[int], tile_tokens: int):
-    """Yield (first doc, end doc, first column, end column, is first window) tiles.
-
-    Together the tiles cover every real token.
+    """Yield (first doc, end doc, first column, end column, is first window) tiles covering
+    every real token.
 
     Documents arrive longest first; a tile takes consecutive documents while
     ``count × longest ≤ tile_tokens`` and spans only the columns where they have real tokens.
@@ -446,9 +470,12 @@ def _tiles(mask, lengths: list[int], tile_tokens: int):
     batch = len(lengths)
     d0 = 0
     while d0 < batch:
-        longest = max(1, lengths[d0])
+        if lengths[d0] == 0:  # nothing to pool; the caller zeroes the row
+            d0 += 1
+            continue
+        longest = lengths[d0]
         d1 = d0 + 1
-        while d1 < batch and (d1 - d0 + 1) * max(longest, lengths[d1]) <= tile_tokens:
+        while d1 < batch and lengths[d1] > 0 and (d1 - d0 + 1) * max(longest, lengths[d1]) <= tile_tokens:
             longest = max(longest, lengths[d1])
             d1 += 1
         columns = mask[d0:d1].any(dim=0).nonzero().flatten()

@@ -230,12 +230,13 @@ def index_dataset(cfg: BenchConfig, ds: BeirDataset, sparse, dense, log=logger) 
     info = stats.as_dict()
     info["store"] = store.url
     info["reused"] = stats.encoded == 0
-    owner = sparse or dense
-    if owner is not None:
-        max_len = min(e.max_length for e in (sparse, dense) if e is not None)
-        info["max_length"] = max_len
-        info["documents_over_max_length"] = _count_over_length(ds.corpus, owner.tokenizer, max_len)
+    encoders = {k: e for k, e in (("sparse", sparse), ("dense", dense)) if e is not None}
+    if encoders:
+        # Chunking cuts at the smaller max length; without it each encoder truncates at its own.
+        limits = {k: (min(x.max_length for x in encoders.values()) if cfg.chunking else e.max_length) for k, e in encoders.items()}
         info["long_documents"] = "chunked" if cfg.chunking else "truncated"
+        info["documents_over_max_length"] = {k: _count_over_length(ds.corpus, encoders[k].tokenizer, n) for k, n in limits.items()}
+        info["max_length"] = limits
     sidecar = Path(cfg.out) / ds.name / "indexing.json"
     if stats.encoded > 0:
         sidecar.parent.mkdir(parents=True, exist_ok=True)
@@ -509,7 +510,7 @@ def _write_reports(cfg: BenchConfig, out: Path, results, indexing, datasets, par
         "config": {**asdict(cfg), "chunking": cfg.chunking, "rerank_top": cfg.candidates, "top_k": cfg.candidates,
                    "fusion": "rrf", "metrics": dict(METRICS), "relevance": "graded gains; score <= 0 is non-relevant",
                    "models": {"sparse": sparse.name if sparse else None, "dense": dense.name if dense else None, "reranker": reranker.name if reranker else None},
-                   "max_length": {"sparse": sparse.max_length if sparse else None, "dense": dense.max_length if dense else None}},
+                   "encoder_max_length": {"sparse": sparse.max_length if sparse else None, "dense": dense.max_length if dense else None}},
         "versions": package_versions(),
         "hardware": hardware(),
         "datasets": datasets,
