@@ -14,6 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The temporary local Prefect API our commands start has no reason to phone home.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(help="Learned-sparse + dense hybrid search.", no_args_is_help=True, add_completion=False)
 console = Console()
