@@ -39,7 +39,7 @@ from ..connectors.base import CollectionSchema, VectorStore
 from ..types import Document, PointRecord
 from .config import DaskConfig, ModelsConfig, PipelineConfig, SourceConfig
 from .dead_letter import run_timestamp, write_dead_letter
-from .indexing import Indexer, IndexStats, _dedupe, _name_positions, estimate_avg_len, schema_for, stale_point_ids, write_batch
+from .indexing import Indexer, IndexStats, _dedupe, account_encoded, _name_positions, estimate_avg_len, schema_for, stale_point_ids, write_batch
 from .sources import Rejected, SourceItem, open_source
 
 FLOW_NAME = "sparsehybrid-index"
@@ -275,18 +275,10 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
             encoded: EncodedBatch = future.result()
             stats.encode_seconds += encoded.seconds
             workers.add(encoded.worker)
-            if encoded.rejected:  # rejected whole; a stored older version stays (and is not synced away)
-                stats.rejected.extend(encoded.rejected)
-                stats.seen -= len(encoded.rejected)
-                bad = {r.record for r in encoded.rejected}
-                batch = [(d, old) for d, old in batch if d.id not in bad]
-            stats.empty_sparse += sum(1 for r in encoded.records if r.sparse is not None and not len(r.sparse))
+            batch, _ = account_encoded(stats, batch, encoded.records, encoded.rejected)
             if encoded.records:
                 stale = stale_point_ids(batch, [encoded.n_chunks[d.id] for d, _ in batch])
                 stats.upsert_seconds += write_batch_task(quote(store), quote(encoded.records), quote(stale))
-            stats.added += sum(1 for _, old in batch if old is None)
-            stats.updated += sum(1 for _, old in batch if old is not None)
-            stats.chunks += len(encoded.records)
             log.info(
                 "batch %d/%d written: %d documents, %d chunks (encoded in %.2fs on %s)",
                 i + 1, len(batches), len(batch), len(encoded.records), encoded.seconds, encoded.worker,

@@ -304,30 +304,19 @@ class Indexer:
                 chunk_lists = self.chunk([d for d, _ in docs])
                 records, bad = self.encode_checked([c for cl in chunk_lists for c in cl])
                 stats.encode_seconds += time.perf_counter() - t_enc
-                if bad:  # rejected whole; a stored older version stays (and is not synced away)
-                    stats.rejected.extend(bad.values())
-                    stats.seen -= len(bad)
-                    keep = [i for i, (d, _) in enumerate(docs) if d.id not in bad]
-                    docs, chunk_lists = [docs[i] for i in keep], [chunk_lists[i] for i in keep]
-                empty = [r.chunk for r in records if r.sparse is not None and not len(r.sparse)]
+                docs, empty = account_encoded(stats, docs, records, list(bad.values()))
                 if empty:
-                    stats.empty_sparse += len(empty)
                     logger.warning(
                         "%d chunk(s) got an empty sparse vector (stored; only dense/BM25 can find them), e.g. %r chunk %d",
                         len(empty), empty[0].doc_id, empty[0].chunk,
                     )
                 if not records:
                     continue
-                stale = stale_point_ids(docs, [len(cl) for cl in chunk_lists])
+                n_chunks = {r.chunk.doc_id: r.chunk.n_chunks for r in records}
+                stale = stale_point_ids(docs, [n_chunks[d.id] for d, _ in docs])
                 if pending is not None:
                     stats.upsert_seconds += pending.result()
                 pending = pool.submit(self._write, records, stale)
-                for d, old in docs:
-                    if old is None:
-                        stats.added += 1
-                    else:
-                        stats.updated += 1
-                stats.chunks += len(records)
                 if on_batch:
                     on_batch(stats)
             if pending is not None:
@@ -347,6 +336,31 @@ class Indexer:
         t = time.perf_counter()
         write_batch(self.store, records, stale)
         return time.perf_counter() - t
+
+
+def account_encoded(
+    stats: IndexStats,
+    docs: list[tuple[Document, tuple[str, int] | None]],
+    records: Sequence[PointRecord],
+    rejected: Sequence[Rejected],
+) -> tuple[list[tuple[Document, tuple[str, int] | None]], list[Chunk]]:
+    """Count one encoded batch into ``stats`` (shared by the Indexer and the Prefect flow).
+
+    Documents rejected at encoding are dropped whole: a stored older version stays (and is
+    not synced away). Returns the kept (document, stored state) pairs and the chunks whose
+    sparse vector came out empty.
+    """
+    if rejected:
+        stats.rejected.extend(rejected)
+        stats.seen -= len(rejected)
+        bad = {r.record for r in rejected}
+        docs = [(d, old) for d, old in docs if d.id not in bad]
+    empty = [r.chunk for r in records if r.sparse is not None and not len(r.sparse)]
+    stats.empty_sparse += len(empty)
+    stats.added += sum(1 for _, old in docs if old is None)
+    stats.updated += sum(1 for _, old in docs if old is not None)
+    stats.chunks += len(records)
+    return docs, empty
 
 
 def stale_point_ids(docs: Sequence[tuple[Document, tuple[str, int] | None]], n_chunks: Sequence[int]) -> list[str]:
