@@ -159,15 +159,20 @@ def run_one(kind: str, args: argparse.Namespace, workdir: Path, round_no: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "datasets" / "cranfield",
-                        help="BEIR folder with corpus.jsonl (default: ../shared/datasets/cranfield from the repo root)")
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=REPO.parent / "shared" / "datasets" / "cranfield",
+        help="BEIR folder with corpus.jsonl (default: ../shared/datasets/cranfield from the repo root)",
+    )
     parser.add_argument("--model", default="splade-tiny", help="model alias, hub id or path (resolve_model)")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=512, help="documents to encode")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="alternate the encoders this many times; the best pass of each counts")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate the encoders this many times; the best pass of each counts"
+    )
     parser.add_argument("--top-k", type=int, default=10, help="top-k token sets compared per document")
     parser.add_argument("--worker", choices=sorted(ENCODERS), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -193,10 +198,12 @@ def main() -> None:
     n_texts, n_tokens = best["st"]["n_texts"], best["st"]["n_tokens"]
     memory_kind = best["st"]["memory"]["kind"]
 
-    print(f"\nmodel {args.model} | {args.dataset.name}: {n_texts} documents, {n_tokens} tokens "
-          f"(mean {n_tokens / n_texts:.0f}) | max length {args.max_length} | batch {args.batch_size} | "
-          f"device {best['st']['device']} | torch threads {best['st']['threads']} | "
-          f"load average {load_start:.1f} -> {load_end:.1f}")
+    print(
+        f"\nmodel {args.model} | {args.dataset.name}: {n_texts} documents, {n_tokens} tokens "
+        f"(mean {n_tokens / n_texts:.0f}) | max length {args.max_length} | batch {args.batch_size} | "
+        f"device {best['st']['device']} | torch threads {best['st']['threads']} | "
+        f"load average {load_start:.1f} -> {load_end:.1f}"
+    )
     header = f"{'encoder':<24}{'docs/s':>9}{'tokens/s':>10}{'seconds':>9}{'rounds (s)':>22}"
     header += f"{'peak MiB':>10}{'+MiB':>8}"
     print(header)
@@ -204,16 +211,20 @@ def main() -> None:
     for kind, label in ENCODERS.items():
         r = best[kind]
         all_rounds = ", ".join(f"{x['seconds']:.1f}" for x in runs[kind])
-        print(f"{label:<24}{n_texts / r['seconds']:>9.1f}{n_tokens / r['seconds']:>10.0f}{r['seconds']:>9.2f}"
-              f"{all_rounds:>22}{r['memory']['peak_mib']:>10.0f}{r['memory']['added_mib']:>8.0f}")
+        print(
+            f"{label:<24}{n_texts / r['seconds']:>9.1f}{n_tokens / r['seconds']:>10.0f}{r['seconds']:>9.2f}"
+            f"{all_rounds:>22}{r['memory']['peak_mib']:>10.0f}{r['memory']['added_mib']:>8.0f}"
+        )
     print(f"memory: {memory_kind} during the timed encode; +MiB = rise above the level just before it")
     if args.rounds > 1:
         ratios = [s["seconds"] / f["seconds"] for s, f in zip(runs["st"], runs["fast"])]
         print(f"per-round speedups: {', '.join(f'{x:.2f}x' for x in ratios)} (median {statistics.median(ratios):.2f}x)")
     print(f"top-{args.top_k} token sets identical: {same_top_k}/{n_texts} documents")
     ours_rate, st_rate = n_texts / best["fast"]["seconds"], n_texts / best["st"]["seconds"]
-    print(f"speedup: {ours_rate / st_rate:.1f}x (ours {ours_rate:.1f} docs/s vs sentence-transformers "
-          f"{st_rate:.1f} docs/s), max |diff| = {max_diff:.2e}")
+    print(
+        f"speedup: {ours_rate / st_rate:.1f}x (ours {ours_rate:.1f} docs/s vs sentence-transformers "
+        f"{st_rate:.1f} docs/s), max |diff| = {max_diff:.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
 
-    from sparsehybrid.pipelines.config import PipelineConfig
-    from sparsehybrid.pipelines.flows import cached_encoder, run_pipeline
-    from sparsehybrid.pipelines.sources import open_source
+    from sparsehybrid.ingestion.sources import open_source
+    from sparsehybrid.orchestration.config import PipelineConfig
+    from sparsehybrid.orchestration.flows import cached_encoder, run_pipeline
     from sparsehybrid.types import Document
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,21 +51,38 @@ def main() -> None:
             for item in open_source(args.dataset):
                 if isinstance(item, Document):
                     docs.append(item)
-                    out.write(json.dumps({"_id": item.id, "title": item.title, "text": item.text, **item.metadata}) + "\n")
+                    out.write(
+                        json.dumps({"_id": item.id, "title": item.title, "text": item.text, **item.metadata}) + "\n"
+                    )
                 if len(docs) == args.docs:
                     break
-        cfg = PipelineConfig.parse({
-            "source": {"path": str(src)},
-            "store": f"qdrant-edge://{tmp}/idx",
-            "models": {"sparse": args.sparse, "dense": args.dense, "device": args.device, "max_length": args.max_length, "encode_batch_size": args.batch_size},
-            "batch_size": args.batch_size,
-        })
+        cfg = PipelineConfig.parse(
+            {
+                "source": {"path": str(src)},
+                "store": f"qdrant-edge://{tmp}/idx",
+                "models": {
+                    "sparse": args.sparse,
+                    "dense": args.dense,
+                    "device": args.device,
+                    "max_length": args.max_length,
+                    "encode_batch_size": args.batch_size,
+                },
+                "batch_size": args.batch_size,
+            }
+        )
 
         # Warm up: load the models (the flow's encode tasks reuse this process's cache) and
         # start the Prefect API, so neither side is charged for one-off start-up.
         indexer, _ = cached_encoder(cfg.models, cfg.chunk_overlap)
         indexer.encode(indexer.chunk(docs[:4])[0])
-        run_pipeline(cfg.model_copy(update={"store": f"qdrant-edge://{tmp}/warm", "source": cfg.source.model_copy(update={"path": _head(src, Path(tmp) / "warm.jsonl", 4)})}))
+        run_pipeline(
+            cfg.model_copy(
+                update={
+                    "store": f"qdrant-edge://{tmp}/warm",
+                    "source": cfg.source.model_copy(update={"path": _head(src, Path(tmp) / "warm.jsonl", 4)}),
+                }
+            )
+        )
 
         t = time.perf_counter()
         n_chunks = 0
@@ -80,10 +97,12 @@ def main() -> None:
         # embedded store (upserts overlapped with encoding). Separates what upserting costs
         # from what orchestration costs.
         from sparsehybrid.connectors import open_store
-        from sparsehybrid.pipelines.indexing import Indexer
+        from sparsehybrid.ingestion.indexing import Indexer
 
         t = time.perf_counter()
-        inproc = Indexer(open_store(f"qdrant-edge://{tmp}/inproc"), indexer.sparse, indexer.dense, batch_size=args.batch_size).index(open_source(src))
+        inproc = Indexer(
+            open_store(f"qdrant-edge://{tmp}/inproc"), indexer.sparse, indexer.dense, batch_size=args.batch_size
+        ).index(open_source(src))
         inproc_s = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -93,10 +112,16 @@ def main() -> None:
     assert summary["added"] == len(docs) == inproc.added, (summary, inproc.as_dict())
     enc_rate, flow_rate, inproc_rate = len(docs) / encoder_s, len(docs) / flow_s, len(docs) / inproc_s
     print(f"documents: {len(docs)} ({n_chunks} chunks, max_length {args.max_length}, batch {args.batch_size})")
-    print(f"models: sparse={args.sparse} dense={args.dense} device={indexer.sparse.device if indexer.sparse else indexer.dense.device}")
+    print(
+        f"models: sparse={args.sparse} dense={args.dense} device={indexer.sparse.device if indexer.sparse else indexer.dense.device}"
+    )
     print(f"encoder only : {encoder_s:7.2f} s  {enc_rate:7.2f} docs/s")
-    print(f"in-process   : {inproc_s:7.2f} s  {inproc_rate:7.2f} docs/s  (Indexer into Qdrant Edge, no Prefect; upsert {inproc.upsert_seconds:.2f} s overlapped)")
-    print(f"whole flow   : {flow_s:7.2f} s  {flow_rate:7.2f} docs/s  (encode tasks {summary['encode_seconds']:.2f} s, write {summary['upsert_seconds']:.2f} s, stages {summary['stages']})")
+    print(
+        f"in-process   : {inproc_s:7.2f} s  {inproc_rate:7.2f} docs/s  (Indexer into Qdrant Edge, no Prefect; upsert {inproc.upsert_seconds:.2f} s overlapped)"
+    )
+    print(
+        f"whole flow   : {flow_s:7.2f} s  {flow_rate:7.2f} docs/s  (encode tasks {summary['encode_seconds']:.2f} s, write {summary['upsert_seconds']:.2f} s, stages {summary['stages']})"
+    )
     print(f"ratio in-process/encoder: {inproc_rate / enc_rate:.3f}  (target >= 0.9: upserts hidden behind encoding)")
     print(f"ratio flow/encoder: {flow_rate / enc_rate:.3f}  (adds Prefect's task and API overhead)")
 

@@ -11,6 +11,7 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,13 +38,19 @@ def main() -> None:
     from sparsehybrid import open_searcher, open_store
     from sparsehybrid.quickstart import EXAMPLE_QUERIES
 
-    queries = [q.strip() for q in open(args.queries, encoding="utf-8") if q.strip()] if args.queries else EXAMPLE_QUERIES + EXTRA_QUERIES
+    queries = (
+        [q.strip() for q in Path(args.queries).read_text(encoding="utf-8").splitlines() if q.strip()]
+        if args.queries
+        else EXAMPLE_QUERIES + EXTRA_QUERIES
+    )
     store = open_store(args.store)
     searcher = open_searcher(store)
     for q in queries[:3]:
         searcher.search(q)  # warm-up: first calls allocate
-    print(f"{args.store}: {store.count()} points, {len(queries)} queries, top_k={args.top_k}, candidates={args.candidates}")
-    for mode in searcher.retrievers + ["hybrid"]:
+    print(
+        f"{args.store}: {store.count()} points, {len(queries)} queries, top_k={args.top_k}, candidates={args.candidates}"
+    )
+    for mode in [*searcher.retrievers, "hybrid"]:
         lat = []
         for q in queries:
             t = time.perf_counter()

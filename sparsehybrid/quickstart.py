@@ -52,21 +52,36 @@ def stdlib_documents(limit: int = 1500, min_chars: int = 60) -> list[Document]:
         if modname.startswith("_") or modname in _SKIP:
             continue
         try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            with (
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
                 warnings.simplefilter("ignore")
                 module = importlib.import_module(modname)
-        except BaseException:  # noqa: BLE001 - platform-specific modules fail in many ways
+        except BaseException:
             continue
         docs = []
         doc = inspect.getdoc(module)
         if doc and len(doc) >= min_chars:
-            docs.append(Document(id=modname, text=doc, title=f"module {modname}", metadata={"module": modname, "kind": "module"}))
+            docs.append(
+                Document(
+                    id=modname, text=doc, title=f"module {modname}", metadata={"module": modname, "kind": "module"}
+                )
+            )
         for name, obj in _public_members(module):
             doc = inspect.getdoc(obj)
             if not doc or len(doc) < min_chars:
                 continue
             kind = "class" if inspect.isclass(obj) else "function"
-            docs.append(Document(id=f"{modname}.{name}", text=doc, title=f"{kind} {modname}.{name}", metadata={"module": modname, "kind": kind}))
+            docs.append(
+                Document(
+                    id=f"{modname}.{name}",
+                    text=doc,
+                    title=f"{kind} {modname}.{name}",
+                    metadata={"module": modname, "kind": kind},
+                )
+            )
         if docs:
             per_module.append(docs)
     out: list[Document] = []

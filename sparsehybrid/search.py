@@ -8,8 +8,9 @@ and the top of the fused list may be reranked.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .connectors.base import CollectionSchema, StoreError, VectorStore
 from .connectors.filters import parse_filter
@@ -95,7 +96,15 @@ class HybridSearcher:
     @property
     def retrievers(self) -> list[str]:
         """The retrievers hybrid mode fuses, in a fixed order."""
-        return [name for name, on in (("sparse", self.sparse is not None), ("dense", self.dense is not None), ("bm25", self.bm25)) if on]
+        return [
+            name
+            for name, on in (
+                ("sparse", self.sparse is not None),
+                ("dense", self.dense is not None),
+                ("bm25", self.bm25),
+            )
+            if on
+        ]
 
     def search(
         self,
@@ -139,7 +148,11 @@ class HybridSearcher:
             )
             # The displayed chunk: the one the first retriever (in fixed order) that found the doc ranked best.
             ranked = [
-                (self._best_chunk(it.id, names, results, by_doc), it.score, {n: (it.ranks[n], it.scores[n]) for n in it.ranks})
+                (
+                    self._best_chunk(it.id, names, results, by_doc),
+                    it.score,
+                    {n: (it.ranks[n], it.scores[n]) for n in it.ranks},
+                )
                 for it in fused
             ]
             fusion_name = self.fusion
@@ -168,7 +181,10 @@ class HybridSearcher:
                     chunk=int(p.get("chunk", 0)),
                     span=(int(p["start"]), int(p["end"])) if "start" in p else None,
                     explanation=Explanation(
-                        retrievers=[RetrieverEvidence(n, r, s) for n, (r, s) in sorted(evidence.items(), key=lambda kv: kv[1][0])],
+                        retrievers=[
+                            RetrieverEvidence(n, r, s)
+                            for n, (r, s) in sorted(evidence.items(), key=lambda kv: kv[1][0])
+                        ],
                         fusion=fusion_name,
                         fused_score=score if fusion_name else None,
                         rerank_score=rs,
@@ -201,7 +217,9 @@ class HybridSearcher:
         if mode not in ("sparse", "dense", "bm25"):
             raise ValueError(f"unknown mode {mode!r}; choose sparse, dense, bm25 or hybrid")
         if mode not in self.retrievers:
-            raise ValueError(f"mode {mode!r} needs a {mode} {'index' if mode == 'bm25' else 'encoder'}; configured: {self.retrievers}")
+            raise ValueError(
+                f"mode {mode!r} needs a {mode} {'index' if mode == 'bm25' else 'encoder'}; configured: {self.retrievers}"
+            )
         return [mode]
 
     def _retrieve(self, query: str, names: list[str], fetch: int, filter, timing: SearchTiming):
@@ -223,7 +241,9 @@ class HybridSearcher:
         return results, qs
 
     @staticmethod
-    def _best_chunk(doc_id: str, names: list[str], results: dict[str, RetrieverResult], by_doc: dict[str, ScoredPoint]) -> ScoredPoint:
+    def _best_chunk(
+        doc_id: str, names: list[str], results: dict[str, RetrieverResult], by_doc: dict[str, ScoredPoint]
+    ) -> ScoredPoint:
         for n in names:
             for p in results[n].points:
                 if p.doc_id == doc_id:

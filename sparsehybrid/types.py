@@ -9,8 +9,9 @@ import hashlib
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 #: Namespace for deterministic point ids: the same (document id, chunk) always maps to the
 #: same point, so re-upserting a document replaces it instead of duplicating it.
@@ -255,4 +256,3 @@ class Hit:
                 "sparse_tokens": [list(t) for t in self.explanation.sparse_tokens],
             },
         }
-

@@ -14,6 +14,26 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: Set by .ci/run: there ../shared must exist, so a missing dataset fails the run instead of
+#: quietly skipping the tests that need it.
+REQUIRE_SHARED = os.environ.get("SPARSEHYBRID_REQUIRE_SHARED") == "1"
+#: Tests that use these fixtures load real models: marked ``slow`` (``pytest -m "not slow"`` skips them).
+SLOW_FIXTURES = frozenset({"splade", "minilm", "bench_out"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def missing_shared(reason: str) -> None:
+    """Skip a test whose shared data is absent, or fail it where CI promised the data."""
+    if REQUIRE_SHARED:
+        pytest.fail(f"{reason} (SPARSEHYBRID_REQUIRE_SHARED=1)")
+    pytest.skip(reason)
+
+
 def shared_dir() -> Path:
     """``../shared`` beside the repo root (override with SPARSEHYBRID_SHARED)."""
     return Path(os.environ.get("SPARSEHYBRID_SHARED", REPO.parent / "shared"))
@@ -23,7 +43,7 @@ def shared_dir() -> Path:
 def datasets_dir() -> Path:
     path = shared_dir() / "datasets"
     if not (path / "cranfield" / "corpus.jsonl").exists():
-        pytest.skip(f"shared datasets not found at {path}")
+        missing_shared(f"shared datasets not found at {path}")
     return path
 
 

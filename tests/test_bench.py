@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sparsehybrid.pipelines.beir import BeirFormatError, load_beir, read_qrels
-from sparsehybrid.pipelines.evaluation import METRICS, evaluate, per_query, read_trec_run, write_trec_run
+from sparsehybrid.evaluation.beir import BeirFormatError, load_beir, read_qrels
+from sparsehybrid.evaluation.metrics import METRICS, evaluate, per_query, read_trec_run, write_trec_run
 
 
 def _write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: list[tuple[str, str, int]]) -> Path:
@@ -34,7 +34,11 @@ def _write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: list
 # -- BEIR loading ------------------------------------------------------------------------------
 def test_unjudged_and_all_zero_queries_are_skipped_and_counted(tmp_path):
     docs = [{"_id": f"d{i}", "title": "t", "text": f"doc {i}"} for i in range(4)]
-    queries = [{"_id": "q1", "text": "judged"}, {"_id": "q2", "text": "no judgements"}, {"_id": "q3", "text": "only zeros"}]
+    queries = [
+        {"_id": "q1", "text": "judged"},
+        {"_id": "q2", "text": "no judgements"},
+        {"_id": "q3", "text": "only zeros"},
+    ]
     qrels = [("q1", "d0", 2), ("q1", "d1", 0), ("q3", "d2", 0)]
     ds = load_beir(_write_beir(tmp_path / "mini", docs, queries, qrels))
     assert list(ds.queries) == ["q1"]
@@ -51,7 +55,9 @@ def test_cacm_unjudged_queries_are_counted(datasets_dir):
 
 
 def test_bad_qrels_score_names_file_line_and_field(tmp_path):
-    folder = _write_beir(tmp_path / "bad", [{"_id": "d0", "text": "x"}], [{"_id": "q1", "text": "x"}], [("q1", "d0", "high")])
+    folder = _write_beir(
+        tmp_path / "bad", [{"_id": "d0", "text": "x"}], [{"_id": "q1", "text": "x"}], [("q1", "d0", "high")]
+    )
     with pytest.raises(BeirFormatError, match=r"test.tsv:2 .*'score'"):
         read_qrels(folder / "qrels" / "test.tsv")
 
@@ -124,9 +130,14 @@ def test_trec_run_round_trip(tmp_path):
 # -- the flow, end to end through the CLI ------------------------------------------------------
 def _cranfield_subset(cranfield: Path, folder: Path, qids: list[str], n_docs: int) -> Path:
     """Judged docs of ``qids`` plus random others, the queries, one unjudged and one all-zero query."""
-    rows = list(csv.DictReader(open(cranfield / "qrels" / "test.tsv", encoding="utf-8"), delimiter="\t"))
-    docs = [json.loads(line) for line in open(cranfield / "corpus.jsonl", encoding="utf-8")]
-    queries = {json.loads(line)["_id"]: json.loads(line) for line in open(cranfield / "queries.jsonl", encoding="utf-8")}
+    rows = list(
+        csv.DictReader((cranfield / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines(), delimiter="\t")
+    )
+    docs = [json.loads(line) for line in (cranfield / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    queries = {
+        json.loads(line)["_id"]: json.loads(line)
+        for line in (cranfield / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    }
     judged = [r for r in rows if r["query-id"] in qids]
     keep: set[str] = set()
     for q in qids:  # up to 5 judged documents per query, so every query keeps relevant ones
@@ -138,14 +149,25 @@ def _cranfield_subset(cranfield: Path, folder: Path, qids: list[str], n_docs: in
     ids = {d["_id"] for d in chosen}
     qrels = [(r["query-id"], r["corpus-id"], int(r["score"])) for r in judged if r["corpus-id"] in ids]
     qrels.append(("zero-only", chosen[0]["_id"], 0))
-    qs = [queries[q] for q in qids] + [{"_id": "unjudged", "text": "supersonic flutter"}, {"_id": "zero-only", "text": "heat transfer"}]
+    qs = [queries[q] for q in qids] + [
+        {"_id": "unjudged", "text": "supersonic flutter"},
+        {"_id": "zero-only", "text": "heat transfer"},
+    ]
     return _write_beir(folder, chosen, qs, qrels)
 
 
 def _bench_cli(args: list[str], prefect_home: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PREFECT_HOME=str(prefect_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
-    proc = subprocess.run([sys.executable, "-m", "sparsehybrid.cli", "bench", *args], env=env, capture_output=True, text=True, timeout=900)
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(prefect_home),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsehybrid.cli", "bench", *args], env=env, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
@@ -172,7 +194,9 @@ def test_bench_writes_every_output(bench_out):
     report = json.loads((out / "results.json").read_text())
     methods = ["BM25", "Sparse", "Dense", "Hybrid RRF", "Hybrid RRF+BM25"]
     for ds in ("cran-a", "cran-b"):
-        assert sorted(p.name for p in (out / "runs" / ds).iterdir()) == sorted(f"{m}.trec" for m in ("bm25", "sparse", "dense", "hybrid-rrf", "hybrid-rrf-bm25"))
+        assert sorted(p.name for p in (out / "runs" / ds).iterdir()) == sorted(
+            f"{m}.trec" for m in ("bm25", "sparse", "dense", "hybrid-rrf", "hybrid-rrf-bm25")
+        )
         assert report["datasets"][ds]["queries_evaluated"] == 4
         assert report["datasets"][ds]["queries_skipped_unjudged"] == 1
         assert report["datasets"][ds]["queries_skipped_no_relevant"] == 1
@@ -180,7 +204,9 @@ def test_bench_writes_every_output(bench_out):
     cfg = report["config"]
     assert cfg["models"] == {"sparse": "splade-tiny", "dense": "all-MiniLM-L6-v2", "reranker": None}
     assert cfg["candidates"] == 100 and cfg["rrf_k"] == 60 and cfg["chunking"] is False
-    assert report["versions"]["sentence-transformers"] and report["hardware"]["cores"] >= 1 and "gpu" in report["hardware"]
+    assert (
+        report["versions"]["sentence-transformers"] and report["hardware"]["cores"] >= 1 and "gpu" in report["hardware"]
+    )
     md = (out / "results.md").read_text()
     assert "| **mean** | **Hybrid RRF** |" in md and "Parity" in md
     assert "bench done" in bench_out["first"].stdout
@@ -198,8 +224,14 @@ def test_parity_with_sentence_transformers_evaluators(bench_out):
 def test_table_rows_match_metrics_recomputed_from_run_files(bench_out):
     """Every CSV row equals pytrec_eval / ir-measures on the written TREC run file."""
     out = bench_out["out"]
-    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
-    slugs = {"BM25": "bm25", "Sparse": "sparse", "Dense": "dense", "Hybrid RRF": "hybrid-rrf", "Hybrid RRF+BM25": "hybrid-rrf-bm25"}
+    rows = list(csv.DictReader((out / "results.csv").read_text(encoding="utf-8").splitlines()))
+    slugs = {
+        "BM25": "bm25",
+        "Sparse": "sparse",
+        "Dense": "dense",
+        "Hybrid RRF": "hybrid-rrf",
+        "Hybrid RRF+BM25": "hybrid-rrf-bm25",
+    }
     datasets = {p.name: load_beir(p) for p in bench_out["datasets"]}
     checked = 0
     for row in rows:

@@ -13,8 +13,8 @@ import pytest
 
 from sparsehybrid.connectors import open_store
 from sparsehybrid.connectors.qdrant_edge import bm25_term_frequencies
-from sparsehybrid.pipelines.indexing import Indexer
-from sparsehybrid.pipelines.sources import open_source
+from sparsehybrid.ingestion.indexing import Indexer
+from sparsehybrid.ingestion.sources import open_source
 from sparsehybrid.types import Document
 
 
@@ -23,7 +23,7 @@ def cranfield_bm25(cranfield, tmp_path_factory):
     docs = [d for d in open_source(cranfield) if isinstance(d, Document)]
     store = open_store(f"qdrant-edge://{tmp_path_factory.mktemp('bm25')}/idx")
     Indexer(store, None, None, bm25=True, batch_size=500).index(docs)
-    queries = [json.loads(line) for line in open(cranfield / "queries.jsonl")]
+    queries = [json.loads(line) for line in (cranfield / "queries.jsonl").read_text().splitlines()]
     yield store, docs, queries
     store.close()
 
@@ -36,7 +36,9 @@ def test_term_frequencies_are_recovered_exactly():
 def _lucene_idf(reference):
     """rank-bm25's BM25Okapi with the IDF Qdrant (and Lucene) use instead of its floored Okapi IDF."""
     n = reference.corpus_size
-    reference.idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in ((t, _df(reference, t)) for t in reference.idf)}
+    reference.idf = {
+        t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t, df in ((t, _df(reference, t)) for t in reference.idf)
+    }
     return reference
 
 

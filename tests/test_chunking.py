@@ -1,8 +1,10 @@
 """Long documents become overlapping token windows that cover the whole text."""
 
+import itertools
+
 import pytest
 
-from sparsehybrid.pipelines.chunking import Chunker
+from sparsehybrid.ingestion.chunking import Chunker
 from sparsehybrid.types import Document
 
 
@@ -28,7 +30,7 @@ def test_long_document_windows_cover_everything_with_overlap(tokenizer):
     for c in chunks:
         assert c.text == text[c.start : c.end]
         assert len(tokenizer(c.text, add_special_tokens=True)["input_ids"]) <= 64
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert b.start < a.end, "consecutive windows overlap"
     assert {w for c in chunks for w in c.text.split()} == set(words)
 

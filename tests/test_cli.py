@@ -15,8 +15,18 @@ runner = CliRunner()
 def corpus(tmp_path):
     path = tmp_path / "corpus.jsonl"
     rows = [
-        {"_id": "fd", "title": "Funded depreciation", "text": "Funded depreciation sets aside cash reserves to replace worn assets.", "lang": "en"},
-        {"_id": "wing", "title": "Wings", "text": "Swept wings delay compressibility effects at transonic speeds.", "lang": "en"},
+        {
+            "_id": "fd",
+            "title": "Funded depreciation",
+            "text": "Funded depreciation sets aside cash reserves to replace worn assets.",
+            "lang": "en",
+        },
+        {
+            "_id": "wing",
+            "title": "Wings",
+            "text": "Swept wings delay compressibility effects at transonic speeds.",
+            "lang": "en",
+        },
         {"_id": "ko", "title": "한국어", "text": "감가상각 적립금은 자산 교체를 위한 현금 준비금이다.", "lang": "ko"},
     ]
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n{not json\n", encoding="utf-8")
@@ -65,7 +75,9 @@ def test_clear_errors(corpus, tmp_path):
 
 
 def test_quickstart_runs_on_stdlib_docstrings(tmp_path):
-    result = runner.invoke(app, ["quickstart", "--store", f"qdrant-edge://{tmp_path}/qs", "--limit", "60", "--no-dense"])
+    result = runner.invoke(
+        app, ["quickstart", "--store", f"qdrant-edge://{tmp_path}/qs", "--limit", "60", "--no-dense"]
+    )
     assert result.exit_code == 0, result.output
     assert "quickstart done" in result.output
     assert "60 docstrings" in result.output

@@ -54,7 +54,9 @@ def test_pruning_keeps_the_heaviest_dimensions():
 
 def test_minilm_dense_vectors_are_normalised_and_meaningful(minilm):
     q = minilm.encode_query(["how do aircraft wings generate lift"])
-    d = minilm.encode_document(["Lift on an airfoil comes from the pressure difference across the wing.", "A recipe for banana bread."])
+    d = minilm.encode_document(
+        ["Lift on an airfoil comes from the pressure difference across the wing.", "A recipe for banana bread."]
+    )
     assert q.shape == (1, 384) and d.shape == (2, 384)
     assert np.allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-4)
     sims = d @ q[0]

@@ -23,10 +23,12 @@ import pytest
 pytest.importorskip("prefect")
 pytest.importorskip("prefect_dask")
 
-from sparsehybrid.connectors import open_store  # noqa: E402
-from sparsehybrid.pipelines.config import PipelineConfig  # noqa: E402
-from sparsehybrid.pipelines.flows import ARTIFACT_KEY, run_pipeline  # noqa: E402
-from sparsehybrid.types import point_id  # noqa: E402
+from sparsehybrid.connectors import open_store
+from sparsehybrid.orchestration.config import PipelineConfig
+from sparsehybrid.orchestration.flows import ARTIFACT_KEY, run_pipeline
+from sparsehybrid.types import point_id
+
+pytestmark = pytest.mark.slow  # real models and a Prefect API in every test
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,11 @@ def tiny_model(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny-mlm")
     tok = AutoTokenizer.from_pretrained(resolve_model("splade-tiny")[0])
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    )
     with torch.no_grad():
         model.cls.predictions.bias.fill_(-0.4)
     model.save_pretrained(path)
@@ -127,14 +133,22 @@ def test_incremental_rerun_encodes_nothing_and_publishes_a_summary(prefect_api, 
     assert len(payloads) == first["chunks"]
 
     second = run_pipeline(cfg)
-    assert (second["seen"], second["added"], second["updated"], second["unchanged"], second["chunks"]) == (40, 0, 0, 40, 0)
+    assert (second["seen"], second["added"], second["updated"], second["unchanged"], second["chunks"]) == (
+        40,
+        0,
+        0,
+        40,
+        0,
+    )
     assert len(stored_points(tmp_path / "idx")) == first["chunks"]
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        latest = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])), limit=1, sort="CREATED_DESC")
+        latest = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])), limit=1, sort="CREATED_DESC"
+        )
     md = latest[0].data
     assert "| documents seen | 40 |" in md and "| unchanged | 40 |" in md and "| added | 0 |" in md
     assert "Time per stage" in md
@@ -164,7 +178,9 @@ def test_edited_document_is_reencoded_and_its_old_vectors_are_gone(prefect_api, 
 
     with open_store(f"qdrant-edge://{tmp_path / 'idx'}") as st:
         (point,) = st.get([point_id(target, 0)], with_sparse=True)
-        expected = SparseEncoder(tiny_model, max_length=64).encode_document([f"{rows[3]['title']} {rows[3]['text']}"])[0]
+        expected = SparseEncoder(tiny_model, max_length=64).encode_document([f"{rows[3]['title']} {rows[3]['text']}"])[
+            0
+        ]
         assert point.sparse.as_dict() == pytest.approx(expected.as_dict(), rel=1e-4, abs=1e-5)
         assert st.get([point_id(target, i) for i in before[1:]]) == []
         hits = st.search_bm25("zeppelin mooring masts", 3)
@@ -189,7 +205,9 @@ def test_sync_deletes_vanished_documents_only_when_asked(prefect_api, cranfield,
 def test_rejected_records_go_to_the_dead_letter_file(prefect_api, cranfield, tiny_model, tmp_path):
     rows = cranfield_docs(cranfield, 6)
     src = tmp_path / "c.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"_id": "empty", "text": "  "}\n{oops\n', encoding="utf-8")
+    src.write_text(
+        "".join(json.dumps(r) + "\n" for r in rows) + '{"_id": "empty", "text": "  "}\n{oops\n', encoding="utf-8"
+    )
     out = run_pipeline(config(src, tmp_path / "idx", tiny_model, dead_letter=str(tmp_path / "dead.jsonl")))
     assert (out["seen"], out["rejected"]) == (6, 2)
     dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
@@ -214,8 +232,23 @@ def test_run_killed_with_sigkill_resumes_without_duplicates(prefect_api, cranfie
     rows = cranfield_docs(cranfield, 60)
     src = write_jsonl(tmp_path / "c.jsonl", rows)
     idx = tmp_path / "idx"
-    cmd = [sys.executable, "-m", "sparsehybrid.cli", "index", str(src), "--store", f"qdrant-edge://{idx}",
-           "--sparse-model", tiny_model, "--dense-model", "none", "--max-length", "64", "--batch-size", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparsehybrid.cli",
+        "index",
+        str(src),
+        "--store",
+        f"qdrant-edge://{idx}",
+        "--sparse-model",
+        tiny_model,
+        "--dense-model",
+        "none",
+        "--max-length",
+        "64",
+        "--batch-size",
+        "3",
+    ]
     env = dict(os.environ, PREFECT_API_URL=prefect_api, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", COLUMNS="200")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()
@@ -246,7 +279,11 @@ def test_run_killed_with_sigkill_resumes_without_duplicates(prefect_api, cranfie
     assert sorted((p["doc_id"], p["chunk"], p["content_hash"]) for p in payloads) == sorted(
         (p["doc_id"], p["chunk"], p["content_hash"]) for p in stored_points(clean)
     )
-    queries = ["flow over a wing in a slipstream", "heat transfer in hypersonic boundary layers", "buckling of cylindrical shells"]
+    queries = [
+        "flow over a wing in a slipstream",
+        "heat transfer in hypersonic boundary layers",
+        "buckling of cylindrical shells",
+    ]
     signature = _search_signature(clean, queries, 60)
     assert all(signature) and len(signature[0]) == 60  # sparse scores every document
     assert _search_signature(idx, queries, 60) == signature
@@ -257,7 +294,7 @@ def test_long_document_is_chunked_and_found_by_a_phrase_from_its_end(prefect_api
     body = " ".join(r["text"] for r in cranfield_docs(cranfield, 8, skip=100, words=None))
     ending = "the helicopter rotor blade flapping produced strong vortex noise during descent"
     long_doc = {"_id": "long", "title": "collected abstracts", "text": body + " " + ending}
-    src = write_jsonl(tmp_path / "c.jsonl", rows + [long_doc])
+    src = write_jsonl(tmp_path / "c.jsonl", [*rows, long_doc])
     out = run_pipeline(config(src, tmp_path / "idx", "splade-tiny", max_length=128, batch_size=16))
     assert out["added"] == 31
 
@@ -277,7 +314,9 @@ def test_dask_runner_indexes_the_same_as_the_default_runner(prefect_api, cranfie
     rows = cranfield_docs(cranfield, 24)
     src = write_jsonl(tmp_path / "c.jsonl", rows)
     default = run_pipeline(config(src, tmp_path / "default", tiny_model))
-    dask = run_pipeline(config(src, tmp_path / "dask", tiny_model, dask={"n_workers": 2, "threads_per_worker": 1, "processes": True}))
+    dask = run_pipeline(
+        config(src, tmp_path / "dask", tiny_model, dask={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+    )
     keys = ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks", "batches")
     assert {k: dask[k] for k in keys} == {k: default[k] for k in keys}
     assert dask["encode_workers"] >= 1 and default["encode_workers"] == 1
@@ -286,7 +325,10 @@ def test_dask_runner_indexes_the_same_as_the_default_runner(prefect_api, cranfie
         return sorted((p["doc_id"], p["chunk"], p["start"], p["end"], p["content_hash"]) for p in stored_points(path))
 
     assert content(tmp_path / "dask") == content(tmp_path / "default")
-    with open_store(f"qdrant-edge://{tmp_path / 'dask'}") as a, open_store(f"qdrant-edge://{tmp_path / 'default'}") as b:
+    with (
+        open_store(f"qdrant-edge://{tmp_path / 'dask'}") as a,
+        open_store(f"qdrant-edge://{tmp_path / 'default'}") as b,
+    ):
         ids = [point_id(r["_id"], 0) for r in rows[:5]]
         for pa, pb in zip(a.get(ids, with_sparse=True), b.get(ids, with_sparse=True)):
             assert pa.sparse.as_dict() == pytest.approx(pb.sparse.as_dict(), rel=1e-5, abs=1e-6)
@@ -299,7 +341,18 @@ def test_schedule_serves_a_cron_deployment_whose_runs_index(prefect_api, cranfie
         f"source: {{path: c.jsonl}}\nstore: qdrant-edge://idx\nmodels: {{sparse: {tiny_model}, dense: null, max_length: 64}}\n"
     )
     env = dict(os.environ, PREFECT_API_URL=prefect_api, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    cmd = [sys.executable, "-m", "sparsehybrid.cli", "schedule", "--config", str(tmp_path / "pipeline.yaml"), "--cron", "*/30 * * * *", "--name", "t"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparsehybrid.cli",
+        "schedule",
+        "--config",
+        str(tmp_path / "pipeline.yaml"),
+        "--cron",
+        "*/30 * * * *",
+        "--name",
+        "t",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         from prefect.client.orchestration import get_client
@@ -312,7 +365,9 @@ def test_schedule_serves_a_cron_deployment_whose_runs_index(prefect_api, cranfie
                     dep = client.read_deployment_by_name("sparsehybrid-index/t")
                     break
                 except Exception:
-                    assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+                    assert time.time() < deadline and proc.poll() is None, (
+                        proc.stdout.read() if proc.poll() is not None else "timeout"
+                    )
                     time.sleep(1)
         assert [s.schedule.cron for s in dep.schedules] == ["*/30 * * * *"]
         assert dep.parameters == {"config": str(tmp_path / "pipeline.yaml")}

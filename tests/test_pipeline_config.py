@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsehybrid.pipelines.config import PipelineConfig, PipelineConfigError
+from sparsehybrid.orchestration.config import PipelineConfig, PipelineConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,11 @@ def test_yaml_and_toml_give_the_same_config_with_paths_relative_to_the_file(tmp_
     assert y.dead_letter == tmp_path / "out" / "rejected.jsonl"
     assert y.models.dense is None and y.models.sparse == "splade-tiny"  # "none" means no encoder
     assert y.source.fields.field_map().metadata == ["lang"] and y.source.fields.field_map().title is None
-    assert (y.schedule.cron, y.schedule.timezone, y.dask.address) == ("*/15 * * * *", "Europe/Paris", "tcp://scheduler:8786")
+    assert (y.schedule.cron, y.schedule.timezone, y.dask.address) == (
+        "*/15 * * * *",
+        "Europe/Paris",
+        "tcp://scheduler:8786",
+    )
     assert t.model_dump() == y.model_dump()
     # A dumped config (what a flow run receives as its parameter) loads back unchanged.
     assert PipelineConfig.parse(y.model_dump(mode="json")) == y
@@ -74,11 +78,23 @@ def test_the_shipped_example_is_valid():
         ("source: {path: x.jsonl}\nbatch_sise: 3\n", ["batch_sise: unknown key (check the spelling)"]),
         ("source: {path: x.jsonl, format: xml}\n", ["source.format: unknown source format 'xml'"]),
         ("store: qdrant-edge://x\n", ["source: Field required"]),
-        ("source: {path: x.jsonl}\nbatch_size: 0\nchunk_overlap: -1\n", ["batch_size: Input should be greater than or equal to 1", "chunk_overlap:"]),
+        (
+            "source: {path: x.jsonl}\nbatch_size: 0\nchunk_overlap: -1\n",
+            ["batch_size: Input should be greater than or equal to 1", "chunk_overlap:"],
+        ),
         ("source: {path: x.jsonl}\nschedule: {cron: every hour}\n", ["schedule: Invalid cron string"]),
-        ("source: {path: x.jsonl}\nschedule: {cron: '0 * * * *', timezone: Mars/Olympus}\n", ["schedule: Invalid timezone"]),
-        ("source: {path: x.jsonl}\nmodels: {sparse: null, dense: none, bm25: false}\n", ["models: nothing to index with"]),
-        ("source: {path: x.jsonl}\ndask: {n_workers: 0}\n", ["dask.n_workers: Input should be greater than or equal to 1"]),
+        (
+            "source: {path: x.jsonl}\nschedule: {cron: '0 * * * *', timezone: Mars/Olympus}\n",
+            ["schedule: Invalid timezone"],
+        ),
+        (
+            "source: {path: x.jsonl}\nmodels: {sparse: null, dense: none, bm25: false}\n",
+            ["models: nothing to index with"],
+        ),
+        (
+            "source: {path: x.jsonl}\ndask: {n_workers: 0}\n",
+            ["dask.n_workers: Input should be greater than or equal to 1"],
+        ),
     ],
 )
 def test_invalid_configs_name_the_file_and_every_bad_key(tmp_path, body, expected):
@@ -96,7 +112,7 @@ def test_unreadable_files_are_clear_errors(tmp_path):
     with pytest.raises(PipelineConfigError, match="no such config file"):
         PipelineConfig.from_file(tmp_path / "missing.yaml")
     (tmp_path / "p.json").write_text("{}")
-    with pytest.raises(PipelineConfigError, match="use .yaml, .yml or .toml"):
+    with pytest.raises(PipelineConfigError, match=r"use \.yaml, \.yml or \.toml"):
         PipelineConfig.from_file(tmp_path / "p.json")
     (tmp_path / "p.yaml").write_text("source: [unclosed\n")
     with pytest.raises(PipelineConfigError, match="cannot parse"):

@@ -20,7 +20,9 @@ def tiny_cross_encoder(tmp_path_factory):
     splade_dir, _ = resolve_model("splade-tiny")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(f"{splade_dir}/{name}", path / name)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=1)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=1
+    )
     BertForSequenceClassification(config).save_pretrained(path)
     return str(path)
 

@@ -7,7 +7,7 @@ import pytest
 
 from sparsehybrid import Document, HybridSearcher, Indexer, open_store
 from sparsehybrid.connectors import EncoderMismatchError, FilterError
-from sparsehybrid.pipelines.sources import open_source
+from sparsehybrid.ingestion.sources import open_source
 
 N_QUERIES = 12
 
@@ -15,7 +15,7 @@ N_QUERIES = 12
 @pytest.fixture(scope="module")
 def cranfield_subset(cranfield):
     """The first queries, every document judged relevant to them, and 120 other documents."""
-    queries = [json.loads(line) for line in open(cranfield / "queries.jsonl")][:N_QUERIES]
+    queries = [json.loads(line) for line in (cranfield / "queries.jsonl").read_text().splitlines()][:N_QUERIES]
     qrels: dict[str, dict[str, int]] = {}
     with open(cranfield / "qrels" / "test.tsv") as fh:
         for row in csv.DictReader(fh, delimiter="\t"):

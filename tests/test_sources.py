@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sparsehybrid.pipelines.sources import FieldMap, ParquetSource, Rejected, open_source
+from sparsehybrid.ingestion.sources import FieldMap, ParquetSource, Rejected, open_source
 from sparsehybrid.types import Document
 
 ROWS = [
@@ -47,7 +47,13 @@ def test_parquet_is_streamed_in_row_batches(tmp_path):
     import pyarrow.parquet as pq
 
     n = 2500
-    table = pa.table({"id": list(range(n)), "text": [f"document number {i}" for i in range(n)], "year": [1990 + i % 30 for i in range(n)]})
+    table = pa.table(
+        {
+            "id": list(range(n)),
+            "text": [f"document number {i}" for i in range(n)],
+            "year": [1990 + i % 30 for i in range(n)],
+        }
+    )
     pq.write_table(table, tmp_path / "big.parquet", row_group_size=500)
     source = ParquetSource(tmp_path / "big.parquet", FieldMap(title=None), batch_rows=100)
     it = iter(source)
@@ -78,14 +84,19 @@ def test_csv_rows_with_wrong_cell_counts_or_empty_text_are_named(tmp_path):
 
 def test_text_folder_ids_are_relative_paths_and_titles_the_first_heading(tmp_path):
     (tmp_path / "guides").mkdir()
-    (tmp_path / "guides" / "install.md").write_text("```\n# not a heading\n```\nintro\n\n## Installing the tool\n\npip install it\n", encoding="utf-8")
+    (tmp_path / "guides" / "install.md").write_text(
+        "```\n# not a heading\n```\nintro\n\n## Installing the tool\n\npip install it\n", encoding="utf-8"
+    )
     (tmp_path / "notes.txt").write_text("plain notes about wings\n", encoding="utf-8")
     (tmp_path / "empty.md").write_text("   \n", encoding="utf-8")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     items = list(open_source(tmp_path))
     got = {d.id: (d.title, d.metadata) for d in docs(items)}
-    assert got == {"guides/install.md": ("Installing the tool", {"extension": "md"}), "notes.txt": ("notes", {"extension": "txt"})}
+    assert got == {
+        "guides/install.md": ("Installing the tool", {"extension": "md"}),
+        "notes.txt": ("notes", {"extension": "txt"}),
+    }
     assert "pip install it" in next(d.text for d in docs(items) if d.id == "guides/install.md")
     rejected = sorted((r.record, r.field) for r in items if isinstance(r, Rejected))
     assert rejected == [("empty.md", "text"), ("latin1.txt", "text")]
@@ -93,5 +104,5 @@ def test_text_folder_ids_are_relative_paths_and_titles_the_first_heading(tmp_pat
 
 def test_unknown_formats_list_the_known_ones(tmp_path):
     (tmp_path / "x.xml").write_text("<a/>")
-    with pytest.raises(ValueError, match="unknown source format 'xml'.*csv.*dir.*parquet"):
+    with pytest.raises(ValueError, match=r"unknown source format 'xml'.*csv.*dir.*parquet"):
         open_source(tmp_path / "x.xml")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..types import PointRecord, ScoredPoint, SparseVector
 from .filters import Condition, check_fields, metadata_field_types, parse_filter
@@ -80,7 +81,9 @@ class CollectionSchema:
                     f"got {want_model} (dim {want_dim})"
                 )
         if problems:
-            raise EncoderMismatchError("; ".join(problems) + ". Re-index into a new collection or use the original models.")
+            raise EncoderMismatchError(
+                "; ".join(problems) + ". Re-index into a new collection or use the original models."
+            )
 
 
 class VectorStore(abc.ABC):
@@ -189,7 +192,9 @@ class VectorStore(abc.ABC):
         """Exact dot-product search over the sparse vectors."""
         return self._search_sparse(vector, limit, self._conditions(filter), with_sparse)
 
-    def search_dense(self, vector: Sequence[float], limit: int, filter: Mapping[str, Any] | None = None) -> list[ScoredPoint]:
+    def search_dense(
+        self, vector: Sequence[float], limit: int, filter: Mapping[str, Any] | None = None
+    ) -> list[ScoredPoint]:
         """Nearest neighbours by cosine similarity over the dense vectors."""
         return self._search_dense(list(map(float, vector)), limit, self._conditions(filter))
 
@@ -215,7 +220,9 @@ class VectorStore(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} has no native fusion; use sparsehybrid.fusion")
 
     @abc.abstractmethod
-    def _search_sparse(self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool) -> list[ScoredPoint]: ...
+    def _search_sparse(
+        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
+    ) -> list[ScoredPoint]: ...
 
     @abc.abstractmethod
     def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]: ...

@@ -20,7 +20,8 @@ license must allow it); where it is refused, fusion runs client-side with the sa
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..types import ScoredPoint, SparseVector
 from .base import CollectionSchema
@@ -100,7 +101,13 @@ class ElasticsearchStore(SearchEngineStore):
         return {"knn": self.knn_section(vector, limit, conditions), "size": int(limit), "_source": source_filter(False)}
 
     def rrf_search_body(
-        self, parts: dict[str, Any], limit: int, candidates: int, k: int, weights: Sequence[float], conditions: Sequence[Condition]
+        self,
+        parts: dict[str, Any],
+        limit: int,
+        candidates: int,
+        k: int,
+        weights: Sequence[float],
+        conditions: Sequence[Condition],
     ) -> dict[str, Any]:
         """An ``rrf`` retriever with one child retriever per part (weights only when not all equal)."""
         children = []
@@ -114,7 +121,9 @@ class ElasticsearchStore(SearchEngineStore):
         if any(w != 1.0 for w in weights):
             children = [{"retriever": c, "weight": float(w)} for c, w in zip(children, weights)]
         return {
-            "retriever": {"rrf": {"retrievers": children, "rank_window_size": int(candidates), "rank_constant": int(k)}},
+            "retriever": {
+                "rrf": {"retrievers": children, "rank_window_size": int(candidates), "rank_constant": int(k)}
+            },
             "size": int(min(limit, candidates)),
             "_source": source_filter(False),
         }
@@ -129,8 +138,14 @@ class ElasticsearchStore(SearchEngineStore):
                 return self.client.search(index=self.index, body=body)
             except elasticsearch.ApiError as exc:
                 text = str(exc).lower()
-                if exc.meta.status == 403 and "licen" in text or exc.meta.status == 400 and ("rrf" in text or "retriever" in text):
-                    log.warning("%s: server-side RRF unavailable (%s); fusing client-side", self.url, describe_error(exc, self.settings.secrets))
+                if (exc.meta.status == 403 and "licen" in text) or (
+                    exc.meta.status == 400 and ("rrf" in text or "retriever" in text)
+                ):
+                    log.warning(
+                        "%s: server-side RRF unavailable (%s); fusing client-side",
+                        self.url,
+                        describe_error(exc, self.settings.secrets),
+                    )
                     return None
                 raise
 
@@ -145,7 +160,11 @@ def open_elasticsearch(url: str, **options: Any) -> ElasticsearchStore:
     from elasticsearch import Elasticsearch
 
     settings = ConnectionSettings.from_url(
-        url, env_prefix="ELASTICSEARCH", default_port=9200, tls_schemes=("elasticsearchs",), options=options,
+        url,
+        env_prefix="ELASTICSEARCH",
+        default_port=9200,
+        tls_schemes=("elasticsearchs",),
+        options=options,
         known_extra=("fusion", "refresh"),
     )
     fusion = settings.extra.get("fusion", "auto").lower()

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal
 
-Scalar = Union[str, int, bool]
+Scalar = str | int | bool
 _RANGE_OPS = ("gt", "gte", "lt", "lte")
 _FIELD_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
@@ -36,7 +37,7 @@ class Condition:
 
 
 def _check_scalar(field: str, value: Any) -> Scalar:
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         return value

@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..types import ScoredPoint, SparseVector
 from .base import CollectionSchema
@@ -35,7 +36,6 @@ from .search_engine_common import (
     SPARSE,
     SearchEngineStore,
     base_mappings,
-    cosine_from_score,
     filter_clauses,
     hit_to_point,
     source_filter,
@@ -107,7 +107,9 @@ class OpenSearchStore(SearchEngineStore):
         digest = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
         return f"sparsehybrid-rrf-{digest}"
 
-    def hybrid_search_body(self, parts: dict[str, Any], candidates: int, conditions: Sequence[Condition]) -> dict[str, Any]:
+    def hybrid_search_body(
+        self, parts: dict[str, Any], candidates: int, conditions: Sequence[Condition]
+    ) -> dict[str, Any]:
         """One ``hybrid`` query, one clause per retriever, each filtered and each fetching ``candidates``."""
         queries = []
         for name, value in parts.items():
@@ -132,7 +134,11 @@ class OpenSearchStore(SearchEngineStore):
                 return self.client.search(index=self.index, body=body, search_pipeline=name)
             except e.TransportError as exc:
                 if exc.status_code in (400, 404):  # no neural-search plugin / score-ranker-processor
-                    log.warning("%s: server-side RRF unavailable (%s); fusing client-side", self.url, describe_error(exc, self.settings.secrets))
+                    log.warning(
+                        "%s: server-side RRF unavailable (%s); fusing client-side",
+                        self.url,
+                        describe_error(exc, self.settings.secrets),
+                    )
                     return None
                 raise
 
@@ -147,7 +153,11 @@ def open_opensearch(url: str, **options: Any) -> OpenSearchStore:
     from opensearchpy import OpenSearch
 
     settings = ConnectionSettings.from_url(
-        url, env_prefix="OPENSEARCH", default_port=9200, tls_schemes=("opensearchs",), options=options,
+        url,
+        env_prefix="OPENSEARCH",
+        default_port=9200,
+        tls_schemes=("opensearchs",),
+        options=options,
         known_extra=("fusion", "refresh"),
     )
     fusion = settings.extra.get("fusion", "auto").lower()

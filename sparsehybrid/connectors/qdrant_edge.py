@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..types import PointRecord, ScoredPoint, SparseVector
 from .base import CollectionSchema, StoreError, StoreLockedError, VectorStore
@@ -40,7 +41,9 @@ def _edge_value(value: Any) -> Any:
 
 def _homogeneous(values: tuple) -> bool:
     """True when values are all strings or all (non-bool) ints: what MatchAny accepts."""
-    return all(isinstance(v, str) for v in values) or all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    return all(isinstance(v, str) for v in values) or all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    )
 
 
 def edge_filter(conditions: list[Condition], extra: list[Any] | None = None):
@@ -53,7 +56,9 @@ def edge_filter(conditions: list[Condition], extra: list[Any] | None = None):
             must.append(q.FieldCondition(key=key, match=q.MatchValue(value=_edge_value(c.value))))
         elif c.op == "in" and not _homogeneous(c.value):
             # MatchAny takes only all-str or all-int lists: match bools / mixed types one by one.
-            must.append(q.Filter(should=[q.FieldCondition(key=key, match=q.MatchValue(value=_edge_value(v))) for v in c.value]))
+            must.append(
+                q.Filter(should=[q.FieldCondition(key=key, match=q.MatchValue(value=_edge_value(v))) for v in c.value])
+            )
         elif c.op == "in":
             must.append(q.FieldCondition(key=key, match=q.MatchAny(any=list(c.value))))
         else:
@@ -209,7 +214,9 @@ class QdrantEdgeStore(VectorStore):
                     vector[SPARSE] = q.SparseVector(indices=list(r.sparse.indices), values=list(r.sparse.values))
             if schema.dense_dim:
                 if r.dense is None or len(r.dense) != schema.dense_dim:
-                    raise StoreError(f"record {r.chunk.doc_id!r} chunk {r.chunk.chunk}: dense vector must have {schema.dense_dim} dims")
+                    raise StoreError(
+                        f"record {r.chunk.doc_id!r} chunk {r.chunk.chunk}: dense vector must have {schema.dense_dim} dims"
+                    )
                 vector[DENSE] = [float(x) for x in r.dense]
             if self._bm25 is not None:
                 bm = self._bm25.embed_document(r.chunk.full_text)
@@ -239,7 +246,9 @@ class QdrantEdgeStore(VectorStore):
     def get(self, point_ids: Sequence[str], with_sparse: bool = False) -> list[ScoredPoint]:
         if not point_ids or self._shard is None:
             return []
-        records = self.shard.retrieve(point_ids=list(point_ids), with_payload=True, with_vector=[SPARSE] if with_sparse else False)
+        records = self.shard.retrieve(
+            point_ids=list(point_ids), with_payload=True, with_vector=[SPARSE] if with_sparse else False
+        )
         return [self._scored(r, 0.0) for r in records]
 
     def iter_points(self, batch_size: int = 1000, fields: Sequence[str] | None = None) -> Iterator[ScoredPoint]:
@@ -250,7 +259,9 @@ class QdrantEdgeStore(VectorStore):
         offset = None
         with_payload = list(fields) if fields else True
         while True:
-            records, offset = self.shard.scroll(q.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=False))
+            records, offset = self.shard.scroll(
+                q.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=False)
+            )
             for r in records:
                 yield self._scored(r, 0.0)
             if offset is None:
@@ -272,7 +283,9 @@ class QdrantEdgeStore(VectorStore):
             sparse = SparseVector(vec[SPARSE].indices, vec[SPARSE].values)
         return ScoredPoint(id=str(p.id), score=float(score), payload=dict(p.payload or {}), sparse=sparse)
 
-    def _query(self, query, using: str, limit: int, conditions: list[Condition], with_sparse: bool = False, params=None):
+    def _query(
+        self, query, using: str, limit: int, conditions: list[Condition], with_sparse: bool = False, params=None
+    ):
         q = _edge()
         request = q.QueryRequest(
             query=q.Query.Nearest(query, using=using),
@@ -284,7 +297,9 @@ class QdrantEdgeStore(VectorStore):
         )
         return [self._scored(p, p.score) for p in self.shard.query(request)]
 
-    def _search_sparse(self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool) -> list[ScoredPoint]:
+    def _search_sparse(
+        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
+    ) -> list[ScoredPoint]:
         if not len(vector) or self._shard is None:
             return []
         qv = _edge().SparseVector(indices=list(vector.indices), values=list(vector.values))
@@ -321,10 +336,20 @@ class QdrantEdgeStore(VectorStore):
         flt = edge_filter(self._conditions(filter))
         prefetches, names = [], []
         if sparse is not None and len(sparse):
-            prefetches.append(q.Prefetch(limit=candidates, query=q.Query.Nearest(q.SparseVector(indices=list(sparse.indices), values=list(sparse.values)), using=SPARSE), filter=flt))
+            prefetches.append(
+                q.Prefetch(
+                    limit=candidates,
+                    query=q.Query.Nearest(
+                        q.SparseVector(indices=list(sparse.indices), values=list(sparse.values)), using=SPARSE
+                    ),
+                    filter=flt,
+                )
+            )
             names.append(SPARSE)
         if dense is not None:
-            prefetches.append(q.Prefetch(limit=candidates, query=q.Query.Nearest([float(x) for x in dense], using=DENSE), filter=flt))
+            prefetches.append(
+                q.Prefetch(limit=candidates, query=q.Query.Nearest([float(x) for x in dense], using=DENSE), filter=flt)
+            )
             names.append(DENSE)
         if text and self._bm25 is not None:
             bm = self._bm25.embed_query(text)
@@ -335,5 +360,11 @@ class QdrantEdgeStore(VectorStore):
             return []
         w = [float((weights or {}).get(n, 1.0)) for n in names]
         # Edge scores 0-based position p as 1/(k_e + p); ours is 1/(k + rank), rank 1-based: k_e = k + 1.
-        request = q.QueryRequest(prefetches=prefetches, query=q.Fusion.Rrf(k=int(k) + 1, weights=w), limit=int(limit), filter=flt, with_payload=True)
+        request = q.QueryRequest(
+            prefetches=prefetches,
+            query=q.Fusion.Rrf(k=int(k) + 1, weights=w),
+            limit=int(limit),
+            filter=flt,
+            with_payload=True,
+        )
         return [self._scored(p, p.score) for p in self.shard.query(request)]

@@ -23,8 +23,9 @@ skip. Hybrid search runs in the server with the Query API: one prefetch per retr
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from ..types import PointRecord, ScoredPoint, SparseVector
@@ -97,7 +98,11 @@ def _is_transient(exc: BaseException) -> bool:
         import grpc
 
         if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-            return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            return exc.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            )
     except ImportError:  # pragma: no cover
         pass
     return False
@@ -142,7 +147,9 @@ class QdrantServerStore(VectorStore):
     # -- plumbing ----------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
-            return call_with_retries(fn, is_transient=_is_transient, where=self._safe_url, policy=self._retry, secrets=self._secrets)
+            return call_with_retries(
+                fn, is_transient=_is_transient, where=self._safe_url, policy=self._retry, secrets=self._secrets
+            )
         except StoreError:
             raise
         except Exception as exc:
@@ -166,7 +173,9 @@ class QdrantServerStore(VectorStore):
         if schema.bm25:
             import qdrant_edge
 
-            self._bm25 = qdrant_edge.Bm25(qdrant_edge.Bm25Config(language=schema.bm25_language, avg_len=float(schema.bm25_avg_len)))
+            self._bm25 = qdrant_edge.Bm25(
+                qdrant_edge.Bm25Config(language=schema.bm25_language, avg_len=float(schema.bm25_avg_len))
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -184,7 +193,11 @@ class QdrantServerStore(VectorStore):
                 return self._schema
             m = _models()
             schema = CollectionSchema.from_dict(wanted.to_dict())
-            vectors = {DENSE: m.VectorParams(size=int(schema.dense_dim), distance=m.Distance.COSINE)} if schema.dense_dim else {}
+            vectors = (
+                {DENSE: m.VectorParams(size=int(schema.dense_dim), distance=m.Distance.COSINE)}
+                if schema.dense_dim
+                else {}
+            )
             sparse: dict[str, Any] = {}
             if schema.sparse_model:
                 sparse[SPARSE] = m.SparseVectorParams()
@@ -202,7 +215,9 @@ class QdrantServerStore(VectorStore):
             if self._payload_index:
                 self._call(
                     "create_payload_index",
-                    lambda: self._client.create_payload_index(self.collection, "doc_id", m.PayloadSchemaType.KEYWORD, wait=True),
+                    lambda: self._client.create_payload_index(
+                        self.collection, "doc_id", m.PayloadSchemaType.KEYWORD, wait=True
+                    ),
                 )
             self._schema = schema
             self._make_bm25(schema)
@@ -211,7 +226,10 @@ class QdrantServerStore(VectorStore):
     def _save_metadata_fields(self, fields: dict[str, str]) -> None:
         with self._lock:
             updated = CollectionSchema.from_dict({**self._schema.to_dict(), "metadata_fields": dict(fields)})
-            self._call("update_collection", lambda: self._client.update_collection(self.collection, metadata={SCHEMA_KEY: updated.to_dict()}))
+            self._call(
+                "update_collection",
+                lambda: self._client.update_collection(self.collection, metadata={SCHEMA_KEY: updated.to_dict()}),
+            )
             self._schema = updated
 
     def close(self) -> None:
@@ -256,7 +274,7 @@ class QdrantServerStore(VectorStore):
         points = [self._point(r) for r in records]  # validate everything before writing anything
         for start in range(0, len(points), self.batch_size):
             batch = points[start : start + self.batch_size]
-            self._call("upsert", lambda: self.client.upsert(self.collection, points=batch, wait=True))
+            self._call("upsert", lambda batch=batch: self.client.upsert(self.collection, points=batch, wait=True))
         return len(points)
 
     def delete_points(self, point_ids: Sequence[str]) -> None:
@@ -266,14 +284,22 @@ class QdrantServerStore(VectorStore):
         ids = list(point_ids)
         for start in range(0, len(ids), self.batch_size):
             batch = ids[start : start + self.batch_size]
-            self._call("delete", lambda: self.client.delete(self.collection, points_selector=m.PointIdsList(points=batch), wait=True))
+            self._call(
+                "delete",
+                lambda batch=batch: self.client.delete(
+                    self.collection, points_selector=m.PointIdsList(points=batch), wait=True
+                ),
+            )
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         if not doc_ids or self._schema is None:
             return
         m = _models()
         flt = m.Filter(must=[m.FieldCondition(key="doc_id", match=m.MatchAny(any=list(doc_ids)))])
-        self._call("delete", lambda: self.client.delete(self.collection, points_selector=m.FilterSelector(filter=flt), wait=True))
+        self._call(
+            "delete",
+            lambda: self.client.delete(self.collection, points_selector=m.FilterSelector(filter=flt), wait=True),
+        )
 
     # -- reads -------------------------------------------------------------------------------
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
@@ -288,7 +314,9 @@ class QdrantServerStore(VectorStore):
             return []
         records = self._call(
             "retrieve",
-            lambda: self.client.retrieve(self.collection, ids=list(point_ids), with_payload=True, with_vectors=[SPARSE] if with_sparse else False),
+            lambda: self.client.retrieve(
+                self.collection, ids=list(point_ids), with_payload=True, with_vectors=[SPARSE] if with_sparse else False
+            ),
         )
         return [self._scored(r, 0.0) for r in records]
 
@@ -299,7 +327,9 @@ class QdrantServerStore(VectorStore):
         while True:
             records, offset = self._call(
                 "scroll",
-                lambda: self.client.scroll(self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=False),
+                lambda offset=offset: self.client.scroll(
+                    self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=False
+                ),
             )
             for r in records:
                 yield self._scored(r, 0.0)
@@ -318,13 +348,19 @@ class QdrantServerStore(VectorStore):
         response = self._call(what, lambda: self.client.query_points(self.collection, with_payload=True, **kwargs))
         return [self._scored(p, p.score) for p in response.points]
 
-    def _search_sparse(self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool) -> list[ScoredPoint]:
+    def _search_sparse(
+        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
+    ) -> list[ScoredPoint]:
         if not len(vector) or self._schema is None:
             return []
         m = _models()
         qv = m.SparseVector(indices=list(vector.indices), values=list(vector.values))
         return self._query(
-            "sparse search", query=qv, using=SPARSE, limit=int(limit), query_filter=qdrant_filter(conditions),
+            "sparse search",
+            query=qv,
+            using=SPARSE,
+            limit=int(limit),
+            query_filter=qdrant_filter(conditions),
             with_vectors=[SPARSE] if with_sparse else False,
         )
 
@@ -332,7 +368,14 @@ class QdrantServerStore(VectorStore):
         if self._schema is None:
             return []
         params = _models().SearchParams(exact=True) if self.exact_dense else None
-        return self._query("dense search", query=vector, using=DENSE, limit=int(limit), query_filter=qdrant_filter(conditions), search_params=params)
+        return self._query(
+            "dense search",
+            query=vector,
+            using=DENSE,
+            limit=int(limit),
+            query_filter=qdrant_filter(conditions),
+            search_params=params,
+        )
 
     def _bm25_query(self, text: str):
         if self._bm25 is None:
@@ -346,7 +389,9 @@ class QdrantServerStore(VectorStore):
         qv = self._bm25_query(text) if self._schema is not None else None
         if qv is None:
             return []
-        return self._query("bm25 search", query=qv, using=BM25, limit=int(limit), query_filter=qdrant_filter(conditions))
+        return self._query(
+            "bm25 search", query=qv, using=BM25, limit=int(limit), query_filter=qdrant_filter(conditions)
+        )
 
     def search_fused(
         self,
@@ -367,7 +412,14 @@ class QdrantServerStore(VectorStore):
             return []
         prefetch, names = [], []
         if sparse is not None and len(sparse):
-            prefetch.append(m.Prefetch(query=m.SparseVector(indices=list(sparse.indices), values=list(sparse.values)), using=SPARSE, limit=int(candidates), filter=flt))
+            prefetch.append(
+                m.Prefetch(
+                    query=m.SparseVector(indices=list(sparse.indices), values=list(sparse.values)),
+                    using=SPARSE,
+                    limit=int(candidates),
+                    filter=flt,
+                )
+            )
             names.append(SPARSE)
         if dense is not None:
             prefetch.append(m.Prefetch(query=[float(x) for x in dense], using=DENSE, limit=int(candidates), filter=flt))
@@ -379,7 +431,9 @@ class QdrantServerStore(VectorStore):
         if not prefetch:
             return []
         w = [float((weights or {}).get(n, 1.0)) for n in names]
-        return self._query("hybrid search", prefetch=prefetch, query=rrf_query(k, w), limit=int(limit), query_filter=flt)
+        return self._query(
+            "hybrid search", prefetch=prefetch, query=rrf_query(k, w), limit=int(limit), query_filter=flt
+        )
 
 
 def _local_location(url: str) -> tuple[str, dict[str, str]]:
@@ -402,20 +456,37 @@ def open_qdrant(url: str, **options: Any) -> QdrantServerStore:
         collection = query.pop("collection", DEFAULT_COLLECTION)
         batch_size = int(query.pop("batch_size", 256))
         if query:
-            raise ValueError(f"unknown option(s) for qdrant-local://: {sorted(query)}; known: ['batch_size', 'collection']")
+            raise ValueError(
+                f"unknown option(s) for qdrant-local://: {sorted(query)}; known: ['batch_size', 'collection']"
+            )
         Path(path).mkdir(parents=True, exist_ok=True)
         try:
             client = QdrantClient(path=path)
         except RuntimeError as exc:
             if "already accessed" in str(exc):
-                raise StoreLockedError(f"qdrant-local://{path} is open in another process or client; close it first") from None
+                raise StoreLockedError(
+                    f"qdrant-local://{path} is open in another process or client; close it first"
+                ) from None
             raise
         safe = f"qdrant-local://{path}" + (f"?collection={collection}" if collection != DEFAULT_COLLECTION else "")
-        return QdrantServerStore(client, collection, safe_url=safe, batch_size=batch_size, retry=RetryPolicy(attempts=1), exact_dense=exact_dense, payload_index=False)
+        return QdrantServerStore(
+            client,
+            collection,
+            safe_url=safe,
+            batch_size=batch_size,
+            retry=RetryPolicy(attempts=1),
+            exact_dense=exact_dense,
+            payload_index=False,
+        )
 
     settings = ConnectionSettings.from_url(
-        url, env_prefix="QDRANT", default_port=6333, default_name=DEFAULT_COLLECTION, tls_schemes=("qdrants",),
-        options=options, known_extra=("grpc",),
+        url,
+        env_prefix="QDRANT",
+        default_port=6333,
+        default_name=DEFAULT_COLLECTION,
+        tls_schemes=("qdrants",),
+        options=options,
+        known_extra=("grpc",),
     )
     prefer_grpc = settings.extra.get("grpc", "false").lower() in ("1", "true", "yes", "on")
     kwargs: dict[str, Any] = {}
@@ -431,6 +502,11 @@ def open_qdrant(url: str, **options: Any) -> QdrantServerStore:
         **kwargs,
     )
     return QdrantServerStore(
-        client, settings.name, safe_url=settings.safe_url, batch_size=settings.batch_size, retry=settings.retry,
-        secrets=settings.secrets, exact_dense=exact_dense,
+        client,
+        settings.name,
+        safe_url=settings.safe_url,
+        batch_size=settings.batch_size,
+        retry=settings.retry,
+        secrets=settings.secrets,
+        exact_dense=exact_dense,
     )

@@ -6,7 +6,8 @@ Backends are imported lazily: using Qdrant Edge never imports the Elasticsearch 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from .base import VectorStore
@@ -51,7 +52,9 @@ def open_store(url: str, **options: Any) -> VectorStore:
     if "://" not in url:
         url = f"qdrant-edge://{url}"
     if scheme not in _REGISTRY:
-        raise ValueError(f"unknown store scheme {scheme!r} in {urlsplit(url)._replace(netloc='').geturl()!r}; known: {', '.join(registered_schemes())}")
+        raise ValueError(
+            f"unknown store scheme {scheme!r} in {urlsplit(url)._replace(netloc='').geturl()!r}; known: {', '.join(registered_schemes())}"
+        )
     return _resolve(_REGISTRY[scheme])(url, **options)
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import abc
 import threading
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from ..fusion import reciprocal_rank_fusion
 from ..types import PointRecord, ScoredPoint, SparseVector
 from .base import CollectionSchema, StoreError, VectorStore
 from .filters import Condition
-from .retry import RetryPolicy, call_with_retries, describe_error
+from .retry import call_with_retries, describe_error
 from .settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -50,9 +51,43 @@ MIN_WEIGHT = float(np.finfo(np.float32).tiny)
 WEIGHT_RTOL = 2.0**-8
 #: Built-in language analyzers both engines ship; anything else falls back to ``standard``.
 LANGUAGE_ANALYZERS = frozenset(
-    "arabic armenian basque bengali brazilian bulgarian catalan cjk czech danish dutch english estonian "
-    "finnish french galician german greek hindi hungarian indonesian irish italian latvian lithuanian "
-    "norwegian persian portuguese romanian russian sorani spanish swedish turkish thai".split()
+    [
+        "arabic",
+        "armenian",
+        "basque",
+        "bengali",
+        "brazilian",
+        "bulgarian",
+        "catalan",
+        "cjk",
+        "czech",
+        "danish",
+        "dutch",
+        "english",
+        "estonian",
+        "finnish",
+        "french",
+        "galician",
+        "german",
+        "greek",
+        "hindi",
+        "hungarian",
+        "indonesian",
+        "irish",
+        "italian",
+        "latvian",
+        "lithuanian",
+        "norwegian",
+        "persian",
+        "portuguese",
+        "romanian",
+        "russian",
+        "sorani",
+        "spanish",
+        "swedish",
+        "turkish",
+        "thai",
+    ]
 )
 
 
@@ -116,7 +151,9 @@ def filter_query(conditions: Sequence[Condition]) -> dict[str, Any]:
 
 
 # -- mappings and documents ----------------------------------------------------------------------
-def base_mappings(schema: CollectionSchema, sparse_mapping: dict[str, Any], dense_mapping: dict[str, Any] | None) -> dict[str, Any]:
+def base_mappings(
+    schema: CollectionSchema, sparse_mapping: dict[str, Any], dense_mapping: dict[str, Any] | None
+) -> dict[str, Any]:
     """The engine-independent part of the index mapping (payload, metadata, BM25 text, _meta)."""
     analyzer = schema.bm25_language if schema.bm25_language in LANGUAGE_ANALYZERS else "standard"
     props: dict[str, Any] = {
@@ -140,9 +177,27 @@ def base_mappings(schema: CollectionSchema, sparse_mapping: dict[str, Any], dens
         "_meta": {META_KEY: schema.to_dict()},
         "dynamic": "strict",
         "dynamic_templates": [
-            {"metadata_strings": {"path_match": "metadata.*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}},
-            {"metadata_integers": {"path_match": "metadata.*", "match_mapping_type": "long", "mapping": {"type": "double"}}},
-            {"metadata_floats": {"path_match": "metadata.*", "match_mapping_type": "double", "mapping": {"type": "double"}}},
+            {
+                "metadata_strings": {
+                    "path_match": "metadata.*",
+                    "match_mapping_type": "string",
+                    "mapping": {"type": "keyword"},
+                }
+            },
+            {
+                "metadata_integers": {
+                    "path_match": "metadata.*",
+                    "match_mapping_type": "long",
+                    "mapping": {"type": "double"},
+                }
+            },
+            {
+                "metadata_floats": {
+                    "path_match": "metadata.*",
+                    "match_mapping_type": "double",
+                    "mapping": {"type": "double"},
+                }
+            },
         ],
         "properties": props,
     }
@@ -202,7 +257,7 @@ def bulk_failures(response: Mapping[str, Any]) -> list[tuple[str, int, str]]:
     if not response.get("errors"):
         return out
     for item in response.get("items", []):
-        (action, result), = item.items()
+        ((action, result),) = item.items()
         status = int(result.get("status", 0))
         if status >= 300 and not (action == "delete" and status == 404):
             err = result.get("error") or {}
@@ -276,21 +331,37 @@ class SearchEngineStore(VectorStore):
         """Scoring query for a sparse vector (None when it has no positive weight)."""
 
     @abc.abstractmethod
-    def dense_search_body(self, vector: Sequence[float], limit: int, conditions: Sequence[Condition]) -> dict[str, Any]: ...
+    def dense_search_body(
+        self, vector: Sequence[float], limit: int, conditions: Sequence[Condition]
+    ) -> dict[str, Any]: ...
 
     def bm25_query(self, text: str) -> dict[str, Any]:
         return {"match": {FULL_TEXT: {"query": text}}}
 
-    def sparse_search_body(self, vector: SparseVector, limit: int, conditions: Sequence[Condition], with_sparse: bool = False) -> dict[str, Any] | None:
+    def sparse_search_body(
+        self, vector: SparseVector, limit: int, conditions: Sequence[Condition], with_sparse: bool = False
+    ) -> dict[str, Any] | None:
         query = self.sparse_query(vector)
         if query is None:
             return None
         return {"query": with_filter(query, conditions), "size": int(limit), "_source": source_filter(with_sparse)}
 
     def bm25_search_body(self, text: str, limit: int, conditions: Sequence[Condition]) -> dict[str, Any]:
-        return {"query": with_filter(self.bm25_query(text), conditions), "size": int(limit), "_source": source_filter(False)}
+        return {
+            "query": with_filter(self.bm25_query(text), conditions),
+            "size": int(limit),
+            "_source": source_filter(False),
+        }
 
-    def _native_fused(self, parts: dict[str, Any], limit: int, candidates: int, k: int, weights: list[float], conditions: Sequence[Condition]) -> list[ScoredPoint] | None:
+    def _native_fused(
+        self,
+        parts: dict[str, Any],
+        limit: int,
+        candidates: int,
+        k: int,
+        weights: list[float],
+        conditions: Sequence[Condition],
+    ) -> list[ScoredPoint] | None:
         """Run RRF in the engine; None when this cluster cannot (then fusion runs client-side)."""
         return None
 
@@ -298,8 +369,11 @@ class SearchEngineStore(VectorStore):
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return call_with_retries(
-                fn, is_transient=lambda e: isinstance(e, RetryableBulkError) or self._is_transient(e),
-                where=self.url, policy=self.settings.retry, secrets=self.settings.secrets,
+                fn,
+                is_transient=lambda e: isinstance(e, RetryableBulkError) or self._is_transient(e),
+                where=self.url,
+                policy=self.settings.retry,
+                secrets=self.settings.secrets,
             )
         except StoreError:
             raise
@@ -318,7 +392,9 @@ class SearchEngineStore(VectorStore):
         mapping = self._call("get mapping", lambda: self.client.indices.get_mapping(index=self.index))
         meta = (next(iter(dict(mapping).values()), {}).get("mappings") or {}).get("_meta") or {}
         if META_KEY not in meta:
-            raise StoreError(f"{self.url}: index {self.index!r} exists but was not created by sparsehybrid; choose another index name")
+            raise StoreError(
+                f"{self.url}: index {self.index!r} exists but was not created by sparsehybrid; choose another index name"
+            )
         return CollectionSchema.from_dict(meta[META_KEY])
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -373,12 +449,17 @@ class SearchEngineStore(VectorStore):
         failures = self._call("bulk", run)
         if failures:
             pid, status, reason = failures[0]
-            raise StoreError(f"{self.url}: {len(failures)} point(s) rejected; first: {names.get(pid, pid)} (HTTP {status}) {reason}")
+            raise StoreError(
+                f"{self.url}: {len(failures)} point(s) rejected; first: {names.get(pid, pid)} (HTTP {status}) {reason}"
+            )
 
     def _upsert(self, records: Sequence[PointRecord]) -> int:
         if self._schema is None:
             raise StoreError("collection does not exist yet: call ensure_schema() first")
-        bodies = [bulk_index_body(self.index, records[i : i + self.batch_size], self._schema) for i in range(0, len(records), self.batch_size)]
+        bodies = [
+            bulk_index_body(self.index, records[i : i + self.batch_size], self._schema)
+            for i in range(0, len(records), self.batch_size)
+        ]
         names = {r.id: f"record {r.chunk.doc_id!r} chunk {r.chunk.chunk}" for r in records}
         for body in bodies:
             self._bulk(body, names)
@@ -397,7 +478,9 @@ class SearchEngineStore(VectorStore):
         body = {"query": {"terms": {"doc_id": list(doc_ids)}}}
         self._call(
             "delete by query",
-            lambda: self.client.delete_by_query(index=self.index, body=body, refresh=self._refresh != "false", conflicts="proceed"),
+            lambda: self.client.delete_by_query(
+                index=self.index, body=body, refresh=self._refresh != "false", conflicts="proceed"
+            ),
         )
 
     # -- reads -----------------------------------------------------------------------------
@@ -439,7 +522,9 @@ class SearchEngineStore(VectorStore):
         response = self._call(what, lambda: self.client.search(index=self.index, body=body, **params))
         return list(response["hits"]["hits"])
 
-    def _search_sparse(self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool) -> list[ScoredPoint]:
+    def _search_sparse(
+        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
+    ) -> list[ScoredPoint]:
         body = self.sparse_search_body(vector, limit, conditions, with_sparse) if self._schema is not None else None
         if body is None:
             return []
@@ -454,7 +539,10 @@ class SearchEngineStore(VectorStore):
     def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
         if self._schema is None or not text.strip():
             return []
-        return [hit_to_point(h, h["_score"]) for h in self._search("bm25 search", self.bm25_search_body(text, limit, conditions))]
+        return [
+            hit_to_point(h, h["_score"])
+            for h in self._search("bm25 search", self.bm25_search_body(text, limit, conditions))
+        ]
 
     def search_fused(
         self,
@@ -491,7 +579,15 @@ class SearchEngineStore(VectorStore):
             self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
         return self._client_fused(parts, limit, candidates, k, dict(zip(parts, w)), conditions)
 
-    def _client_fused(self, parts: dict[str, Any], limit: int, candidates: int, k: int, weights: dict[str, float], conditions: list[Condition]) -> list[ScoredPoint]:
+    def _client_fused(
+        self,
+        parts: dict[str, Any],
+        limit: int,
+        candidates: int,
+        k: int,
+        weights: dict[str, float],
+        conditions: list[Condition],
+    ) -> list[ScoredPoint]:
         runs = {
             SPARSE: lambda v: self._search_sparse(v, candidates, conditions, False),
             DENSE: lambda v: self._search_dense(v, candidates, conditions),
@@ -499,5 +595,7 @@ class SearchEngineStore(VectorStore):
         }
         results = {name: runs[name](value) for name, value in parts.items()}
         points = {p.id: p for ps in results.values() for p in ps}
-        fused = reciprocal_rank_fusion({n: [(p.id, p.score) for p in ps] for n, ps in results.items()}, k=k, weights=weights, limit=limit)
+        fused = reciprocal_rank_fusion(
+            {n: [(p.id, p.score) for p in ps] for n, ps in results.items()}, k=k, weights=weights, limit=limit
+        )
         return [ScoredPoint(id=it.id, score=it.score, payload=points[it.id].payload) for it in fused]

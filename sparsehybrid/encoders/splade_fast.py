@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..types import SparseVector
 
@@ -111,7 +112,7 @@ class FastSpladeEncoder:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_sentence_transformer(cls, model, batch_size: int = 32) -> "FastSpladeEncoder | None":
+    def from_sentence_transformer(cls, model, batch_size: int = 32) -> FastSpladeEncoder | None:
         """A fast encoder for ``model``'s document path, or None (logged at INFO) if not covered.
 
         Covered: ``Transformer`` with a fill-mask ``*ForMaskedLM`` whose output embedding is an
@@ -121,7 +122,7 @@ class FastSpladeEncoder:
         try:
             modules = _document_modules(model)
             reason = _unsupported_reason(modules)
-        except Exception as exc:  # noqa: BLE001 - an unknown layout is "not covered", not a crash
+        except Exception as exc:
             reason = f"could not inspect the model ({type(exc).__name__}: {exc})"
         if reason is not None:
             logger.info("fast SPLADE path not used: %s", reason)
@@ -152,7 +153,7 @@ class FastSpladeEncoder:
                     texts, convert_to_tensor=True, convert_to_sparse_tensor=False, show_progress_bar=False
                 )
             theirs = theirs.float().cpu()
-        except Exception as exc:  # noqa: BLE001 - e.g. a model whose head returns packed tokens
+        except Exception as exc:
             return f"self-check failed to run ({type(exc).__name__}: {exc})"
         if ours.shape != theirs.shape:
             return f"self-check shape mismatch: {tuple(ours.shape)} vs sentence-transformers {tuple(theirs.shape)}"

@@ -8,8 +8,8 @@ what lets every hit say which retriever found it at which rank.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 Ranking = Sequence[tuple[str, float]]
 
@@ -117,9 +117,7 @@ def distribution_based_score_fusion(
         lo, hi = mu - 3 * sd, mu + 3 * sd
         bounds[name] = (lo, (hi - lo) or 1.0)
     for item in items.values():
-        item.score = sum(
-            w[n] * min(1.0, max(0.0, (s - bounds[n][0]) / bounds[n][1])) for n, s in item.scores.items()
-        )
+        item.score = sum(w[n] * min(1.0, max(0.0, (s - bounds[n][0]) / bounds[n][1])) for n, s in item.scores.items())
     return _ordered(items, limit)
 
 

@@ -43,13 +43,19 @@ def test_index_body_maps_sparse_vector_and_float_hnsw_cosine(offline):
     props = offline.index_body(SCHEMA)["mappings"]["properties"]
     assert props["sparse"] == {"type": "sparse_vector"}
     assert props["dense"] == {
-        "type": "dense_vector", "dims": SCHEMA.dense_dim, "index": True, "similarity": "cosine", "index_options": {"type": "hnsw"},
+        "type": "dense_vector",
+        "dims": SCHEMA.dense_dim,
+        "index": True,
+        "similarity": "cosine",
+        "index_options": {"type": "hnsw"},
     }
     assert props["full_text"]["type"] == "text"
 
 
 def test_sparse_vector_query_with_raw_query_vector_and_no_pruning(offline):
-    body = offline.sparse_search_body(SparseVector([30521, 0, 17], [0.9, 1.5, 0.0]), 12, parse_filter({"lang": ["en", "ko"]}))
+    body = offline.sparse_search_body(
+        SparseVector([30521, 0, 17], [0.9, 1.5, 0.0]), 12, parse_filter({"lang": ["en", "ko"]})
+    )
     assert body["query"] == {
         "bool": {
             "must": [{"sparse_vector": {"field": "sparse", "query_vector": {"30521": 0.9, "0": 1.5}, "prune": False}}],
@@ -62,7 +68,10 @@ def test_sparse_vector_query_with_raw_query_vector_and_no_pruning(offline):
 def test_knn_section_and_bm25_match(offline):
     body = offline.dense_search_body([0.6, 0.8], 10, parse_filter({"year": {"gt": 2015}}))
     assert body["knn"] == {
-        "field": "dense", "query_vector": [0.6, 0.8], "k": 10, "num_candidates": 100,
+        "field": "dense",
+        "query_vector": [0.6, 0.8],
+        "k": 10,
+        "num_candidates": 100,
         "filter": [{"range": {"metadata.year": {"gt": 2015.0}}}],
     }
     assert offline.dense_search_body([1.0, 0.0], 500, [])["knn"]["num_candidates"] == 1000
@@ -77,9 +86,24 @@ def test_rrf_retriever_body(offline):
     assert body["retriever"] == {
         "rrf": {
             "retrievers": [
-                {"standard": {"query": {"bool": {"must": [{"sparse_vector": {"field": "sparse", "query_vector": {"5": 1.0}, "prune": False}}], "filter": flt}}}},
+                {
+                    "standard": {
+                        "query": {
+                            "bool": {
+                                "must": [
+                                    {"sparse_vector": {"field": "sparse", "query_vector": {"5": 1.0}, "prune": False}}
+                                ],
+                                "filter": flt,
+                            }
+                        }
+                    }
+                },
                 {"knn": {"field": "dense", "query_vector": [0.0, 1.0], "k": 80, "num_candidates": 160, "filter": flt}},
-                {"standard": {"query": {"bool": {"must": [{"match": {"full_text": {"query": "jet"}}}], "filter": flt}}}},
+                {
+                    "standard": {
+                        "query": {"bool": {"must": [{"match": {"full_text": {"query": "jet"}}}], "filter": flt}}
+                    }
+                },
             ],
             "rank_window_size": 80,
             "rank_constant": 60,
@@ -106,7 +130,7 @@ def test_url_options_and_down_cluster_without_secrets(monkeypatch):
 
 # -- shared encoding (search_engine_common) -----------------------------------------------------
 def test_feature_names_are_reversible_and_collision_free():
-    ids = list(range(0, 40_000)) + [2**31 - 1, 2**32 + 5]
+    ids = [*list(range(0, 40000)), 2**31 - 1, 2**32 + 5]
     names = [feature_name(i) for i in ids]
     assert len(set(names)) == len(ids)
     assert [feature_id(n) for n in names] == ids
@@ -132,17 +156,28 @@ def test_lucene_keeps_nine_significant_bits():
     rel = (weights - stored) / weights
     assert (rel >= -1e-7).all() and (rel < WEIGHT_RTOL).all()  # truncation: never above, < 2**-8 below
     assert rel.max() > WEIGHT_RTOL / 2  # the bound is tight, i.e. the emulation really drops bits
-    assert lucene_feature_value(1.0) == 1.0 and lucene_feature_value(1.00390625) == 1.00390625  # 1 + 2**-8 representable
+    assert (
+        lucene_feature_value(1.0) == 1.0 and lucene_feature_value(1.00390625) == 1.00390625
+    )  # 1 + 2**-8 representable
 
 
 def test_bulk_delete_and_failure_reporting():
-    assert bulk_delete_body("ix", ["a", "b"]) == [{"delete": {"_index": "ix", "_id": "a"}}, {"delete": {"_index": "ix", "_id": "b"}}]
+    assert bulk_delete_body("ix", ["a", "b"]) == [
+        {"delete": {"_index": "ix", "_id": "a"}},
+        {"delete": {"_index": "ix", "_id": "b"}},
+    ]
     response = {
         "errors": True,
         "items": [
             {"index": {"_id": "p1", "status": 201}},
             {"delete": {"_id": "p2", "status": 404}},
-            {"index": {"_id": "p3", "status": 400, "error": {"type": "mapper_parsing_exception", "reason": "bad dense"}}},
+            {
+                "index": {
+                    "_id": "p3",
+                    "status": 400,
+                    "error": {"type": "mapper_parsing_exception", "reason": "bad dense"},
+                }
+            },
         ],
     }
     assert bulk_failures(response) == [("p3", 400, "mapper_parsing_exception: bad dense")]
@@ -150,7 +185,11 @@ def test_bulk_delete_and_failure_reporting():
 
 
 def test_hit_to_point_strips_internal_fields():
-    hit = {"_id": "x", "_score": 2.5, "_source": {"doc_id": "d", "chunk": 0, "text": "t", "full_text": "T t", "sparse": {"7": 1.0}, "dense": [1.0]}}
+    hit = {
+        "_id": "x",
+        "_score": 2.5,
+        "_source": {"doc_id": "d", "chunk": 0, "text": "t", "full_text": "T t", "sparse": {"7": 1.0}, "dense": [1.0]},
+    }
     p = hit_to_point(hit, 2.5, with_sparse=True)
     assert p.payload == {"doc_id": "d", "chunk": 0, "text": "t"}
     assert p.sparse.as_dict() == {7: 1.0} and p.score == 2.5

@@ -75,7 +75,13 @@ def test_filters_become_term_terms_range_in_a_bool_filter(offline):
 def test_knn_query_with_efficient_filter(offline):
     body = offline.dense_search_body([0.5, -0.5], 7, parse_filter({"lang": "en"}))
     assert body["query"] == {
-        "knn": {"dense": {"vector": [0.5, -0.5], "k": 7, "filter": {"bool": {"filter": [{"term": {"metadata.lang": "en"}}]}}}}
+        "knn": {
+            "dense": {
+                "vector": [0.5, -0.5],
+                "k": 7,
+                "filter": {"bool": {"filter": [{"term": {"metadata.lang": "en"}}]}},
+            }
+        }
     }
     assert body["size"] == 7
     assert offline.dense_search_body([1.0, 0.0], 3, [])["query"] == {"knn": {"dense": {"vector": [1.0, 0.0], "k": 3}}}
@@ -84,7 +90,10 @@ def test_knn_query_with_efficient_filter(offline):
 def test_bm25_is_a_match_on_the_analysed_text(offline):
     body = offline.bm25_search_body("shock wave", 4, parse_filter({"year": 1995}))
     assert body["query"] == {
-        "bool": {"must": [{"match": {"full_text": {"query": "shock wave"}}}], "filter": [{"term": {"metadata.year": 1995}}]}
+        "bool": {
+            "must": [{"match": {"full_text": {"query": "shock wave"}}}],
+            "filter": [{"term": {"metadata.year": 1995}}],
+        }
     }
 
 
@@ -108,13 +117,19 @@ def test_rrf_search_pipeline_and_hybrid_query(offline):
         {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}
     ]
     weighted = offline.rrf_pipeline_body(20, [2.0, 1.0])
-    assert weighted["phase_results_processors"][0]["score-ranker-processor"]["combination"]["parameters"] == {"weights": [1.0, 0.5]}
+    assert weighted["phase_results_processors"][0]["score-ranker-processor"]["combination"]["parameters"] == {
+        "weights": [1.0, 0.5]
+    }
     assert offline.pipeline_name(pipeline) != offline.pipeline_name(weighted)
     conds = parse_filter({"lang": "en"})
-    body = offline.hybrid_search_body({"sparse": SparseVector([3], [2.0]), "dense": [0.1, 0.2], "bm25": "wing"}, 50, conds)
+    body = offline.hybrid_search_body(
+        {"sparse": SparseVector([3], [2.0]), "dense": [0.1, 0.2], "bm25": "wing"}, 50, conds
+    )
     queries = body["query"]["hybrid"]["queries"]
     term = {"term": {"metadata.lang": "en"}}
-    assert queries[0] == {"bool": {"must": [{"neural_sparse": {"sparse": {"query_tokens": {"3": 2.0}}}}], "filter": [term]}}
+    assert queries[0] == {
+        "bool": {"must": [{"neural_sparse": {"sparse": {"query_tokens": {"3": 2.0}}}}], "filter": [term]}
+    }
     assert queries[1] == {"knn": {"dense": {"vector": [0.1, 0.2], "k": 50, "filter": {"bool": {"filter": [term]}}}}}
     assert queries[2] == {"bool": {"must": [{"match": {"full_text": {"query": "wing"}}}], "filter": [term]}}
     assert body["size"] == 50
@@ -122,9 +137,14 @@ def test_rrf_search_pipeline_and_hybrid_query(offline):
 
 def test_url_options_and_fusion_mode():
     store = open_store("opensearchs://search.example:9443/my-index?fusion=client&batch_size=100&timeout=5")
-    assert store.url == "opensearchs://search.example:9443/my-index?fusion=client"  # reopenable, batch/timeout are not kept
+    assert (
+        store.url == "opensearchs://search.example:9443/my-index?fusion=client"
+    )  # reopenable, batch/timeout are not kept
     assert store.batch_size == 100 and not store.native_fusion and store.settings.tls and store.settings.verify
-    assert open_store("opensearchs://h/ix?verify=false&ca=/etc/ca.pem").url == "opensearchs://h:9200/ix?ca=%2Fetc%2Fca.pem&verify=false"
+    assert (
+        open_store("opensearchs://h/ix?verify=false&ca=/etc/ca.pem").url
+        == "opensearchs://h:9200/ix?ca=%2Fetc%2Fca.pem&verify=false"
+    )
     assert open_store("opensearch://h?index=named").url == "opensearch://h:9200/named"
     with pytest.raises(ValueError, match="lowercase"):
         open_store("opensearch://localhost/MyIndex")

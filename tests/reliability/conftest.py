@@ -8,8 +8,8 @@ import math
 import os
 import socket
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
@@ -37,7 +37,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def as_documents(rows: list[dict]) -> list[Document]:
-    return [Document(r["_id"], r["text"], r.get("title"), {k: v for k, v in r.items() if k not in CORPUS_FIELDS}) for r in rows]
+    return [
+        Document(r["_id"], r["text"], r.get("title"), {k: v for k, v in r.items() if k not in CORPUS_FIELDS})
+        for r in rows
+    ]
 
 
 def free_port() -> int:
@@ -68,18 +71,24 @@ class TermFrequencySparseEncoder:
         self.vocab_size = self.tokenizer.vocab_size
 
     def _one(self, text: str):
-        ids = [i for i, tok in zip(self.tokenizer(text, add_special_tokens=False)["input_ids"], self.tokenizer.tokenize(text)) if tok.isalnum() or tok.startswith("##")]
+        ids = [
+            i
+            for i, tok in zip(
+                self.tokenizer(text, add_special_tokens=False)["input_ids"], self.tokenizer.tokenize(text)
+            )
+            if tok.isalnum() or tok.startswith("##")
+        ]
         tf = Counter(ids)
         idx, val = list(tf), [math.log1p(c) for c in tf.values()]
         low = text.lower()
         if "nanpoison" in low:
-            return SparseVector(idx, [float("nan")] + val[1:])  # raises ValueError, as SparseVector should
+            return SparseVector(idx, [float("nan"), *val[1:]])  # raises ValueError, as SparseVector should
         if "infpoison" in low:
-            return type("RawSparse", (), {"indices": idx, "values": [float("inf")] + val[1:]})()
+            return type("RawSparse", (), {"indices": idx, "values": [float("inf"), *val[1:]]})()
         if "negpoison" in low:
-            return SparseVector(idx, [-0.5] + val[1:])
+            return SparseVector(idx, [-0.5, *val[1:]])
         if "oovpoison" in low:
-            return SparseVector(idx + [self.vocab_size + 7], val + [1.0])
+            return SparseVector([*idx, self.vocab_size + 7], [*val, 1.0])
         return SparseVector(idx, val)
 
     def encode_document(self, texts: Sequence[str]) -> list:
@@ -90,7 +99,9 @@ class TermFrequencySparseEncoder:
 
     def explain_overlap(self, query: SparseVector, document: SparseVector, top_k: int = 8):
         doc = document.as_dict()
-        contrib = sorted(((i, w * doc[i]) for i, w in zip(query.indices, query.values) if i in doc), key=lambda t: -t[1])[:top_k]
+        contrib = sorted(
+            ((i, w * doc[i]) for i, w in zip(query.indices, query.values) if i in doc), key=lambda t: -t[1]
+        )[:top_k]
         return [(self.tokenizer.convert_ids_to_tokens(i), c) for i, c in contrib]
 
 
@@ -111,7 +122,11 @@ def tiny_splade_dir(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny-mlm")
     tok = AutoTokenizer.from_pretrained(resolve_model("splade-tiny")[0])
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    model = BertForMaskedLM(
+        BertConfig(
+            vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    )
     with torch.no_grad():
         model.cls.predictions.bias.fill_(-0.4)
     model.save_pretrained(path)

@@ -7,15 +7,14 @@ import datetime
 import json
 import logging
 import re
-from pathlib import Path
 
 import pytest
 
 from sparsehybrid.connectors.filters import FilterError
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
-from sparsehybrid.pipelines.dead_letter import read_dead_letter
-from sparsehybrid.pipelines.indexing import Indexer
-from sparsehybrid.pipelines.sources import open_source
+from sparsehybrid.ingestion.dead_letter import read_dead_letter
+from sparsehybrid.ingestion.indexing import Indexer
+from sparsehybrid.ingestion.sources import open_source
 from sparsehybrid.search import MAX_QUERY_CHARS, HybridSearcher
 from sparsehybrid.types import Document, point_id
 
@@ -41,7 +40,10 @@ def test_bad_jsonl_lines_are_rejected_by_line_and_field_and_the_rest_is_indexed(
         '{"_id": "d", "text": "shock wave interaction"}',
         '{"_id": "b", "text": "second version of b wins"}',
     ]
-    raw = "\n".join(lines).encode("utf-8") + b'\n{"_id": "bad-utf8", "text": "caf\xe9 au lait"}\n{"_id": "e", "text": "last good line"}\n'
+    raw = (
+        "\n".join(lines).encode("utf-8")
+        + b'\n{"_id": "bad-utf8", "text": "caf\xe9 au lait"}\n{"_id": "e", "text": "last good line"}\n'
+    )
     src = tmp_path / "corpus.jsonl"
     src.write_bytes(raw)
     dead = tmp_path / "dead" / "rejected.jsonl"
@@ -96,7 +98,12 @@ def test_bad_csv_rows_are_rejected_and_do_not_swallow_their_neighbours(tmp_path)
     good = [i for i in items if isinstance(i, Document)]
     rejected = {(r.record, r.field): r.reason for r in items if not isinstance(r, Document)}
     assert [d.id for d in good] == ["1", "4"]
-    assert set(rejected) == {("docs.csv:3", "text"), ("docs.csv:4", "(row)"), ("docs.csv:5", "id"), ("docs.csv:7-8", "(row)")}
+    assert set(rejected) == {
+        ("docs.csv:3", "text"),
+        ("docs.csv:4", "(row)"),
+        ("docs.csv:5", "id"),
+        ("docs.csv:7-8", "(row)"),
+    }
     assert "invalid UTF-8" in rejected[("docs.csv:3", "text")]
     assert "more than the 3 header columns" in rejected[("docs.csv:4", "(row)")]
     assert "unclosed quote" in rejected[("docs.csv:7-8", "(row)")]  # lines 7-8 are reported, not silently merged
@@ -125,10 +132,17 @@ def test_documents_passed_directly_are_validated_field_by_field(tmp_path):
     assert set(stored_docs(store)) == {"ok-1", "ok-2"}
     got = {(r.record, r.field) for r in stats.rejected}
     assert got == {
-        ("document #2", "id"), ("document #3", "id"), ("document #4", "id"),
-        ("ws", "text"), ("when", "metadata"), ("tags", "metadata"), ("inf", "metadata"),
+        ("document #2", "id"),
+        ("document #3", "id"),
+        ("document #4", "id"),
+        ("ws", "text"),
+        ("when", "metadata"),
+        ("tags", "metadata"),
+        ("inf", "metadata"),
     }
-    assert all(str(r).startswith(r.record) and repr(r.field) in str(r) for r in stats.rejected)  # names record and field
+    assert all(
+        str(r).startswith(r.record) and repr(r.field) in str(r) for r in stats.rejected
+    )  # names record and field
     store.close()
 
 
@@ -204,7 +218,7 @@ def test_empty_sparse_vector_is_stored_reported_and_found_by_dense(tmp_path, tf_
     ``stats.empty_sparse`` and logged; sparse and BM25 cannot match it, dense search finds it."""
     docs = [Document("punct", "?!?! ... --- !!!"), Document("words", "pressure distribution on a delta wing")]
     store = QdrantEdgeStore(tmp_path / "idx")
-    with caplog.at_level(logging.WARNING, logger="sparsehybrid.pipelines.indexing"):
+    with caplog.at_level(logging.WARNING, logger="sparsehybrid.ingestion.indexing"):
         stats = Indexer(store, tf_encoder, minilm, bm25=True).index(docs)
     assert stats.added == 2 and stats.empty_sparse == 1 and not stats.rejected
     assert "empty sparse vector" in caplog.text and "'punct'" in caplog.text
@@ -278,7 +292,9 @@ def test_query_syntax_is_sent_to_search_engines_as_a_json_value(engine):
 def test_filter_on_an_unknown_field_is_refused_by_name(searchable):
     store, searcher = searchable
     assert len(searcher.search("wing", top_k=50, mode="bm25", filter={"lang": "en"})) > 0
-    with pytest.raises(FilterError, match=re.escape("filter field 'language' is not a metadata field of this collection; known: lang")):
+    with pytest.raises(
+        FilterError, match=re.escape("filter field 'language' is not a metadata field of this collection; known: lang")
+    ):
         searcher.search("wing", filter={"language": "en"})
     with pytest.raises(FilterError, match="'language'"):
         store.count({"language": "en"})

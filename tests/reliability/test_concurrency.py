@@ -11,7 +11,7 @@ import pytest
 
 from sparsehybrid.connectors import StoreLockedError
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
-from sparsehybrid.pipelines.indexing import Indexer
+from sparsehybrid.ingestion.indexing import Indexer
 from sparsehybrid.search import HybridSearcher
 
 from .conftest import as_documents, cranfield_rows
@@ -103,7 +103,9 @@ def test_a_second_process_on_the_same_embedded_index_is_refused(tmp_path, cranfi
     assert store.document_states() == before and store.count() == 30  # the refused process changed nothing
 
     store.close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "holding 30"
         with pytest.raises(StoreLockedError, match="open for writing in another process"):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
-from sparsehybrid.pipelines.indexing import Indexer
+from sparsehybrid.ingestion.indexing import Indexer
 
 from .conftest import as_documents, cranfield_rows, write_jsonl
 
@@ -52,8 +52,20 @@ def assert_exactly(path: Path, rows: list[dict]) -> None:
 
 
 def cli(source: Path, store: Path, prefect_api: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "sparsehybrid.cli", "index", str(source), "--store", f"qdrant-edge://{store}",
-            "--sparse-model", "none", "--dense-model", "none", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "sparsehybrid.cli",
+        "index",
+        str(source),
+        "--store",
+        f"qdrant-edge://{store}",
+        "--sparse-model",
+        "none",
+        "--dense-model",
+        "none",
+        *extra,
+    ]
 
 
 def run_and_kill(cmd: list[str], prefect_api: str, trigger: re.Pattern, after: int, delay: float) -> list[str]:
@@ -104,7 +116,9 @@ def test_kill_9_during_the_sync_deletion_pass_then_rerun(prefect_api, cranfield,
     store.close()
     src = write_jsonl(tmp_path / "c.jsonl", v2)
     cmd = cli(src, idx, prefect_api, "--sync", "--batch-size", "5")
-    run_and_kill(cmd, prefect_api, re.compile(r"\d+ documents: \d+ to encode"), after=1, delay=random.uniform(0.05, 0.6))
+    run_and_kill(
+        cmd, prefect_api, re.compile(r"\d+ documents: \d+ to encode"), after=1, delay=random.uniform(0.05, 0.6)
+    )
     states = check_consistent(idx, [v1, v2])
     assert {r["_id"] for r in v2} <= set(states)  # a deletion pass never deletes what the source still has
     run_to_end(cmd, prefect_api)
@@ -114,7 +128,7 @@ def test_kill_9_during_the_sync_deletion_pass_then_rerun(prefect_api, cranfield,
 WRITER = """
 import json, sys
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
-from sparsehybrid.pipelines.indexing import Indexer
+from sparsehybrid.ingestion.indexing import Indexer
 from sparsehybrid.types import Document
 rows = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
 docs = [Document(r["_id"], r["text"], r.get("title")) for r in rows]

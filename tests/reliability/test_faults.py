@@ -11,7 +11,7 @@ import pytest
 from sparsehybrid.connectors import StoreUnavailableError, open_store
 from sparsehybrid.connectors.qdrant_server import QdrantServerStore
 from sparsehybrid.connectors.retry import RetryPolicy
-from sparsehybrid.pipelines.indexing import Indexer
+from sparsehybrid.ingestion.indexing import Indexer
 
 from .conftest import as_documents, cranfield_rows, free_port
 
@@ -22,8 +22,8 @@ class FaultyClient:
     reaches the store, some *after* it (the reply was lost), so retries must also be idempotent."""
 
     def __init__(self, real, rate: float, seed: int = 7):
-        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
         import httpx
+        from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
         self._real, self._rate, self._rng = real, rate, random.Random(seed)
         headers = httpx.Headers()
@@ -57,7 +57,10 @@ def test_transient_upsert_failures_are_retried_and_nothing_is_lost(tmp_path, cra
     rows = cranfield_rows(cranfield, 120)
     client = FaultyClient(QdrantClient(path=str(tmp_path / "q")), rate=0.35)
     store = QdrantServerStore(
-        client, "flaky", safe_url="qdrant-local://flaky", batch_size=5,
+        client,
+        "flaky",
+        safe_url="qdrant-local://flaky",
+        batch_size=5,
         retry=RetryPolicy(attempts=8, base_delay=0.001, max_delay=0.01),
     )
     stats = Indexer(store, bm25=True, batch_size=10).index(as_documents(rows))
@@ -111,7 +114,9 @@ def test_cli_search_against_a_down_store_prints_one_line(tmp_path):
     from sparsehybrid.cli import app
 
     port = free_port()
-    result = CliRunner().invoke(app, ["search", "wing", "--store", f"elasticsearch://127.0.0.1:{port}/idx?retries=2&timeout=1"])
+    result = CliRunner().invoke(
+        app, ["search", "wing", "--store", f"elasticsearch://127.0.0.1:{port}/idx?retries=2&timeout=1"]
+    )
     assert result.exit_code == 1
     out = result.output.strip()
     assert "Traceback" not in out and "unavailable after 2 attempt(s)" in out

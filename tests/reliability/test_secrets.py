@@ -43,7 +43,11 @@ def test_planted_secrets_never_appear_in_output_errors_or_reprs(monkeypatch, cap
     for url in urls:
         store = open_store(url)
         seen += [repr(store), str(store.url), repr(store.settings), str(store.settings)]
-        for call in (lambda: store.search_bm25("q", 3), lambda: store.count(), lambda: store.delete_documents(["x"])):
+        for call in (
+            lambda store=store: store.search_bm25("q", 3),
+            lambda store=store: store.count(),
+            lambda store=store: store.delete_documents(["x"]),
+        ):
             try:
                 call()
             except StoreError as exc:
@@ -52,14 +56,17 @@ def test_planted_secrets_never_appear_in_output_errors_or_reprs(monkeypatch, cap
                 pytest.fail(f"{url} should be unreachable")
         logging.getLogger("sparsehybrid").error("store %r failed", store)
         store.close()
-    for url in (f"qdrant://127.0.0.1:{port}/c?retries=2&timeout=1", f"qdrants://127.0.0.1:{port}/c?retries=1&timeout=1"):
+    for url in (
+        f"qdrant://127.0.0.1:{port}/c?retries=2&timeout=1",
+        f"qdrants://127.0.0.1:{port}/c?retries=1&timeout=1",
+    ):
         with pytest.raises(StoreError) as info:
             open_store(url)
         seen += [str(info.value), repr(info.value), "".join(traceback.format_exception(info.value))]
     out, err = capsys.readouterr()
     everything = "\n".join(seen) + out + err + caplog.text
     assert "unavailable after 2 attempt(s)" in everything  # the errors really were raised and captured
-    for secret in SECRETS + ["url-PLANTED-pw"]:
+    for secret in [*SECRETS, "url-PLANTED-pw"]:
         assert secret not in everything, f"secret {secret[:6]}... leaked"
 
 
@@ -68,19 +75,21 @@ def test_flow_run_parameters_logs_and_errors_hold_no_secret(prefect_api, monkeyp
     parameters, so the value must only be expanded when the store is opened."""
     from prefect.client.orchestration import get_client
 
-    from sparsehybrid.pipelines.config import PipelineConfig
-    from sparsehybrid.pipelines.flows import run_pipeline
+    from sparsehybrid.orchestration.config import PipelineConfig
+    from sparsehybrid.orchestration.flows import run_pipeline
 
     secret = "flow-PLANTED-9a8b7c"
     monkeypatch.setenv("RELIABILITY_OS_PASSWORD", secret)
     src = tmp_path / "c.jsonl"
     src.write_text('{"_id": "a", "text": "wing"}\n', encoding="utf-8")
     port = free_port()
-    cfg = PipelineConfig.parse({
-        "source": {"path": str(src)},
-        "store": f"opensearch://admin:${{RELIABILITY_OS_PASSWORD}}@127.0.0.1:{port}/idx?retries=1&timeout=1",
-        "models": {"sparse": None, "dense": None},
-    })
+    cfg = PipelineConfig.parse(
+        {
+            "source": {"path": str(src)},
+            "store": f"opensearch://admin:${{RELIABILITY_OS_PASSWORD}}@127.0.0.1:{port}/idx?retries=1&timeout=1",
+            "models": {"sparse": None, "dense": None},
+        }
+    )
     with pytest.raises(StoreError) as info:
         run_pipeline(cfg)
     texts = [str(info.value), "".join(traceback.format_exception(info.value))]
@@ -94,25 +103,32 @@ def test_flow_run_parameters_logs_and_errors_hold_no_secret(prefect_api, monkeyp
 
 def _self_signed_cert(tmp_path):
     pytest.importorskip("cryptography")
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_file, key_file
 
 

@@ -11,6 +11,7 @@ catches a store or query layer that loses ranking quality.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -19,12 +20,14 @@ import os
 import platform
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from ..encoders.models import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL
 from .beir import BeirDataset, load_beir
-from .evaluation import METRICS, Run, binarize, evaluate, write_trec_run
+from .metrics import METRICS, Run, binarize, evaluate, write_trec_run
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +35,15 @@ logger = logging.getLogger(__name__)
 PARITY_TOLERANCE = {"Sparse": 0.002, "Dense": 0.01}
 
 PACKAGES = (
-    "sparsehybrid", "sentence-transformers", "transformers", "torch", "qdrant-edge-py",
-    "ir-measures", "pytrec-eval-terrier", "prefect", "numpy",
+    "sparsehybrid",
+    "sentence-transformers",
+    "transformers",
+    "torch",
+    "qdrant-edge-py",
+    "ir-measures",
+    "pytrec-eval-terrier",
+    "prefect",
+    "numpy",
 )
 
 
@@ -58,8 +68,8 @@ class BenchConfig:
     datasets: list[str]
     out: str = "results"
     store: str | None = None
-    sparse_model: str | None = "splade-tiny"
-    dense_model: str | None = "all-MiniLM-L6-v2"
+    sparse_model: str | None = DEFAULT_SPARSE_MODEL
+    dense_model: str | None = DEFAULT_DENSE_MODEL
     reranker: str | None = None
     split: str = "test"
     candidates: int = 100
@@ -123,7 +133,13 @@ def methods_for(sparse: bool, dense: bool, bm25: bool, rerank: bool) -> list[Met
 def index_fingerprint(cfg: BenchConfig) -> str:
     """Short hash of what changes the stored vectors (the corpus itself is tracked per document)."""
     blob = json.dumps(
-        {"sparse": cfg.sparse_model, "dense": cfg.dense_model, "max_length": cfg.max_length, "chunking": cfg.chunking, "bm25": cfg.bm25},
+        {
+            "sparse": cfg.sparse_model,
+            "dense": cfg.dense_model,
+            "max_length": cfg.max_length,
+            "chunking": cfg.chunking,
+            "bm25": cfg.bm25,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
@@ -163,10 +179,8 @@ def hardware() -> dict[str, Any]:
     except OSError:
         pass
     info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
-    except (ValueError, OSError, AttributeError):
-        pass
     try:
         import torch
 
@@ -199,8 +213,16 @@ def load_encoders(cfg: BenchConfig):
     from ..encoders.reranker import Reranker
     from ..encoders.sparse import SparseEncoder
 
-    sparse = SparseEncoder(cfg.sparse_model, device=cfg.device, batch_size=cfg.batch_size, max_length=cfg.max_length) if cfg.sparse_model else None
-    dense = DenseEncoder(cfg.dense_model, device=cfg.device, batch_size=cfg.batch_size, max_length=cfg.max_length) if cfg.dense_model else None
+    sparse = (
+        SparseEncoder(cfg.sparse_model, device=cfg.device, batch_size=cfg.batch_size, max_length=cfg.max_length)
+        if cfg.sparse_model
+        else None
+    )
+    dense = (
+        DenseEncoder(cfg.dense_model, device=cfg.device, batch_size=cfg.batch_size, max_length=cfg.max_length)
+        if cfg.dense_model
+        else None
+    )
     reranker = Reranker(cfg.reranker, device=cfg.device, batch_size=cfg.batch_size) if cfg.reranker else None
     return sparse, dense, reranker
 
@@ -208,7 +230,7 @@ def load_encoders(cfg: BenchConfig):
 def index_dataset(cfg: BenchConfig, ds: BeirDataset, sparse, dense, log=logger) -> tuple[Any, dict]:
     """Index (or refresh) the dataset's store; returns the open store and indexing numbers."""
     from ..connectors import open_store
-    from .indexing import Indexer
+    from ..ingestion.indexing import Indexer
 
     url = store_url_for(cfg, ds.name)
     store = open_store(url)
@@ -217,13 +239,21 @@ def index_dataset(cfg: BenchConfig, ds: BeirDataset, sparse, dense, log=logger) 
         raise ValueError(f"{url} holds chunked documents; --parity needs one point per document (use a fresh --store)")
     # Hand the encoders several of their batches at once: sentence-transformers sorts a call's texts
     # by length before batching, so mixed-length corpora waste far less on padding.
-    indexer = Indexer(store, sparse, dense, bm25=cfg.bm25, batch_size=max(256, cfg.batch_size * 8), chunking=cfg.chunking)
+    indexer = Indexer(
+        store, sparse, dense, bm25=cfg.bm25, batch_size=max(256, cfg.batch_size * 8), chunking=cfg.chunking
+    )
     t_last = [time.perf_counter()]
 
     def on_batch(stats) -> None:
         if time.perf_counter() - t_last[0] > 30:
             t_last[0] = time.perf_counter()
-            log.info("%s: %d/%d documents encoded (%.1f docs/s)", ds.name, stats.encoded, len(ds.corpus), stats.encoded / max(stats.encode_seconds, 1e-9))
+            log.info(
+                "%s: %d/%d documents encoded (%.1f docs/s)",
+                ds.name,
+                stats.encoded,
+                len(ds.corpus),
+                stats.encoded / max(stats.encode_seconds, 1e-9),
+            )
 
     stats = indexer.index(ds.corpus, sync=True, on_batch=on_batch)
     store.optimize()
@@ -233,9 +263,14 @@ def index_dataset(cfg: BenchConfig, ds: BeirDataset, sparse, dense, log=logger) 
     encoders = {k: e for k, e in (("sparse", sparse), ("dense", dense)) if e is not None}
     if encoders:
         # Chunking cuts at the smaller max length; without it each encoder truncates at its own.
-        limits = {k: (min(x.max_length for x in encoders.values()) if cfg.chunking else e.max_length) for k, e in encoders.items()}
+        limits = {
+            k: (min(x.max_length for x in encoders.values()) if cfg.chunking else e.max_length)
+            for k, e in encoders.items()
+        }
         info["long_documents"] = "chunked" if cfg.chunking else "truncated"
-        info["documents_over_max_length"] = {k: _count_over_length(ds.corpus, encoders[k].tokenizer, n) for k, n in limits.items()}
+        info["documents_over_max_length"] = {
+            k: _count_over_length(ds.corpus, encoders[k].tokenizer, n) for k, n in limits.items()
+        }
         info["max_length"] = limits
     sidecar = Path(cfg.out) / ds.name / "indexing.json"
     if stats.encoded > 0:
@@ -247,13 +282,27 @@ def index_dataset(cfg: BenchConfig, ds: BeirDataset, sparse, dense, log=logger) 
         if built.get("store") == info["store"]:
             info["docs_per_second_measured"] = built.get("docs_per_second")
             info["built_by"] = built
-    log.info("%s: %s", ds.name, {k: info[k] for k in ("seen", "added", "updated", "unchanged", "deleted", "chunks", "seconds", "docs_per_second")})
+    log.info(
+        "%s: %s",
+        ds.name,
+        {
+            k: info[k]
+            for k in ("seen", "added", "updated", "unchanged", "deleted", "chunks", "seconds", "docs_per_second")
+        },
+    )
     return store, info
 
 
 def run_method(searcher, ds: BeirDataset, method: Method, cfg: BenchConfig, log=logger) -> tuple[Run, list[float]]:
     """Every evaluated query through the searcher; returns the run and per-query latencies (s)."""
-    kwargs = dict(top_k=cfg.candidates, mode=method.mode, candidates=cfg.candidates, rerank=method.rerank, rerank_top=cfg.candidates, explain=False)
+    kwargs = dict(
+        top_k=cfg.candidates,
+        mode=method.mode,
+        candidates=cfg.candidates,
+        rerank=method.rerank,
+        rerank_top=cfg.candidates,
+        explain=False,
+    )
     first = next(iter(ds.queries.values()))
     searcher.search(first, **kwargs)  # warm-up: lazy initialisation is not query latency
     run: Run = {}
@@ -263,7 +312,9 @@ def run_method(searcher, ds: BeirDataset, method: Method, cfg: BenchConfig, log=
         hits = searcher.search(text, **kwargs)
         latencies.append(time.perf_counter() - t)
         run[qid] = [(h.doc_id, float(h.score)) for h in hits]
-    log.info("%s / %s: %d queries, p50 %.1f ms", ds.name, method.name, len(latencies), _percentile(latencies, 50) * 1000)
+    log.info(
+        "%s / %s: %d queries, p50 %.1f ms", ds.name, method.name, len(latencies), _percentile(latencies, 50) * 1000
+    )
     return run, latencies
 
 
@@ -280,9 +331,19 @@ def st_parity(ds: BeirDataset, sparse, dense, runs: dict[str, Run], batch_size: 
     relevant = ds.relevant()
     binary = binarize(ds.qrels)
     out: dict[str, dict] = {}
-    for name, cls, model in (("Sparse", SparseInformationRetrievalEvaluator, sparse.model), ("Dense", InformationRetrievalEvaluator, dense.model)):
+    for name, cls, model in (
+        ("Sparse", SparseInformationRetrievalEvaluator, sparse.model),
+        ("Dense", InformationRetrievalEvaluator, dense.model),
+    ):
         t = time.perf_counter()
-        ev = cls(queries=dict(ds.queries), corpus=corpus, relevant_docs=relevant, batch_size=batch_size, write_csv=False, show_progress_bar=False)
+        ev = cls(
+            queries=dict(ds.queries),
+            corpus=corpus,
+            relevant_docs=relevant,
+            batch_size=batch_size,
+            write_csv=False,
+            show_progress_bar=False,
+        )
         res = ev(model)
         theirs = next(float(v) for k, v in res.items() if k.endswith("_ndcg@10"))
         ours = evaluate(binary, runs[name], ds.queries)["NDCG@10"]
@@ -307,20 +368,41 @@ def table_rows(results: list[MethodResult], indexing: dict[str, dict]) -> list[d
     """One row per dataset and method, then a ``mean`` row per method (macro average over datasets)."""
     rows = []
     for r in results:
-        rows.append({"dataset": r.dataset, "method": r.method, **r.metrics, "p50_ms": r.p50_ms, "p95_ms": r.p95_ms, "queries": r.queries,
-                     "index_docs_per_s": indexing[r.dataset].get("docs_per_second_measured")})
+        rows.append(
+            {
+                "dataset": r.dataset,
+                "method": r.method,
+                **r.metrics,
+                "p50_ms": r.p50_ms,
+                "p95_ms": r.p95_ms,
+                "queries": r.queries,
+                "index_docs_per_s": indexing[r.dataset].get("docs_per_second_measured"),
+            }
+        )
     datasets = list(dict.fromkeys(r.dataset for r in results))
     if len(datasets) > 1:
         speeds = [indexing[d] for d in datasets]
         total_docs = sum(s.get("built_by", s)["added"] + s.get("built_by", s)["updated"] for s in speeds)
         total_s = sum(s.get("built_by", s)["seconds"] for s in speeds)
-        overall = round(total_docs / total_s, 2) if total_s and all(s.get("docs_per_second_measured") for s in speeds) else None
+        overall = (
+            round(total_docs / total_s, 2)
+            if total_s and all(s.get("docs_per_second_measured") for s in speeds)
+            else None
+        )
         for method in dict.fromkeys(r.method for r in results):
             mine = [r for r in rows if r["method"] == method]
             if len(mine) != len(datasets):
                 continue
             mean = {k: sum(r[k] for r in mine) / len(mine) for k in [*METRICS, "p50_ms", "p95_ms"]}
-            rows.append({"dataset": "mean", "method": method, **mean, "queries": sum(r["queries"] for r in mine), "index_docs_per_s": overall})
+            rows.append(
+                {
+                    "dataset": "mean",
+                    "method": method,
+                    **mean,
+                    "queries": sum(r["queries"] for r in mine),
+                    "index_docs_per_s": overall,
+                }
+            )
     return rows
 
 
@@ -406,8 +488,15 @@ def plot_quality_latency(path: Path, rows: list[dict]) -> None:
     for di, d in enumerate(datasets):
         for r in (r for r in rows if r["dataset"] == d):
             mi = methods.index(r["method"])
-            ax.scatter(r["p50_ms"], r["NDCG@10"], color=f"C{di}", marker=markers[mi % len(markers)], s=60 if d == "mean" else 35,
-                       edgecolors="black" if d == "mean" else "none", label=None)
+            ax.scatter(
+                r["p50_ms"],
+                r["NDCG@10"],
+                color=f"C{di}",
+                marker=markers[mi % len(markers)],
+                s=60 if d == "mean" else 35,
+                edgecolors="black" if d == "mean" else "none",
+                label=None,
+            )
     for di, d in enumerate(datasets):
         ax.scatter([], [], color=f"C{di}", marker="o", label=d)
     for mi, m in enumerate(methods):
@@ -424,10 +513,15 @@ def plot_quality_latency(path: Path, rows: list[dict]) -> None:
 
 
 def parity_text(parity: dict[str, dict]) -> str:
-    lines = ["| Dataset | Retriever | ours NDCG@10 | sentence-transformers NDCG@10 | difference | tolerance | ok |", "|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| Dataset | Retriever | ours NDCG@10 | sentence-transformers NDCG@10 | difference | tolerance | ok |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     for d, per in parity.items():
         for name, p in per.items():
-            lines.append(f"| {d} | {name} | {p['ours_ndcg@10']:.4f} | {p['sentence_transformers_ndcg@10']:.4f} | {p['difference']:+.4f} | {p['tolerance']} | {'yes' if p['ok'] else '**NO**'} |")
+            lines.append(
+                f"| {d} | {name} | {p['ours_ndcg@10']:.4f} | {p['sentence_transformers_ndcg@10']:.4f} | {p['difference']:+.4f} | {p['tolerance']} | {'yes' if p['ok'] else '**NO**'} |"
+            )
     return "\n".join(lines)
 
 
@@ -464,13 +558,24 @@ def run_bench(cfg: BenchConfig, log=logger) -> dict:
     for folder in cfg.datasets:
         ds = load_task(folder, split=cfg.split, max_queries=cfg.max_queries)
         datasets[ds.name] = ds.summary()
-        log.info("%s: %d documents, %d queries evaluated, %d skipped (%d unjudged, %d without a relevant judgement)",
-                 ds.name, len(ds.corpus), len(ds.queries), ds.n_skipped, len(ds.skipped_unjudged), len(ds.skipped_no_relevant))
+        log.info(
+            "%s: %d documents, %d queries evaluated, %d skipped (%d unjudged, %d without a relevant judgement)",
+            ds.name,
+            len(ds.corpus),
+            len(ds.queries),
+            ds.n_skipped,
+            len(ds.skipped_unjudged),
+            len(ds.skipped_no_relevant),
+        )
         store, info = index_task(cfg, ds, sparse, dense, log=log)
         indexing[ds.name] = info
         try:
             has_bm25 = cfg.bm25 and "bm25" in store.capabilities and bool(store.schema and store.schema.bm25)
-            two = HybridSearcher(store, sparse, dense, reranker, bm25=False, rrf_k=cfg.rrf_k) if (sparse or dense) else None
+            two = (
+                HybridSearcher(store, sparse, dense, reranker, bm25=False, rrf_k=cfg.rrf_k)
+                if (sparse or dense)
+                else None
+            )
             three = HybridSearcher(store, sparse, dense, reranker, bm25=True, rrf_k=cfg.rrf_k) if has_bm25 else None
             runs: dict[str, Run] = {}
             t = time.perf_counter()
@@ -480,21 +585,43 @@ def run_bench(cfg: BenchConfig, log=logger) -> dict:
                 runs[m.name] = run
                 run_file = write_trec_run(out / "runs" / ds.name / f"{m.slug}.trec", run, tag=f"sparsehybrid-{m.slug}")
                 metrics = evaluate(ds.qrels, run, ds.queries)
-                results.append(MethodResult(ds.name, m.name, metrics, _percentile(lat, 50) * 1000, _percentile(lat, 95) * 1000, len(run), str(run_file.relative_to(out))))
+                results.append(
+                    MethodResult(
+                        ds.name,
+                        m.name,
+                        metrics,
+                        _percentile(lat, 50) * 1000,
+                        _percentile(lat, 95) * 1000,
+                        len(run),
+                        str(run_file.relative_to(out)),
+                    )
+                )
             datasets[ds.name]["search_seconds"] = round(time.perf_counter() - t, 2)
         finally:
             store.close()
         if cfg.parity:
             parity[ds.name] = parity_task(ds, sparse, dense, runs, cfg.batch_size)
             for name, p in parity[ds.name].items():
-                log.info("parity %s / %s: ours %.4f, sentence-transformers %.4f, difference %+.4f (tolerance %s) %s", ds.name, name,
-                         p["ours_ndcg@10"], p["sentence_transformers_ndcg@10"], p["difference"], p["tolerance"], "ok" if p["ok"] else "FAILED")
+                log.info(
+                    "parity %s / %s: ours %.4f, sentence-transformers %.4f, difference %+.4f (tolerance %s) %s",
+                    ds.name,
+                    name,
+                    p["ours_ndcg@10"],
+                    p["sentence_transformers_ndcg@10"],
+                    p["difference"],
+                    p["tolerance"],
+                    "ok" if p["ok"] else "FAILED",
+                )
         # Written after every dataset, so a long run that dies late still leaves its finished part.
-        report = _write_reports(cfg, out, results, indexing, datasets, parity, (sparse, dense, reranker), model_seconds, t0)
+        report = _write_reports(
+            cfg, out, results, indexing, datasets, parity, (sparse, dense, reranker), model_seconds, t0
+        )
     return report
 
 
-def _write_reports(cfg: BenchConfig, out: Path, results, indexing, datasets, parity, encoders, model_seconds: float, t0: float) -> dict:
+def _write_reports(
+    cfg: BenchConfig, out: Path, results, indexing, datasets, parity, encoders, model_seconds: float, t0: float
+) -> dict:
     sparse, dense, reranker = encoders
     rows = table_rows(results, indexing)
     table = markdown_table(rows)
@@ -507,10 +634,24 @@ def _write_reports(cfg: BenchConfig, out: Path, results, indexing, datasets, par
     plot_ndcg(out / "ndcg10.png", rows)
     plot_quality_latency(out / "quality_latency.png", rows)
     report = {
-        "config": {**asdict(cfg), "chunking": cfg.chunking, "rerank_top": cfg.candidates, "top_k": cfg.candidates,
-                   "fusion": "rrf", "metrics": dict(METRICS), "relevance": "graded gains; score <= 0 is non-relevant",
-                   "models": {"sparse": sparse.name if sparse else None, "dense": dense.name if dense else None, "reranker": reranker.name if reranker else None},
-                   "encoder_max_length": {"sparse": sparse.max_length if sparse else None, "dense": dense.max_length if dense else None}},
+        "config": {
+            **asdict(cfg),
+            "chunking": cfg.chunking,
+            "rerank_top": cfg.candidates,
+            "top_k": cfg.candidates,
+            "fusion": "rrf",
+            "metrics": dict(METRICS),
+            "relevance": "graded gains; score <= 0 is non-relevant",
+            "models": {
+                "sparse": sparse.name if sparse else None,
+                "dense": dense.name if dense else None,
+                "reranker": reranker.name if reranker else None,
+            },
+            "encoder_max_length": {
+                "sparse": sparse.max_length if sparse else None,
+                "dense": dense.max_length if dense else None,
+            },
+        },
         "versions": package_versions(),
         "hardware": hardware(),
         "datasets": datasets,
@@ -522,7 +663,12 @@ def _write_reports(cfg: BenchConfig, out: Path, results, indexing, datasets, par
         "complete": list(datasets) == [Path(d).name for d in cfg.datasets],
         "model_load_seconds": round(model_seconds, 2),
         "wall_seconds": round(time.perf_counter() - t0, 2),
-        "files": {"markdown": "results.md", "csv": "results.csv", "ndcg_chart": "ndcg10.png", "quality_latency_chart": "quality_latency.png"},
+        "files": {
+            "markdown": "results.md",
+            "csv": "results.csv",
+            "ndcg_chart": "ndcg10.png",
+            "quality_latency_chart": "quality_latency.png",
+        },
     }
     (out / "results.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     return report
@@ -536,7 +682,9 @@ def bench_flow_fn(cfg_dict: dict) -> dict:
     cfg = BenchConfig(**cfg_dict)
     report = run_bench(cfg, log=get_run_logger())
     md = (Path(cfg.out) / "results.md").read_text(encoding="utf-8")
-    create_markdown_artifact(markdown=md, key="sparsehybrid-bench", description=f"sparsehybrid bench on {', '.join(report['datasets'])}")
+    create_markdown_artifact(
+        markdown=md, key="sparsehybrid-bench", description=f"sparsehybrid bench on {', '.join(report['datasets'])}"
+    )
     return report
 
 

@@ -13,8 +13,8 @@ A ``Run`` is ``{query id: [(doc id, score), ...]}`` in the system's rank order; 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 Run = dict[str, list[tuple[str, float]]]
 Qrels = Mapping[str, Mapping[str, int]]
@@ -34,7 +34,12 @@ def _measures(metrics: Mapping[str, str]):
     return {name: ir_measures.parse_measure(spec) for name, spec in metrics.items()}
 
 
-def per_query(qrels: Qrels, run: Mapping[str, Sequence[tuple[str, float]]], queries: Iterable[str] | None = None, metrics: Mapping[str, str] = METRICS) -> dict[str, dict[str, float]]:
+def per_query(
+    qrels: Qrels,
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    queries: Iterable[str] | None = None,
+    metrics: Mapping[str, str] = METRICS,
+) -> dict[str, dict[str, float]]:
     """``{metric: {query id: value}}`` over ``queries`` (default: every query in ``qrels``).
 
     A query the run has no results for scores 0 (trec_eval would silently drop it, flattering
@@ -61,7 +66,12 @@ def per_query(qrels: Qrels, run: Mapping[str, Sequence[tuple[str, float]]], quer
     return out
 
 
-def evaluate(qrels: Qrels, run: Mapping[str, Sequence[tuple[str, float]]], queries: Iterable[str] | None = None, metrics: Mapping[str, str] = METRICS) -> dict[str, float]:
+def evaluate(
+    qrels: Qrels,
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    queries: Iterable[str] | None = None,
+    metrics: Mapping[str, str] = METRICS,
+) -> dict[str, float]:
     """Mean of each metric over ``queries`` (default: every query in ``qrels``)."""
     pq = per_query(qrels, run, queries, metrics)
     return {name: (sum(v.values()) / len(v) if v else float("nan")) for name, v in pq.items()}
@@ -81,10 +91,14 @@ def write_trec_run(path: str | Path, run: Mapping[str, Sequence[tuple[str, float
     with open(path, "w", encoding="utf-8") as fh:
         for qid, ranked in run.items():
             if not qid or any(c.isspace() for c in qid):
-                raise ValueError(f"query id {qid!r} cannot be written to a TREC run file (empty or contains whitespace)")
+                raise ValueError(
+                    f"query id {qid!r} cannot be written to a TREC run file (empty or contains whitespace)"
+                )
             for rank, (doc_id, score) in enumerate(ranked, start=1):
                 if not doc_id or any(c.isspace() for c in doc_id):
-                    raise ValueError(f"query {qid}: document id {doc_id!r} cannot be written to a TREC run file (empty or contains whitespace)")
+                    raise ValueError(
+                        f"query {qid}: document id {doc_id!r} cannot be written to a TREC run file (empty or contains whitespace)"
+                    )
                 if not math.isfinite(score):
                     raise ValueError(f"query {qid}, document {doc_id}: score {score!r} is not finite")
                 fh.write(f"{qid} Q0 {doc_id} {rank} {score!r} {tag}\n")
@@ -101,7 +115,9 @@ def read_trec_run(path: str | Path) -> Run:
                 continue
             parts = line.split()
             if len(parts) != 6:
-                raise ValueError(f"{path.name}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}")
+                raise ValueError(
+                    f"{path.name}:{lineno}: expected 6 fields 'qid Q0 docid rank score tag', got {len(parts)}"
+                )
             qid, _, doc_id, rank, score, _tag = parts
             try:
                 rows.setdefault(qid, []).append((int(rank), doc_id, float(score)))

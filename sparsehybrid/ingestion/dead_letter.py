@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .sources import Rejected
 
 
 def run_timestamp(when: datetime | None = None) -> str:
     """ISO-8601 UTC time of a run's start (seconds precision)."""
-    when = when or datetime.now(timezone.utc)
-    return when.astimezone(timezone.utc).isoformat(timespec="seconds")
+    when = when or datetime.now(UTC)
+    return when.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def dead_letter_line(rejected: Rejected, at: str, **context: Any) -> str:
@@ -34,7 +35,9 @@ def dead_letter_line(rejected: Rejected, at: str, **context: Any) -> str:
     return json.dumps(row, ensure_ascii=False, default=str) + "\n"
 
 
-def write_dead_letter(path: str | os.PathLike[str], rejected: Iterable[Rejected], *, at: str | None = None, **context: Any) -> int:
+def write_dead_letter(
+    path: str | os.PathLike[str], rejected: Iterable[Rejected], *, at: str | None = None, **context: Any
+) -> int:
     """Append every rejected record to ``path`` (created with its folder); returns how many.
 
     Nothing is created when there is nothing to write.

@@ -13,9 +13,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,9 @@ class IndexStats:
         }
 
 
-def schema_for(sparse: SparseEncoder | None, dense: DenseEncoder | None, bm25: bool = True, bm25_avg_len: float = 256.0) -> CollectionSchema:
+def schema_for(
+    sparse: SparseEncoder | None, dense: DenseEncoder | None, bm25: bool = True, bm25_avg_len: float = 256.0
+) -> CollectionSchema:
     """The collection schema implied by a set of encoders."""
     return CollectionSchema(
         sparse_model=sparse.name if sparse else None,
@@ -124,7 +127,9 @@ class Indexer:
         tokenizer_owner = sparse or dense
         if tokenizer_owner is not None and chunking:
             max_tokens = min(e.max_length for e in (sparse, dense) if e is not None)
-            self.chunker: Chunker | None = Chunker(tokenizer_owner.tokenizer, max_tokens=max_tokens, overlap=chunk_overlap)
+            self.chunker: Chunker | None = Chunker(
+                tokenizer_owner.tokenizer, max_tokens=max_tokens, overlap=chunk_overlap
+            )
         else:
             self.chunker = None
 
@@ -205,10 +210,16 @@ class Indexer:
             raise InvalidRecordError(None, "sparse", "sparse vector has NaN or infinite values")
         negative = [x for x in vec.values if x < 0]
         if negative:
-            raise InvalidRecordError(None, "sparse", f"{len(negative)} negative weight(s) (min {min(negative):g}); learned sparse weights must be >= 0")
+            raise InvalidRecordError(
+                None,
+                "sparse",
+                f"{len(negative)} negative weight(s) (min {min(negative):g}); learned sparse weights must be >= 0",
+            )
         vocab = getattr(self.sparse, "vocab_size", None)
         if vocab and vec.indices and max(vec.indices) >= vocab:
-            raise InvalidRecordError(None, "sparse", f"token id {max(vec.indices)} is outside the vocabulary (size {vocab})")
+            raise InvalidRecordError(
+                None, "sparse", f"token id {max(vec.indices)} is outside the vocabulary (size {vocab})"
+            )
         return vec
 
     def _check_dense(self, v: Any):
@@ -259,7 +270,9 @@ class Indexer:
         return self.chunker.chunk(docs)
 
     def ensure_collection(self, first_docs: Sequence[Document]) -> CollectionSchema:
-        wanted = schema_for(self.sparse, self.dense, self.bm25, estimate_avg_len(self.store, first_docs) if self.bm25 else 256.0)
+        wanted = schema_for(
+            self.sparse, self.dense, self.bm25, estimate_avg_len(self.store, first_docs) if self.bm25 else 256.0
+        )
         return self.store.ensure_schema(wanted)
 
     # -- the run -------------------------------------------------------------------------------
@@ -308,7 +321,9 @@ class Indexer:
                 if empty:
                     logger.warning(
                         "%d chunk(s) got an empty sparse vector (stored; only dense/BM25 can find them), e.g. %r chunk %d",
-                        len(empty), empty[0].doc_id, empty[0].chunk,
+                        len(empty),
+                        empty[0].doc_id,
+                        empty[0].chunk,
                     )
                 if not records:
                     continue

@@ -7,8 +7,8 @@ hit can point at the passage that matched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..types import Chunk, Document
 
@@ -42,7 +42,9 @@ class Chunker:
         if not docs:
             return []
         special = self._n_special()
-        bodies = self.tokenizer([d.text for d in docs], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        bodies = self.tokenizer(
+            [d.text for d in docs], add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
         titles = self.tokenizer([d.title or "" for d in docs], add_special_tokens=False, verbose=False)["input_ids"]
         out = []
         for i, (doc, offsets, title_ids) in enumerate(zip(docs, bodies["offset_mapping"], titles)):

@@ -7,9 +7,10 @@ field, and why), so one malformed line is reported and skipped while the rest go
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any
 
 from ..types import Document, InvalidRecordError
 
@@ -30,7 +31,7 @@ class Rejected:
         return cls(err.record_id or fallback, err.field_name, err.reason)
 
 
-SourceItem = Union[Document, Rejected]
+SourceItem = Document | Rejected
 
 
 @dataclass
@@ -68,7 +69,7 @@ class FieldMap:
             metadata = dict(record["metadata"])
         else:
             metadata = {k: v for k, v in record.items() if k not in used}
-        doc = Document(id=raw_id, text=text if isinstance(text, str) else text, title=title or None, metadata=metadata)
+        doc = Document(id=raw_id, text=text, title=title or None, metadata=metadata)
         try:
             doc.validate()
         except InvalidRecordError as err:
@@ -163,12 +164,20 @@ class CsvSource:
                 first, last = last + 1, reader.line_num
                 where = f"{self.path.name}:{first}" if first >= last else f"{self.path.name}:{first}-{last}"
                 if None in row:  # more cells than header columns
-                    yield Rejected(where, "(row)", f"{len(row[None])} cell(s) more than the {len(reader.fieldnames)} header columns")
+                    yield Rejected(
+                        where,
+                        "(row)",
+                        f"{len(row[None])} cell(s) more than the {len(reader.fieldnames)} header columns",
+                    )
                     continue
                 short = [k for k, v in row.items() if v is _MISSING]
                 if short:  # fewer cells: often an unclosed quote that swallowed the next lines
                     hint = " (an unclosed quote?)" if first < last else ""
-                    yield Rejected(where, "(row)", f"{len(row) - len(short)} cell(s) but the header has {len(reader.fieldnames)} columns{hint}")
+                    yield Rejected(
+                        where,
+                        "(row)",
+                        f"{len(row) - len(short)} cell(s) but the header has {len(reader.fieldnames)} columns{hint}",
+                    )
                     continue
                 bad = next((k for k, v in row.items() if _has_surrogate(v)), None)
                 if bad is not None:
@@ -223,7 +232,12 @@ class TextDirSource:
             if not text.strip():  # the stem as a title must not make an empty file indexable
                 yield Rejected(rel, "text", "is empty or whitespace only")
                 continue
-            doc = Document(id=rel, text=text, title=_markdown_title(text) or f.stem, metadata={"extension": f.suffix.lower().lstrip(".")})
+            doc = Document(
+                id=rel,
+                text=text,
+                title=_markdown_title(text) or f.stem,
+                metadata={"extension": f.suffix.lower().lstrip(".")},
+            )
             try:
                 doc.validate()
             except InvalidRecordError as err:

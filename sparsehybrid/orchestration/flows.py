@@ -1,6 +1,6 @@
 """The Prefect ingestion flow: read → plan → encode (per batch, on threads or Dask) → write.
 
-It drives the same stages as :class:`~sparsehybrid.pipelines.indexing.Indexer` (selection by
+It drives the same stages as :class:`~sparsehybrid.ingestion.indexing.Indexer` (selection by
 content hash, chunking, encoding, surplus-chunk deletion), split into Prefect tasks:
 
 * ``read-source`` and ``plan-batches`` run in the flow's process: they read the corpus, compare
@@ -23,8 +23,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -36,11 +37,21 @@ from prefect.utilities.annotations import quote
 
 from ..connectors import open_store
 from ..connectors.base import CollectionSchema, VectorStore
+from ..ingestion.dead_letter import run_timestamp, write_dead_letter
+from ..ingestion.indexing import (
+    Indexer,
+    IndexStats,
+    _dedupe,
+    _name_positions,
+    account_encoded,
+    estimate_avg_len,
+    schema_for,
+    stale_point_ids,
+    write_batch,
+)
+from ..ingestion.sources import Rejected, SourceItem, open_source
 from ..types import Document, PointRecord
 from .config import DaskConfig, ModelsConfig, PipelineConfig, SourceConfig
-from .dead_letter import run_timestamp, write_dead_letter
-from .indexing import Indexer, IndexStats, _dedupe, account_encoded, _name_positions, estimate_avg_len, schema_for, stale_point_ids, write_batch
-from .sources import Rejected, SourceItem, open_source
 
 FLOW_NAME = "sparsehybrid-index"
 ARTIFACT_KEY = "sparsehybrid-index-summary"
@@ -268,7 +279,12 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
         stages["plan"] = time.perf_counter() - t
         log.info(
             "%d documents: %d to encode in %d batches, %d unchanged, %d rejected, %d duplicate ids",
-            stats.seen, sum(len(b) for b in batches), len(batches), stats.unchanged, len(stats.rejected), stats.duplicates,
+            stats.seen,
+            sum(len(b) for b in batches),
+            len(batches),
+            stats.unchanged,
+            len(stats.rejected),
+            stats.duplicates,
         )
 
         def finish(i: int, batch, future) -> None:
@@ -281,7 +297,12 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
                 stats.upsert_seconds += write_batch_task(quote(store), quote(encoded.records), quote(stale))
             log.info(
                 "batch %d/%d written: %d documents, %d chunks (encoded in %.2fs on %s)",
-                i + 1, len(batches), len(batch), len(encoded.records), encoded.seconds, encoded.worker,
+                i + 1,
+                len(batches),
+                len(batch),
+                len(encoded.records),
+                encoded.seconds,
+                encoded.worker,
             )
 
         t = time.perf_counter()
@@ -321,10 +342,19 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
         "stages": {k: round(v, 3) for k, v in stages.items()},
         "rejected_records": [str(r) for r in stats.rejected[:100]],
     }
-    create_markdown_artifact(markdown=summary_markdown(summary), key=ARTIFACT_KEY, description="sparsehybrid indexing run")
+    create_markdown_artifact(
+        markdown=summary_markdown(summary), key=ARTIFACT_KEY, description="sparsehybrid indexing run"
+    )
     log.info(
         "done: %d seen, %d added, %d updated, %d unchanged, %d deleted, %d rejected in %.1fs (%.1f docs/s)",
-        stats.seen, stats.added, stats.updated, stats.unchanged, stats.deleted, len(stats.rejected), stats.seconds, stats.docs_per_second,
+        stats.seen,
+        stats.added,
+        stats.updated,
+        stats.unchanged,
+        stats.deleted,
+        len(stats.rejected),
+        stats.seconds,
+        stats.docs_per_second,
     )
     return summary
 
@@ -332,11 +362,19 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
 def summary_markdown(s: dict[str, Any]) -> str:
     """The run summary as the Markdown of the Prefect artifact."""
     rows = [
-        ("documents seen", s["seen"]), ("added", s["added"]), ("updated", s["updated"]),
-        ("unchanged", s["unchanged"]), ("deleted", s["deleted"]), ("rejected", s["rejected"]),
-        ("duplicate ids", s["duplicates"]), ("chunks written", s["chunks"]), ("batches", s["batches"]),
-        ("encode workers", s["encode_workers"]), ("throughput (encoded docs/s)", s["docs_per_second"]),
-        ("total seconds", s["seconds"]), ("encode seconds (summed over workers)", s["encode_seconds"]),
+        ("documents seen", s["seen"]),
+        ("added", s["added"]),
+        ("updated", s["updated"]),
+        ("unchanged", s["unchanged"]),
+        ("deleted", s["deleted"]),
+        ("rejected", s["rejected"]),
+        ("duplicate ids", s["duplicates"]),
+        ("chunks written", s["chunks"]),
+        ("batches", s["batches"]),
+        ("encode workers", s["encode_workers"]),
+        ("throughput (encoded docs/s)", s["docs_per_second"]),
+        ("total seconds", s["seconds"]),
+        ("encode seconds (summed over workers)", s["encode_seconds"]),
         ("write seconds", s["upsert_seconds"]),
     ]
     if s.get("empty_sparse"):

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..ingestion.sources import Rejected, open_source
 from ..types import Document
-from .sources import Rejected, open_source
 
 
 class BeirFormatError(ValueError):
@@ -101,7 +101,9 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         reader = csv.reader(fh, delimiter="\t")
         header = next(reader, None)
         if header is None or [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
-            raise BeirFormatError(f"{path.name}:1: expected the header 'query-id<TAB>corpus-id<TAB>score', got {header!r}")
+            raise BeirFormatError(
+                f"{path.name}:1: expected the header 'query-id<TAB>corpus-id<TAB>score', got {header!r}"
+            )
         for lineno, row in enumerate(reader, start=2):
             if not row or not "".join(row).strip():
                 continue
@@ -111,12 +113,16 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
             try:
                 gain = int(float(raw))
             except ValueError:
-                raise BeirFormatError(f"{path.name}:{lineno} (query {qid}, document {did}): field 'score' is not a number: {raw!r}") from None
+                raise BeirFormatError(
+                    f"{path.name}:{lineno} (query {qid}, document {did}): field 'score' is not a number: {raw!r}"
+                ) from None
             qrels.setdefault(qid, {})[did] = gain
     return qrels
 
 
-def load_beir(path: str | Path, split: str = "test", max_queries: int | None = None, name: str | None = None) -> BeirDataset:
+def load_beir(
+    path: str | Path, split: str = "test", max_queries: int | None = None, name: str | None = None
+) -> BeirDataset:
     """Read a BEIR folder. ``max_queries`` keeps the first N evaluable queries (file order)."""
     folder = Path(path)
     if not folder.is_dir():

@@ -22,13 +22,12 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .sources import FieldMap
-
-NONE_WORDS = {"none", "off", "no", ""}
+from ..encoders.models import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, NONE_WORDS
+from ..ingestion.sources import FieldMap
 
 
 class PipelineConfigError(ValueError):
@@ -42,10 +41,10 @@ class _Strict(BaseModel):
 class FieldsConfig(_Strict):
     """Which source fields hold the id, text, title and metadata (see :class:`FieldMap`)."""
 
-    id: Optional[str] = None
+    id: str | None = None
     text: str = "text"
-    title: Optional[str] = "title"
-    metadata: Optional[list[str]] = None
+    title: str | None = "title"
+    metadata: list[str] | None = None
 
     @field_validator("id", "title", mode="before")
     @classmethod
@@ -59,13 +58,13 @@ class FieldsConfig(_Strict):
 class SourceConfig(_Strict):
     path: Path
     #: jsonl, beir, csv, tsv, parquet, dir; None guesses from the path.
-    format: Optional[str] = None
+    format: str | None = None
     fields: FieldsConfig = Field(default_factory=FieldsConfig)
 
     @field_validator("format")
     @classmethod
     def _known_format(cls, v: str | None) -> str | None:
-        from .sources import READERS
+        from ..ingestion.sources import READERS
 
         if v is not None and v not in READERS:
             raise ValueError(f"unknown source format {v!r}; known: {', '.join(sorted(READERS))}")
@@ -75,14 +74,14 @@ class SourceConfig(_Strict):
 class ModelsConfig(_Strict):
     """Encoders (a hub id, a local path, a bundled alias, or null/"none" to skip one)."""
 
-    sparse: Optional[str] = "splade-tiny"
-    dense: Optional[str] = "all-MiniLM-L6-v2"
+    sparse: str | None = DEFAULT_SPARSE_MODEL
+    dense: str | None = DEFAULT_DENSE_MODEL
     bm25: bool = True
     #: cuda, cuda:1, cpu...; None picks CUDA when present. With several GPUs and Dask, each
     #: worker takes one GPU.
-    device: Optional[str] = None
+    device: str | None = None
     #: Tokens per chunk (None: the models' own max length).
-    max_length: Optional[int] = Field(default=None, ge=16)
+    max_length: int | None = Field(default=None, ge=16)
     #: Texts per forward pass.
     encode_batch_size: int = Field(default=32, ge=1)
 
@@ -100,7 +99,7 @@ class ModelsConfig(_Strict):
 
 class ScheduleConfig(_Strict):
     cron: str
-    timezone: Optional[str] = None
+    timezone: str | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> ScheduleConfig:
@@ -120,7 +119,7 @@ class ScheduleConfig(_Strict):
 class DaskConfig(_Strict):
     """Run the encode tasks on Dask: an existing scheduler, or a LocalCluster of ``n_workers``."""
 
-    address: Optional[str] = None
+    address: str | None = None
     n_workers: int = Field(default=2, ge=1)
     threads_per_worker: int = Field(default=1, ge=1)
     #: Worker processes (True) or threads in this process (False), for a LocalCluster.
@@ -137,11 +136,11 @@ class PipelineConfig(_Strict):
     chunk_overlap: int = Field(default=32, ge=0)
     #: Delete stored documents that are no longer in the source.
     sync: bool = False
-    schedule: Optional[ScheduleConfig] = None
+    schedule: ScheduleConfig | None = None
     #: None runs the encode tasks on Prefect's default (thread) runner.
-    dask: Optional[DaskConfig] = None
+    dask: DaskConfig | None = None
     #: Append rejected records (record, field, reason) to this JSONL file.
-    dead_letter: Optional[Path] = None
+    dead_letter: Path | None = None
 
     @field_validator("store")
     @classmethod

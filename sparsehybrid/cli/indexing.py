@@ -1,0 +1,214 @@
+"""`index` and `schedule`: run the ingestion flow once or on a cron schedule."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .app import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, DEFAULT_STORE, app, console, err_console, fail, progress_bar
+
+
+def run_index(
+    items,
+    store_url: str,
+    *,
+    sparse_model: str | None,
+    dense_model: str | None,
+    bm25: bool = True,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    device: str | None = None,
+    sync: bool = False,
+    total: int | None = None,
+    description: str = "indexing",
+):
+    """Index with a progress bar; shared by ``index`` and ``quickstart``."""
+    from ..connectors import open_store
+    from ..encoders.dense import DenseEncoder
+    from ..encoders.sparse import SparseEncoder
+    from ..ingestion.indexing import Indexer
+
+    store = open_store(store_url)
+    with console.status("loading models"):
+        sparse = (
+            SparseEncoder(sparse_model, device=device, max_length=max_length, batch_size=batch_size)
+            if sparse_model
+            else None
+        )
+        dense = (
+            DenseEncoder(dense_model, device=device, max_length=max_length, batch_size=batch_size)
+            if dense_model
+            else None
+        )
+    indexer = Indexer(store, sparse, dense, bm25=bm25, batch_size=batch_size)
+    with progress_bar() as progress:
+        task = progress.add_task(description, total=total, rate="")
+
+        def on_batch(stats):
+            done = stats.seen + len(stats.rejected) + stats.duplicates
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            progress.update(task, completed=done, rate=f"{stats.encoded / elapsed:.1f} docs/s")
+
+        t0 = time.perf_counter()
+        stats = indexer.index(items, sync=sync, on_batch=on_batch)
+        progress.update(task, completed=stats.seen + len(stats.rejected) + stats.duplicates)
+    store.optimize()
+    return store, stats
+
+
+def print_stats(stats, store) -> None:
+    table = Table(title=f"indexed into {store.url}", show_header=True)
+    for col in ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks", "docs/s", "seconds"):
+        table.add_column(col, justify="right")
+    d = stats.as_dict()
+    table.add_row(
+        *(str(d[k]) for k in ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks")),
+        f"{d['docs_per_second']:.1f}",
+        f"{d['seconds']:.1f}",
+    )
+    console.print(table)
+    for r in stats.rejected[:20]:
+        err_console.print(f"[yellow]rejected[/] {r}")
+    if len(stats.rejected) > 20:
+        err_console.print(f"[yellow]... and {len(stats.rejected) - 20} more rejected records[/]")
+
+
+@app.command()
+def index(
+    source: Path | None = typer.Argument(
+        None, help="A .jsonl/.csv/.tsv/.parquet file, a BEIR folder, or a folder of .txt/.md files (or use --config)."
+    ),
+    store: str = typer.Option(DEFAULT_STORE, "--store", "-s", help="Store URL, e.g. qdrant-edge://./my-index."),
+    sparse_model: str = typer.Option(DEFAULT_SPARSE_MODEL, help="SparseEncoder id or path ('none' to skip)."),
+    dense_model: str = typer.Option(DEFAULT_DENSE_MODEL, help="SentenceTransformer id or path ('none' to skip)."),
+    bm25: bool = typer.Option(True, help="Also build the store's native BM25 index."),
+    batch_size: int = typer.Option(64, min=1),
+    max_length: int | None = typer.Option(None, help="Tokens per chunk (default: the models' max length)."),
+    device: str | None = typer.Option(None, help="cuda, cpu, ... (default: auto)."),
+    sync: bool = typer.Option(False, "--sync", help="Delete stored documents that are no longer in the source."),
+    id_field: str | None = typer.Option(None, help="Field holding the id (default: _id, then id)."),
+    text_field: str = typer.Option("text"),
+    title_field: str = typer.Option("title"),
+    format: str | None = typer.Option(None, help="Source format (default: from the path)."),
+    metadata_field: list[str] | None = typer.Option(
+        None, "--metadata-field", help="Keep only these fields as metadata (repeatable)."
+    ),
+    chunk_overlap: int = typer.Option(32, min=0, help="Tokens shared by consecutive chunks of a long document."),
+    dask_address: str | None = typer.Option(None, help="Encode on this Dask scheduler (tcp://host:8786)."),
+    dask_workers: int | None = typer.Option(None, min=1, help="Encode on a local Dask cluster of N worker processes."),
+    dead_letter: Path | None = typer.Option(None, help="Append rejected records to this JSONL file."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="A pipeline YAML/TOML file (then the other options are ignored)."
+    ),
+) -> None:
+    """Encode a corpus and upsert it into a store, as a Prefect flow (incremental: unchanged
+    documents are skipped; a killed run resumes by running it again).
+
+    Uses the Prefect API at PREFECT_API_URL, or a temporary local one.
+    """
+    from ..connectors import StoreError
+    from ..orchestration.config import PipelineConfig, PipelineConfigError
+
+    try:
+        if config is not None:
+            cfg = PipelineConfig.from_file(config)
+        else:
+            if source is None:
+                fail("give a SOURCE path or --config FILE")
+            cfg = PipelineConfig.parse(
+                {
+                    "source": {
+                        "path": str(source),
+                        "format": format,
+                        "fields": {
+                            "id": id_field,
+                            "text": text_field,
+                            "title": title_field or None,
+                            "metadata": metadata_field or None,
+                        },
+                    },
+                    "store": store,
+                    "models": {
+                        "sparse": sparse_model,
+                        "dense": dense_model,
+                        "bm25": bm25,
+                        "device": device,
+                        "max_length": max_length,
+                    },
+                    "batch_size": batch_size,
+                    "chunk_overlap": chunk_overlap,
+                    "sync": sync,
+                    "dask": {"address": dask_address}
+                    if dask_address
+                    else ({"n_workers": dask_workers} if dask_workers else None),
+                    "dead_letter": str(dead_letter) if dead_letter else None,
+                },
+                where="options",
+            )
+        if not cfg.source.path.exists():
+            fail(f"{cfg.source.path} does not exist")
+        from ..orchestration.flows import run_pipeline
+
+        summary = run_pipeline(cfg)
+    except (StoreError, PipelineConfigError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    print_summary(summary)
+
+
+def print_summary(s: dict) -> None:
+    """The flow's run summary as a table (the same columns as an in-process index run)."""
+    table = Table(title=f"indexed into {s['store']}", show_header=True)
+    cols = ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks")
+    for col in (*cols, "docs/s", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(*(str(s[k]) for k in cols), f"{s['docs_per_second']:.1f}", f"{s['seconds']:.1f}")
+    console.print(table)
+    for r in s["rejected_records"][:20]:
+        err_console.print(f"[yellow]rejected[/] {r}")
+    if s["rejected"] > 20:
+        err_console.print(f"[yellow]... and {s['rejected'] - 20} more rejected records[/]")
+
+
+@app.command()
+def schedule(
+    config: Path = typer.Option(..., "--config", "-c", help="The pipeline YAML/TOML file each run reads."),
+    cron: str | None = typer.Option(None, help='Cron schedule, e.g. "0 * * * *" (default: the file\'s schedule.cron).'),
+    timezone: str | None = typer.Option(
+        None, help="IANA time zone of the cron schedule (default: the file's, else UTC)."
+    ),
+    name: str = typer.Option("scheduled", help="Deployment name."),
+) -> None:
+    """Serve the indexing flow as a Prefect deployment that re-runs on a cron schedule.
+
+    Runs until stopped (Ctrl-C). Each run re-reads the config file, so edits apply to the next
+    run. Needs a Prefect server (PREFECT_API_URL) for the schedule to survive this process.
+    """
+    from ..orchestration.config import PipelineConfig, PipelineConfigError, ScheduleConfig
+
+    try:
+        cfg = PipelineConfig.from_file(config)
+        if cron is None and cfg.schedule is None:
+            fail(f'{config} has no schedule.cron; pass --cron "0 * * * *"')
+        sched = ScheduleConfig(
+            cron=cron or cfg.schedule.cron, timezone=timezone or (cfg.schedule.timezone if cfg.schedule else None)
+        )
+    except PipelineConfigError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # pydantic's ValidationError for --cron/--timezone
+        fail(f"invalid schedule: {exc}")
+    from prefect.schedules import Cron
+
+    from ..orchestration.flows import index_flow
+
+    console.print(
+        f"serving [bold]{index_flow.name}/{name}[/] on [bold]{sched.cron}[/] ({sched.timezone or 'UTC'}) for {config.resolve()}"
+    )
+    index_flow.serve(
+        name=name,
+        schedules=[Cron(sched.cron, timezone=sched.timezone or "UTC")],
+        parameters={"config": str(config.resolve())},
+        tags=["sparsehybrid"],
+    )

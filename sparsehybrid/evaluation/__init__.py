@@ -1,0 +1,1 @@
+"""Evaluation: BEIR datasets, IR metrics and the retrieve-then-rerank benchmark."""
