@@ -32,7 +32,7 @@ EXAMPLE_QUERIES = [
 
 
 def _public_members(module) -> list[tuple[str, object]]:
-    out = []
+    out: list[tuple[str, object]] = []
     for name, obj in sorted(vars(module).items()):
         if name.startswith("_"):
             continue

@@ -190,10 +190,11 @@ def schedule(
 
     try:
         cfg = PipelineConfig.from_file(config)
-        if cron is None and cfg.schedule is None:
+        base = cfg.schedule
+        if cron is None and base is None:
             fail(f'{config} has no schedule.cron; pass --cron "0 * * * *"')
         sched = ScheduleConfig(
-            cron=cron or cfg.schedule.cron, timezone=timezone or (cfg.schedule.timezone if cfg.schedule else None)
+            cron=cron or (base.cron if base else ""), timezone=timezone or (base.timezone if base else None)
         )
     except PipelineConfigError as exc:
         fail(str(exc))

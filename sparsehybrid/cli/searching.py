@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import typer
 from rich.table import Table
 
+from ..types import SearchMode
 from .app import DEFAULT_STORE, app, console, fail
 
 
@@ -67,7 +69,13 @@ def search(
             rrf_k=rrf_k,
         )
         hits = searcher.search(
-            query, top_k=top_k, mode=mode, candidates=candidates, rerank=rerank, rerank_top=rerank_top, filter=flt
+            query,
+            top_k=top_k,
+            mode=cast(SearchMode, mode),
+            candidates=candidates,
+            rerank=rerank,
+            rerank_top=rerank_top,
+            filter=flt,
         )
     except (StoreError, ValueError) as exc:
         fail(str(exc))

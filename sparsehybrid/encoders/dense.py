@@ -36,7 +36,7 @@ class DenseEncoder:
             self.model.max_seq_length = max_length
         self.max_length: int = int(self.model.max_seq_length or 512)
         self.batch_size = batch_size
-        self.dim: int = int(self.model.get_embedding_dimension())
+        self.dim: int = int(self.model.get_embedding_dimension() or 0)
 
     @property
     def tokenizer(self):

@@ -58,7 +58,7 @@ def _splade_pooling_type():
     try:
         from sentence_transformers.sparse_encoder.modules import SpladePooling
     except ImportError:  # sentence-transformers 5.x
-        from sentence_transformers.sparse_encoder.models import SpladePooling
+        from sentence_transformers.sparse_encoder.models import SpladePooling  # type: ignore[no-redef]
     return SpladePooling
 
 
@@ -67,7 +67,7 @@ def _router_type():
         from sentence_transformers.base.modules import Router
     except ImportError:
         try:
-            from sentence_transformers.models import Router
+            from sentence_transformers.models import Router  # type: ignore[no-redef]
         except ImportError:
             return None
     return Router
@@ -504,9 +504,9 @@ def _rows_to_sparse(pooled) -> list[SparseVector]:
     rows, cols = torch.nonzero(pooled > 0, as_tuple=True)
     values = pooled[rows, cols].float().cpu().tolist()
     counts = torch.bincount(rows, minlength=pooled.shape[0]).tolist()
-    cols = cols.cpu().tolist()
+    ids = cols.cpu().tolist()
     vectors, start = [], 0
     for count in counts:
-        vectors.append(SparseVector(cols[start : start + count], values[start : start + count]))
+        vectors.append(SparseVector(ids[start : start + count], values[start : start + count]))
         start += count
     return vectors

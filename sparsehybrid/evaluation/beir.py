@@ -131,7 +131,10 @@ def load_beir(
     corpus: list[Document] = []
     rejected: list[Rejected] = []
     for item in open_source(folder, format="beir"):
-        (corpus if isinstance(item, Document) else rejected).append(item)
+        if isinstance(item, Document):
+            corpus.append(item)
+        else:
+            rejected.append(item)
     all_queries = read_queries(folder / "queries.jsonl")
     qrels = read_qrels(qrels_path)
     doc_ids = {d.id for d in corpus}

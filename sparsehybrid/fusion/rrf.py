@@ -8,7 +8,7 @@ what lets every hit say which retriever found it at which rank.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 Ranking = Sequence[tuple[str, float]]
@@ -121,7 +121,7 @@ def distribution_based_score_fusion(
     return _ordered(items, limit)
 
 
-FUSIONS = {
+FUSIONS: dict[str, Callable[..., list[FusedItem]]] = {
     "rrf": reciprocal_rank_fusion,
     "weighted": weighted_score_fusion,
     "dbsf": distribution_based_score_fusion,

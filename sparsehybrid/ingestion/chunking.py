@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..types import Chunk, Document
 
@@ -23,7 +24,7 @@ class Chunker:
         overlap: tokens shared by consecutive windows, so a phrase across a cut is still found.
     """
 
-    tokenizer: object
+    tokenizer: Any  # a transformers PreTrainedTokenizerFast (no usable static type)
     max_tokens: int = 512
     overlap: int = 32
     min_window: int = 32

@@ -148,7 +148,7 @@ class CsvSource:
         csv.field_size_limit(1 << 30)  # long documents are the point, not an error
         # surrogateescape: an invalid UTF-8 byte rejects its row instead of ending the whole file.
         with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter=self.delimiter, restval=_MISSING)
+            reader = csv.DictReader(fh, delimiter=self.delimiter, restval=_MISSING)  # type: ignore[call-overload]  # a sentinel restval tells a short row from an empty field
             if not reader.fieldnames:
                 return
             last = reader.line_num
