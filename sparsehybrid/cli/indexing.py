@@ -11,7 +11,7 @@ from rich.table import Table
 from .app import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, DEFAULT_STORE, app, console, err_console, fail, progress_bar
 
 
-def run_index(
+def index_with_progress(
     items,
     store_url: str,
     *,
@@ -25,7 +25,7 @@ def run_index(
     total: int | None = None,
     description: str = "indexing",
 ):
-    """Index with a progress bar; shared by ``index`` and ``quickstart``."""
+    """Index in this process with a progress bar (``quickstart``; ``index`` runs the Prefect flow)."""
     from ..connectors import open_store
     from ..encoders.dense import DenseEncoder
     from ..encoders.sparse import SparseEncoder
@@ -57,23 +57,6 @@ def run_index(
         progress.update(task, completed=stats.seen + len(stats.rejected) + stats.duplicates)
     store.optimize()
     return store, stats
-
-
-def print_stats(stats, store) -> None:
-    table = Table(title=f"indexed into {store.url}", show_header=True)
-    for col in ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks", "docs/s", "seconds"):
-        table.add_column(col, justify="right")
-    d = stats.as_dict()
-    table.add_row(
-        *(str(d[k]) for k in ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks")),
-        f"{d['docs_per_second']:.1f}",
-        f"{d['seconds']:.1f}",
-    )
-    console.print(table)
-    for r in stats.rejected[:20]:
-        err_console.print(f"[yellow]rejected[/] {r}")
-    if len(stats.rejected) > 20:
-        err_console.print(f"[yellow]... and {len(stats.rejected) - 20} more rejected records[/]")
 
 
 @app.command()
@@ -159,7 +142,7 @@ def index(
 
 
 def print_summary(s: dict) -> None:
-    """The flow's run summary as a table (the same columns as an in-process index run)."""
+    """A run summary (:meth:`IndexStats.summary`, also what the flow returns) as a table."""
     table = Table(title=f"indexed into {s['store']}", show_header=True)
     cols = ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks")
     for col in (*cols, "docs/s", "seconds"):

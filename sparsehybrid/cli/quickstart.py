@@ -7,7 +7,7 @@ import time
 import typer
 
 from .app import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, app, console
-from .indexing import print_stats, run_index
+from .indexing import index_with_progress, print_summary
 from .searching import print_hits
 
 
@@ -28,7 +28,7 @@ def quickstart(
     console.print(
         f"corpus: {len(docs)} docstrings of the Python {'.'.join(map(str, __import__('sys').version_info[:2]))} standard library"
     )
-    st, stats = run_index(
+    st, stats = index_with_progress(
         docs,
         store,
         sparse_model=DEFAULT_SPARSE_MODEL,
@@ -39,7 +39,7 @@ def quickstart(
         total=len(docs),
         description="indexing docstrings",
     )
-    print_stats(stats, st)
+    print_summary(stats.summary(st.url))
     searcher = open_searcher(st, device=device)
     latencies = []
     for q in EXAMPLE_QUERIES:

@@ -1,10 +1,11 @@
 """The Prefect ingestion flow: read → plan → encode (per batch, on threads or Dask) → write.
 
-It drives the same stages as :class:`~sparsehybrid.ingestion.indexing.Indexer` (selection by
-content hash, chunking, encoding, surplus-chunk deletion), split into Prefect tasks:
+It runs the one indexing loop, :func:`~sparsehybrid.ingestion.indexing.run_index` (selection by
+content hash, chunking, encoding, surplus-chunk deletion, sync), plugging in Prefect tasks for
+the stages that do work:
 
-* ``read-source`` and ``plan-batches`` run in the flow's process: they read the corpus, compare
-  content hashes with the store, and cut the documents that need encoding into batches.
+* ``read-source`` runs in the flow's process; the loop then compares content hashes with the
+  store and cuts the documents that need encoding into batches.
 * ``encode-batch`` tasks are *submitted* to the task runner (threads by default, Dask workers
   with ``dask:`` in the config). Each process keeps one encoder per (model, device) in a module
   cache, so a worker loads its models once; with several GPUs each worker takes one.
@@ -22,10 +23,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -38,27 +36,19 @@ from prefect.utilities.annotations import quote
 from ..connectors import open_store
 from ..connectors.base import CollectionSchema, VectorStore
 from ..ingestion.dead_letter import run_timestamp, write_dead_letter
-from ..ingestion.indexing import (
-    Indexer,
-    IndexStats,
-    _dedupe,
-    _name_positions,
-    account_encoded,
-    estimate_avg_len,
-    schema_for,
-    stale_point_ids,
-    write_batch,
-)
-from ..ingestion.sources import Rejected, SourceItem, open_source
+from ..ingestion.encoding import BatchEncoder, EncodedBatch
+from ..ingestion.indexing import IndexStats, run_index, write_batch
+from ..ingestion.sources import SourceItem, open_source
 from ..types import Document, PointRecord
 from .config import DaskConfig, ModelsConfig, PipelineConfig, SourceConfig
 
+T = TypeVar("T")
 FLOW_NAME = "sparsehybrid-index"
 ARTIFACT_KEY = "sparsehybrid-index-summary"
 
 # -- one encoder per process (per GPU) ---------------------------------------------------------
 
-_ENCODERS: dict[tuple, tuple[Indexer, threading.Lock]] = {}
+_ENCODERS: dict[tuple, tuple[BatchEncoder, threading.Lock]] = {}
 _ENCODERS_GUARD = threading.Lock()
 
 
@@ -81,34 +71,27 @@ def worker_device(device: str | None) -> str | None:
     return f"cuda:{idx % n}"
 
 
-def cached_encoder(models: ModelsConfig, chunk_overlap: int) -> tuple[Indexer, threading.Lock]:
-    """This process's encoders (an :class:`Indexer` without a store) and the lock that serialises
-    their use: fast tokenizers and one GPU are not meant to be driven by two threads at once."""
+def cached_encoder(models: ModelsConfig, chunk_overlap: int) -> tuple[BatchEncoder, threading.Lock]:
+    """This process's encoders and the lock that serialises their use: fast tokenizers and one
+    GPU are not meant to be driven by two threads at once."""
     device = worker_device(models.device)
-    key = (models.sparse, models.dense, models.bm25, device, models.max_length, models.encode_batch_size, chunk_overlap)
+    key = (models.sparse, models.dense, device, models.max_length, models.encode_batch_size, chunk_overlap)
     with _ENCODERS_GUARD:
         if key not in _ENCODERS:
             from ..encoders.dense import DenseEncoder
             from ..encoders.sparse import SparseEncoder
 
-            kw = dict(device=device, max_length=models.max_length, batch_size=models.encode_batch_size)
-            sparse = SparseEncoder(models.sparse, **kw) if models.sparse else None
-            dense = DenseEncoder(models.dense, **kw) if models.dense else None
-            indexer = Indexer(None, sparse, dense, bm25=models.bm25, chunk_overlap=chunk_overlap)  # type: ignore[arg-type]
-            _ENCODERS[key] = (indexer, threading.Lock())
+            sparse = dense = None
+            if models.sparse:
+                sparse = SparseEncoder(
+                    models.sparse, device=device, max_length=models.max_length, batch_size=models.encode_batch_size
+                )
+            if models.dense:
+                dense = DenseEncoder(
+                    models.dense, device=device, max_length=models.max_length, batch_size=models.encode_batch_size
+                )
+            _ENCODERS[key] = (BatchEncoder(sparse, dense, chunk_overlap=chunk_overlap), threading.Lock())
         return _ENCODERS[key]
-
-
-@dataclass
-class EncodedBatch:
-    """What an encode task sends back: the records, chunks per document (by id), the
-    documents whose vectors were bad (rejected whole), encode time and which process did it."""
-
-    records: list[PointRecord]
-    n_chunks: dict[str, int]
-    rejected: list[Rejected]
-    seconds: float
-    worker: str
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -117,8 +100,8 @@ class EncodedBatch:
 @task(name="describe-encoders", cache_policy=NO_CACHE)
 def describe_encoders(models: ModelsConfig, chunk_overlap: int) -> CollectionSchema:
     """The collection schema the encoders imply (loads them on a worker, so the flow needn't)."""
-    indexer, _ = cached_encoder(models, chunk_overlap)
-    return schema_for(indexer.sparse, indexer.dense, models.bm25)
+    encoder, _ = cached_encoder(models, chunk_overlap)
+    return encoder.schema(models.bm25)
 
 
 @task(name="read-source", cache_policy=NO_CACHE)
@@ -127,33 +110,15 @@ def read_source(source: SourceConfig) -> list[SourceItem]:
     return list(open_source(source.path, source.fields.field_map(), source.format))
 
 
-@task(name="plan-batches", cache_policy=NO_CACHE)
-def plan_batches(items: Sequence[SourceItem], stored: dict[str, tuple[str, int]], batch_size: int):
-    """Validate, drop duplicates and unchanged documents, and cut the rest into batches.
-
-    Returns (batches of (document, stored state or None), stats so far, ids seen).
-    """
-    stats, seen = IndexStats(), set()
-    selector = Indexer(None, bm25=True)  # type: ignore[arg-type]  # selection needs no encoder
-    todo = selector.select(_dedupe(_name_positions(iter(items)), stats), stored, stats, seen)
-    return [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)], stats, seen
-
-
 @task(name="encode-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
 def encode_batch(rows: list[dict[str, Any]], models: ModelsConfig, chunk_overlap: int) -> EncodedBatch:
     """Chunk and encode one batch with this process's cached encoders (bad vectors reject their document).
 
     Documents travel as plain dicts: on Dask, dataclass arguments do not survive as such.
     """
-    docs = [Document(**row) for row in rows]
-    indexer, lock = cached_encoder(models, chunk_overlap)
+    encoder, lock = cached_encoder(models, chunk_overlap)
     with lock:
-        t = time.perf_counter()
-        chunk_lists = indexer.chunk(docs)
-        records, bad = indexer.encode_checked([c for cl in chunk_lists for c in cl])
-        seconds = time.perf_counter() - t
-    n_chunks = {d.id: len(cl) for d, cl in zip(docs, chunk_lists)}
-    return EncodedBatch(records, n_chunks, list(bad.values()), seconds, f"{os.uname().nodename}:{os.getpid()}")
+        return encoder.encode_documents([Document(**row) for row in rows])
 
 
 @task(
@@ -165,9 +130,7 @@ def encode_batch(rows: list[dict[str, Any]], models: ModelsConfig, chunk_overlap
 )
 def write_batch_task(store: VectorStore, records: list[PointRecord], stale: list[str]) -> float:
     """Delete surplus chunks and upsert one batch (idempotent, so retrying is safe)."""
-    t = time.perf_counter()
-    write_batch(store, records, stale)
-    return time.perf_counter() - t
+    return write_batch(store, records, stale)
 
 
 @task(
@@ -195,7 +158,12 @@ def load_config(config: dict[str, Any] | str | PipelineConfig) -> PipelineConfig
     return PipelineConfig.parse(config)
 
 
-@flow(name=FLOW_NAME, task_runner=ThreadPoolTaskRunner(max_workers=2), persist_result=False)
+#: Encode tasks run on threads unless the config asks for Dask (typed loosely: Prefect's generic
+#: runner types do not unify with the flow decorator's parameter).
+_THREADS: Any = ThreadPoolTaskRunner(max_workers=2)
+
+
+@flow(name=FLOW_NAME, task_runner=_THREADS, persist_result=False)
 def index_flow(config: dict[str, Any] | str) -> dict[str, Any]:
     """Index the configured source into the configured store; returns the run summary.
 
@@ -231,7 +199,7 @@ def dask_task_runner(dask: DaskConfig):
 
 def _encode_slots() -> int:
     """How many encode tasks to keep in flight: every Dask thread, or one ahead of the writer."""
-    runner = get_run_context().task_runner
+    runner = getattr(get_run_context(), "task_runner", None)
     client = getattr(runner, "client", None)
     if client is not None and hasattr(client, "nthreads"):
         return max(1, sum(client.nthreads().values()))
@@ -251,11 +219,15 @@ def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
             write_dead_letter(cfg.dead_letter, stats.rejected, at=started, flow_run=str(run.id) if run else None)
 
 
+def _as_is(value: T) -> T:
+    """Hand ``value`` to a task without Prefect walking it for futures (record lists are large);
+    typed as the value itself, so the tasks' signatures stay exact."""
+    return cast(T, quote(value))
+
+
 def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
     log = get_run_logger()
     t0 = time.perf_counter()
-    stages: dict[str, float] = {}
-    workers: set[str] = set()
     store = open_store(cfg.store_url())
     log.info("indexing %s into %s", cfg.source.path, store.url)
     try:
@@ -263,85 +235,38 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
         described = describe_encoders.submit(cfg.models, cfg.chunk_overlap)
         t = time.perf_counter()
         items = read_source(cfg.source)
-        stages["read"] = time.perf_counter() - t
-
+        stats.stages["read"] = time.perf_counter() - t
         t = time.perf_counter()
         wanted = described.result()
-        stages["load models"] = time.perf_counter() - t
-        t = time.perf_counter()
-        if cfg.models.bm25 and store.schema is None:
-            wanted.bm25_avg_len = estimate_avg_len(store, [d for d in items[:2000] if isinstance(d, Document)])
-        store.ensure_schema(wanted)
-        stored = store.document_states()
-        batches, planned, seen_ids = plan_batches(quote(items), quote(stored), cfg.batch_size)
-        for name in ("seen", "unchanged", "duplicates", "rejected"):
-            setattr(stats, name, getattr(planned, name))
-        stages["plan"] = time.perf_counter() - t
-        log.info(
-            "%d documents: %d to encode in %d batches, %d unchanged, %d rejected, %d duplicate ids",
-            stats.seen,
-            sum(len(b) for b in batches),
-            len(batches),
-            stats.unchanged,
-            len(stats.rejected),
-            stats.duplicates,
+        stats.stages["load models"] = time.perf_counter() - t
+
+        def submit_encode(docs: list[Document]) -> Any:
+            rows = [dataclasses.asdict(d) for d in docs]
+            return encode_batch.submit(rows, cfg.models, cfg.chunk_overlap)
+
+        run_index(
+            store,
+            items,
+            wanted,
+            submit_encode,
+            write=lambda records, stale: write_batch_task(_as_is(store), _as_is(records), _as_is(stale)),
+            delete_documents=lambda doc_ids: delete_vanished(_as_is(store), doc_ids),
+            batch_size=cfg.batch_size,
+            in_flight=_encode_slots(),
+            sync=cfg.sync,
+            stats=stats,
+            log=log,
         )
-
-        def finish(i: int, batch, future) -> None:
-            encoded: EncodedBatch = future.result()
-            stats.encode_seconds += encoded.seconds
-            workers.add(encoded.worker)
-            batch, _ = account_encoded(stats, batch, encoded.records, encoded.rejected)
-            if encoded.records:
-                stale = stale_point_ids(batch, [encoded.n_chunks[d.id] for d, _ in batch])
-                stats.upsert_seconds += write_batch_task(quote(store), quote(encoded.records), quote(stale))
-            log.info(
-                "batch %d/%d written: %d documents, %d chunks (encoded in %.2fs on %s)",
-                i + 1,
-                len(batches),
-                len(batch),
-                len(encoded.records),
-                encoded.seconds,
-                encoded.worker,
-            )
-
-        t = time.perf_counter()
-        slots = _encode_slots()
-        pending: deque = deque()
-        for i, batch in enumerate(batches):
-            rows = [dataclasses.asdict(d) for d, _ in batch]
-            pending.append((i, batch, encode_batch.submit(rows, cfg.models, cfg.chunk_overlap)))
-            while len(pending) > slots:
-                finish(*pending.popleft())
-        while pending:
-            finish(*pending.popleft())
-        stages["encode + write"] = time.perf_counter() - t
-
-        if cfg.sync:
-            t = time.perf_counter()
-            vanished = sorted(set(stored) - seen_ids)
-            for j in range(0, len(vanished), cfg.batch_size):
-                stats.deleted += delete_vanished(quote(store), vanished[j : j + cfg.batch_size])
-            if vanished:
-                log.info("deleted %d documents no longer in the source", stats.deleted)
-            stages["delete"] = time.perf_counter() - t
-        t = time.perf_counter()
-        store.flush()
         if stats.encoded or stats.deleted:
+            t = time.perf_counter()
             store.optimize()
-        stages["flush"] = time.perf_counter() - t
+            stats.stages["optimize"] = time.perf_counter() - t
     finally:
         store.close()
     stats.seconds = time.perf_counter() - t0
     for r in stats.rejected[:20]:
         log.warning("rejected %s", r)
-    summary = stats.as_dict() | {
-        "store": store.url,
-        "batches": len(batches),
-        "encode_workers": len(workers),
-        "stages": {k: round(v, 3) for k, v in stages.items()},
-        "rejected_records": [str(r) for r in stats.rejected[:100]],
-    }
+    summary = stats.summary(store.url)
     create_markdown_artifact(
         markdown=summary_markdown(summary), key=ARTIFACT_KEY, description="sparsehybrid indexing run"
     )
