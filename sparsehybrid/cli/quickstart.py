@@ -50,7 +50,7 @@ def quickstart(
     hits = searcher.search(q, top_k=3, mode="hybrid", filter={"kind": "class"})
     print_hits(hits, q + '  [filter {"kind": "class"}]', show_text=120)
     latencies.sort()
-    size = st.disk_size() / 1e6 if hasattr(st, "disk_size") else float("nan")
+    size = (st.disk_size() or 0) / 1e6
     console.print(
         f"[bold green]quickstart done[/] in {time.perf_counter() - t0:.1f} s · index {size:.1f} MB at {st.url} · "
         f"p50 hybrid search {latencies[len(latencies) // 2] * 1000:.1f} ms"

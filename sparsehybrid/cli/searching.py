@@ -111,8 +111,9 @@ def info(store: str = typer.Option(DEFAULT_STORE, "--store", "-s")) -> None:
         ("bm25", f"{schema.bm25_language}, avg_len {schema.bm25_avg_len:.1f}" if schema.bm25 else "-"),
         ("metadata fields", ", ".join(f"{k}:{v}" for k, v in sorted(schema.metadata_fields.items())) or "-"),
     ]
-    if hasattr(st, "disk_size"):
-        rows.append(("size on disk", f"{st.disk_size() / 1e6:.1f} MB"))
+    size = st.disk_size()
+    if size is not None:
+        rows.append(("size on disk", f"{size / 1e6:.1f} MB"))
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)

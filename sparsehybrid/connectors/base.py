@@ -16,6 +16,8 @@ from ..types import PointRecord, ScoredPoint, SparseVector
 from .filters import Condition, check_fields, metadata_field_types, parse_filter
 
 SCHEMA_VERSION = 1
+#: The named vectors (and retrievers) every backend stores: learned sparse, dense, native BM25.
+SPARSE, DENSE, BM25 = "sparse", "dense", "bm25"
 
 
 class StoreError(RuntimeError):
@@ -86,6 +88,41 @@ class CollectionSchema:
             )
 
 
+@dataclass
+class FusedQuery:
+    """One hybrid query for :meth:`VectorStore.search_fused`, already validated.
+
+    Empty inputs are None, so a backend fuses exactly the retrievers in :attr:`retrievers`.
+    """
+
+    sparse: SparseVector | None
+    dense: list[float] | None
+    text: str | None
+    limit: int
+    candidates: int
+    k: int
+    weights: dict[str, float]
+    conditions: list[Condition]
+
+    @property
+    def retrievers(self) -> list[str]:
+        """The retrievers with an input, in the fixed order sparse, dense, bm25."""
+        given = ((SPARSE, self.sparse), (DENSE, self.dense), (BM25, self.text))
+        return [name for name, value in given if value is not None]
+
+    def weight_list(self, names: Sequence[str]) -> list[float]:
+        return [float(self.weights.get(n, 1.0)) for n in names]
+
+
+def check_vectors(record: PointRecord, schema: CollectionSchema) -> None:
+    """Refuse a record whose vectors do not fit the collection (a :class:`StoreError` naming it)."""
+    where = f"record {record.chunk.doc_id!r} chunk {record.chunk.chunk}"
+    if schema.sparse_model and record.sparse is None:
+        raise StoreError(f"{where}: missing sparse vector")
+    if schema.dense_dim and (record.dense is None or len(record.dense) != schema.dense_dim):
+        raise StoreError(f"{where}: dense vector must have {schema.dense_dim} dims")
+
+
 class VectorStore(abc.ABC):
     """A collection of chunks with sparse, dense and (where native) BM25 retrieval.
 
@@ -132,6 +169,10 @@ class VectorStore(abc.ABC):
 
     def optimize(self) -> None:
         """Build or merge indexes after a bulk load (a no-op where the backend does it itself)."""
+
+    def disk_size(self) -> int | None:
+        """Bytes the collection takes on local disk; None where the data lives in a server."""
+        return None
 
     def __enter__(self) -> VectorStore:
         return self
@@ -216,7 +257,25 @@ class VectorStore(abc.ABC):
         weights: Mapping[str, float] | None = None,
         filter: Mapping[str, Any] | None = None,
     ) -> list[ScoredPoint]:
-        """Reciprocal-rank fusion done by the backend (only where ``native_fusion``)."""
+        """Reciprocal-rank fusion done by the backend in one request (only where ``native_fusion``).
+
+        Scores are ``sum(w / (k + rank))`` with 1-based ranks, as :mod:`sparsehybrid.fusion`.
+        """
+        query = FusedQuery(
+            sparse=sparse if sparse is not None and len(sparse) else None,
+            dense=[float(x) for x in dense] if dense is not None else None,
+            text=text if text and text.strip() else None,
+            limit=int(limit),
+            candidates=int(candidates),
+            k=int(k),
+            weights=dict(weights or {}),
+            conditions=self._conditions(filter),
+        )
+        if self.schema is None or not query.retrievers:
+            return []
+        return self._search_fused(query)
+
+    def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         raise NotImplementedError(f"{type(self).__name__} has no native fusion; use sparsehybrid.fusion")
 
     @abc.abstractmethod

@@ -55,7 +55,7 @@ class ElasticsearchStore(SearchEngineStore):
     """A sparsehybrid collection in one Elasticsearch index."""
 
     @staticmethod
-    def _is_transient(exc: BaseException) -> bool:
+    def _client_transient(exc: BaseException) -> bool:
         import elasticsearch
 
         if isinstance(exc, (elasticsearch.ConnectionError, elasticsearch.ConnectionTimeout)):
@@ -110,10 +110,10 @@ class ElasticsearchStore(SearchEngineStore):
         conditions: Sequence[Condition],
     ) -> dict[str, Any]:
         """An ``rrf`` retriever with one child retriever per part (weights only when not all equal)."""
-        children = []
+        children: list[dict[str, Any]] = []
         for name, value in parts.items():
             if name == SPARSE:
-                children.append({"standard": {"query": with_filter(self.sparse_query(value), conditions)}})
+                children.append({"standard": {"query": with_filter(self._required_sparse_query(value), conditions)}})
             elif name == DENSE:
                 children.append({"knn": self.knn_section(value, candidates, conditions)})
             elif name == BM25:

@@ -51,7 +51,7 @@ class OpenSearchStore(SearchEngineStore):
     """A sparsehybrid collection in one OpenSearch index."""
 
     @staticmethod
-    def _is_transient(exc: BaseException) -> bool:
+    def _client_transient(exc: BaseException) -> bool:
         from opensearchpy import exceptions as e
 
         if isinstance(exc, (e.ConnectionError, e.ConnectionTimeout)):
@@ -114,7 +114,7 @@ class OpenSearchStore(SearchEngineStore):
         queries = []
         for name, value in parts.items():
             if name == SPARSE:
-                queries.append(with_filter(self.sparse_query(value), conditions))
+                queries.append(with_filter(self._required_sparse_query(value), conditions))
             elif name == DENSE:
                 queries.append(self.knn_query(value, candidates, conditions))
             elif name == BM25:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..types import PointRecord, ScoredPoint, SparseVector
-from .base import CollectionSchema, StoreError, StoreLockedError, VectorStore
+from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, StoreLockedError, VectorStore
 from .filters import Condition
+from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
 
 SCHEMA_FILE = "sparsehybrid.json"
 SHARD_DIR = "shard"
-SPARSE, DENSE, BM25 = "sparse", "dense", "bm25"
 
 
 def _edge():
@@ -39,31 +39,10 @@ def _edge_value(value: Any) -> Any:
     return value
 
 
-def _homogeneous(values: tuple) -> bool:
-    """True when values are all strings or all (non-bool) ints: what MatchAny accepts."""
-    return all(isinstance(v, str) for v in values) or all(
-        isinstance(v, int) and not isinstance(v, bool) for v in values
-    )
-
-
-def edge_filter(conditions: list[Condition], extra: list[Any] | None = None):
+def edge_filter(conditions: list[Condition]) -> Any:
     """Translate parsed conditions to a Qdrant Edge Filter over the ``metadata`` payload."""
     q = _edge()
-    must = list(extra or [])
-    for c in conditions:
-        key = f"metadata.{c.field}"
-        if c.op == "eq":
-            must.append(q.FieldCondition(key=key, match=q.MatchValue(value=_edge_value(c.value))))
-        elif c.op == "in" and not _homogeneous(c.value):
-            # MatchAny takes only all-str or all-int lists: match bools / mixed types one by one.
-            must.append(
-                q.Filter(should=[q.FieldCondition(key=key, match=q.MatchValue(value=_edge_value(v))) for v in c.value])
-            )
-        elif c.op == "in":
-            must.append(q.FieldCondition(key=key, match=q.MatchAny(any=list(c.value))))
-        else:
-            must.append(q.FieldCondition(key=key, range=q.RangeFloat(**c.value)))
-    return q.Filter(must=must) if must else None
+    return metadata_filter(q, conditions, q.RangeFloat, _edge_value)
 
 
 def bm25_term_frequencies(text: str, language: str = "english") -> dict[int, int]:
@@ -101,9 +80,9 @@ class QdrantEdgeStore(VectorStore):
     def __init__(self, path: str | os.PathLike[str], *, exact_dense: bool = False):
         self.path = Path(path)
         self.exact_dense = exact_dense
-        self._shard = None
+        self._shard: Any = None
         self._schema: CollectionSchema | None = None
-        self._bm25 = None
+        self._bm25: Any = None
         self._lock = threading.RLock()
         schema_file = self.path / SCHEMA_FILE
         if schema_file.exists():
@@ -132,17 +111,17 @@ class QdrantEdgeStore(VectorStore):
 
     def _write_schema(self) -> None:
         tmp = self.path / (SCHEMA_FILE + ".tmp")
-        tmp.write_text(json.dumps(self._schema.to_dict(), indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(self._require_schema().to_dict(), indent=2, sort_keys=True))
         os.replace(tmp, self.path / SCHEMA_FILE)
 
     def _save_metadata_fields(self, fields: dict[str, str]) -> None:
         with self._lock:
-            self._schema.metadata_fields = fields
+            self._require_schema().metadata_fields = fields
             self._write_schema()
 
     def _open_shard(self, create: bool) -> None:
         q = _edge()
-        schema = self._schema
+        schema = self._require_schema()
         vectors = {}
         if schema.dense_dim:
             vectors[DENSE] = q.EdgeVectorParams(size=int(schema.dense_dim), distance=q.Distance.Cosine)
@@ -203,28 +182,16 @@ class QdrantEdgeStore(VectorStore):
     # -- writes ------------------------------------------------------------------------------
     def _upsert(self, records: Sequence[PointRecord]) -> int:
         q = _edge()
-        schema = self._schema
-        points = []
-        for r in records:
-            vector: dict[str, Any] = {}
-            if schema.sparse_model:
-                if r.sparse is None:
-                    raise StoreError(f"record {r.chunk.doc_id!r} chunk {r.chunk.chunk}: missing sparse vector")
-                if len(r.sparse):
-                    vector[SPARSE] = q.SparseVector(indices=list(r.sparse.indices), values=list(r.sparse.values))
-            if schema.dense_dim:
-                if r.dense is None or len(r.dense) != schema.dense_dim:
-                    raise StoreError(
-                        f"record {r.chunk.doc_id!r} chunk {r.chunk.chunk}: dense vector must have {schema.dense_dim} dims"
-                    )
-                vector[DENSE] = [float(x) for x in r.dense]
-            if self._bm25 is not None:
-                bm = self._bm25.embed_document(r.chunk.full_text)
-                if len(bm.indices):
-                    vector[BM25] = bm
-            points.append(q.Point(r.id, vector, r.payload()))
+        schema = self._require_schema()
+        # Every vector is checked before anything is written.
+        points = [q.Point(r.id, point_vectors(r, schema, q, self._bm25), r.payload()) for r in records]
         self.shard.update(q.UpdateOperation.upsert_points(points))
         return len(points)
+
+    def _require_schema(self) -> CollectionSchema:
+        if self._schema is None:
+            raise StoreError(f"{self.url} holds no collection yet: call ensure_schema() first")
+        return self._schema
 
     def delete_points(self, point_ids: Sequence[str]) -> None:
         if point_ids:
@@ -234,8 +201,7 @@ class QdrantEdgeStore(VectorStore):
         if not doc_ids:
             return
         q = _edge()
-        flt = q.Filter(must=[q.FieldCondition(key="doc_id", match=q.MatchAny(any=list(doc_ids)))])
-        self.shard.update(q.UpdateOperation.delete_points_by_filter(flt))
+        self.shard.update(q.UpdateOperation.delete_points_by_filter(doc_id_filter(q, doc_ids)))
 
     # -- reads -------------------------------------------------------------------------------
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
@@ -249,7 +215,7 @@ class QdrantEdgeStore(VectorStore):
         records = self.shard.retrieve(
             point_ids=list(point_ids), with_payload=True, with_vector=[SPARSE] if with_sparse else False
         )
-        return [self._scored(r, 0.0) for r in records]
+        return [scored_point(r, 0.0) for r in records]
 
     def iter_points(self, batch_size: int = 1000, fields: Sequence[str] | None = None) -> Iterator[ScoredPoint]:
         """Every point's payload; ``fields`` limits which payload keys are read."""
@@ -263,7 +229,7 @@ class QdrantEdgeStore(VectorStore):
                 q.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=False)
             )
             for r in records:
-                yield self._scored(r, 0.0)
+                yield scored_point(r, 0.0)
             if offset is None:
                 break
 
@@ -274,14 +240,6 @@ class QdrantEdgeStore(VectorStore):
             for p in self.iter_points(fields=("doc_id", "chunk", "n_chunks", "content_hash"))
             if p.payload.get("chunk", 0) == 0
         }
-
-    @staticmethod
-    def _scored(p, score: float) -> ScoredPoint:
-        sparse = None
-        vec = p.vector
-        if isinstance(vec, dict) and SPARSE in vec:
-            sparse = SparseVector(vec[SPARSE].indices, vec[SPARSE].values)
-        return ScoredPoint(id=str(p.id), score=float(score), payload=dict(p.payload or {}), sparse=sparse)
 
     def _query(
         self, query, using: str, limit: int, conditions: list[Condition], with_sparse: bool = False, params=None
@@ -295,7 +253,7 @@ class QdrantEdgeStore(VectorStore):
             with_vector=[SPARSE] if with_sparse else False,
             params=params,
         )
-        return [self._scored(p, p.score) for p in self.shard.query(request)]
+        return [scored_point(p, p.score) for p in self.shard.query(request)]
 
     def _search_sparse(
         self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
@@ -312,59 +270,29 @@ class QdrantEdgeStore(VectorStore):
         return self._query(vector, DENSE, limit, conditions, params=params)
 
     def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
-        if self._shard is None:
+        if self._shard is None or self._bm25 is None:  # a collection built without BM25 finds nothing
             return []
         qv = self._bm25.embed_query(text)
         if not len(qv.indices):
             return []
         return self._query(qv, BM25, limit, conditions)
 
-    def search_fused(
-        self,
-        *,
-        sparse: SparseVector | None = None,
-        dense: Sequence[float] | None = None,
-        text: str | None = None,
-        limit: int = 10,
-        candidates: int = 100,
-        k: int = 60,
-        weights: Mapping[str, float] | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> list[ScoredPoint]:
+    def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         """RRF inside the engine: one prefetch per retriever, fused by ``Fusion.Rrf``."""
         q = _edge()
-        flt = edge_filter(self._conditions(filter))
-        prefetches, names = [], []
-        if sparse is not None and len(sparse):
-            prefetches.append(
-                q.Prefetch(
-                    limit=candidates,
-                    query=q.Query.Nearest(
-                        q.SparseVector(indices=list(sparse.indices), values=list(sparse.values)), using=SPARSE
-                    ),
-                    filter=flt,
-                )
-            )
-            names.append(SPARSE)
-        if dense is not None:
-            prefetches.append(
-                q.Prefetch(limit=candidates, query=q.Query.Nearest([float(x) for x in dense], using=DENSE), filter=flt)
-            )
-            names.append(DENSE)
-        if text and self._bm25 is not None:
-            bm = self._bm25.embed_query(text)
-            if len(bm.indices):
-                prefetches.append(q.Prefetch(limit=candidates, query=q.Query.Nearest(bm, using=BM25), filter=flt))
-                names.append(BM25)
-        if not prefetches:
+        flt = edge_filter(query.conditions)
+        inputs = fusion_inputs(query, q, self._bm25)
+        if not inputs or self._shard is None:
             return []
-        w = [float((weights or {}).get(n, 1.0)) for n in names]
-        # Edge scores 0-based position p as 1/(k_e + p); ours is 1/(k + rank), rank 1-based: k_e = k + 1.
+        prefetches = [
+            q.Prefetch(limit=query.candidates, query=q.Query.Nearest(vec, using=name), filter=flt)
+            for name, vec in inputs
+        ]
         request = q.QueryRequest(
             prefetches=prefetches,
-            query=q.Fusion.Rrf(k=int(k) + 1, weights=w),
-            limit=int(limit),
+            query=q.Fusion.Rrf(k=qdrant_rrf_k(query.k), weights=query.weight_list([n for n, _ in inputs])),
+            limit=query.limit,
             filter=flt,
             with_payload=True,
         )
-        return [self._scored(p, p.score) for p in self.shard.query(request)]
+        return [scored_point(p, p.score) for p in self.shard.query(request)]

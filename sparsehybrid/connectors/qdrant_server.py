@@ -23,19 +23,20 @@ skip. Hybrid search runs in the server with the Query API: one prefetch per retr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from ..types import PointRecord, ScoredPoint, SparseVector
-from .base import CollectionSchema, StoreError, StoreLockedError, VectorStore
+from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, StoreLockedError
 from .filters import Condition
-from .qdrant_edge import _homogeneous
-from .retry import TRANSIENT_STATUSES, RetryPolicy, call_with_retries, describe_error
+from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
+from .remote import RemoteStore
+from .retry import TRANSIENT_STATUSES, RetryPolicy
 from .settings import ConnectionSettings
 
-SPARSE, DENSE, BM25 = "sparse", "dense", "bm25"
 SCHEMA_KEY = "sparsehybrid"
 DEFAULT_COLLECTION = "sparsehybrid"
 T = TypeVar("T")
@@ -47,36 +48,22 @@ def _models():
     return models
 
 
-def qdrant_filter(conditions: list[Condition], extra: list[Any] | None = None):
+def qdrant_filter(conditions: list[Condition]) -> Any:
     """Translate parsed conditions to a qdrant-client ``Filter`` over the ``metadata`` payload."""
     m = _models()
-    must = list(extra or [])
-    for c in conditions:
-        key = f"metadata.{c.field}"
-        if c.op == "eq":
-            must.append(m.FieldCondition(key=key, match=m.MatchValue(value=c.value)))
-        elif c.op == "in" and not _homogeneous(c.value):
-            # MatchAny takes only all-str or all-int lists: match bools / mixed types one by one.
-            must.append(m.Filter(should=[m.FieldCondition(key=key, match=m.MatchValue(value=v)) for v in c.value]))
-        elif c.op == "in":
-            must.append(m.FieldCondition(key=key, match=m.MatchAny(any=list(c.value))))
-        else:
-            must.append(m.FieldCondition(key=key, range=m.Range(**c.value)))
-    return m.Filter(must=must) if must else None
+    return metadata_filter(m, conditions, m.Range)
 
 
 def rrf_query(k: int, weights: list[float] | None):
     """Server-side RRF matching :func:`sparsehybrid.fusion.reciprocal_rank_fusion`'s ``k``.
 
-    Qdrant scores a point at 0-based position ``p`` with ``1 / (k_q + p)``; ours is
-    ``1 / (k + rank)`` with 1-based rank, so ``k_q = k + 1`` gives identical fused rankings.
-    Weighted RRF differs in form (Qdrant: ``1 / (rank / w + k_q - 1)``), so weights are passed
+    See :func:`~.qdrant_common.qdrant_rrf_k` for the ``k`` offset. Weighted RRF differs in form (Qdrant: ``1 / (rank / w + k_q - 1)``), so weights are passed
     only when not all 1. Older clients without ``RrfQuery`` get plain ``Fusion.RRF`` (their k).
     """
     m = _models()
     if hasattr(m, "RrfQuery"):
         w = None if not weights or all(x == 1.0 for x in weights) else [float(x) for x in weights]
-        return m.RrfQuery(rrf=m.Rrf(k=int(k) + 1, weights=w))
+        return m.RrfQuery(rrf=m.Rrf(k=qdrant_rrf_k(k), weights=w))
     return m.FusionQuery(fusion=m.Fusion.RRF)
 
 
@@ -108,7 +95,7 @@ def _is_transient(exc: BaseException) -> bool:
     return False
 
 
-class QdrantServerStore(VectorStore):
+class QdrantServerStore(RemoteStore):
     """A Qdrant collection reached through ``qdrant-client`` (server, cloud or local mode).
 
     Build with :func:`open_qdrant` (``open_store("qdrant://...")``) rather than directly.
@@ -140,20 +127,21 @@ class QdrantServerStore(VectorStore):
         self.exact_dense = exact_dense
         self._payload_index = payload_index  # local mode has no payload indexes (and warns)
         self._lock = threading.RLock()
-        self._bm25 = None
+        self._bm25: Any = None
         self._schema: CollectionSchema | None = None
         self._schema = self._load_schema()
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return call_with_retries(
-                fn, is_transient=_is_transient, where=self._safe_url, policy=self._retry, secrets=self._secrets
-            )
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"{self._safe_url}: {what} failed: {describe_error(exc, self._secrets)}") from None
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._retry
+
+    @property
+    def secrets(self) -> list[str]:
+        return self._secrets
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return _is_transient(exc)
 
     def _load_schema(self) -> CollectionSchema | None:
         if not self._call("collection_exists", lambda: self._client.collection_exists(self.collection)):
@@ -225,7 +213,7 @@ class QdrantServerStore(VectorStore):
 
     def _save_metadata_fields(self, fields: dict[str, str]) -> None:
         with self._lock:
-            updated = CollectionSchema.from_dict({**self._schema.to_dict(), "metadata_fields": dict(fields)})
+            updated = CollectionSchema.from_dict({**self._require_schema().to_dict(), "metadata_fields": dict(fields)})
             self._call(
                 "update_collection",
                 lambda: self._client.update_collection(self.collection, metadata={SCHEMA_KEY: updated.to_dict()}),
@@ -244,37 +232,22 @@ class QdrantServerStore(VectorStore):
             raise StoreError(f"{self._safe_url} is closed")
         return self._client
 
-    def _require(self) -> None:
+    def _require_schema(self) -> CollectionSchema:
         if self._schema is None:
             raise StoreError(f"{self._safe_url} holds no collection yet: index something first")
+        return self._schema
 
     # -- writes ------------------------------------------------------------------------------
-    def _point(self, r: PointRecord):
-        m = _models()
-        schema = self._schema
-        vector: dict[str, Any] = {}
-        where = f"record {r.chunk.doc_id!r} chunk {r.chunk.chunk}"
-        if schema.sparse_model:
-            if r.sparse is None:
-                raise StoreError(f"{where}: missing sparse vector")
-            if len(r.sparse):
-                vector[SPARSE] = m.SparseVector(indices=list(r.sparse.indices), values=list(r.sparse.values))
-        if schema.dense_dim:
-            if r.dense is None or len(r.dense) != schema.dense_dim:
-                raise StoreError(f"{where}: dense vector must have {schema.dense_dim} dims")
-            vector[DENSE] = [float(x) for x in r.dense]
-        if self._bm25 is not None:
-            bm = self._bm25.embed_document(r.chunk.full_text)
-            if len(bm.indices):
-                vector[BM25] = m.SparseVector(indices=list(bm.indices), values=list(bm.values))
-        return m.PointStruct(id=r.id, vector=vector, payload=r.payload())
-
     def _upsert(self, records: Sequence[PointRecord]) -> int:
-        self._require()
-        points = [self._point(r) for r in records]  # validate everything before writing anything
+        m = _models()
+        schema = self._require_schema()
+        # Every vector is checked before anything is written.
+        points = [
+            m.PointStruct(id=r.id, vector=point_vectors(r, schema, m, self._bm25), payload=r.payload()) for r in records
+        ]
         for start in range(0, len(points), self.batch_size):
             batch = points[start : start + self.batch_size]
-            self._call("upsert", lambda batch=batch: self.client.upsert(self.collection, points=batch, wait=True))
+            self._call("upsert", partial(self.client.upsert, self.collection, points=batch, wait=True))
         return len(points)
 
     def delete_points(self, point_ids: Sequence[str]) -> None:
@@ -286,16 +259,14 @@ class QdrantServerStore(VectorStore):
             batch = ids[start : start + self.batch_size]
             self._call(
                 "delete",
-                lambda batch=batch: self.client.delete(
-                    self.collection, points_selector=m.PointIdsList(points=batch), wait=True
-                ),
+                partial(self.client.delete, self.collection, points_selector=m.PointIdsList(points=batch), wait=True),
             )
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         if not doc_ids or self._schema is None:
             return
         m = _models()
-        flt = m.Filter(must=[m.FieldCondition(key="doc_id", match=m.MatchAny(any=list(doc_ids)))])
+        flt = doc_id_filter(m, doc_ids)
         self._call(
             "delete",
             lambda: self.client.delete(self.collection, points_selector=m.FilterSelector(filter=flt), wait=True),
@@ -318,7 +289,7 @@ class QdrantServerStore(VectorStore):
                 self.collection, ids=list(point_ids), with_payload=True, with_vectors=[SPARSE] if with_sparse else False
             ),
         )
-        return [self._scored(r, 0.0) for r in records]
+        return [scored_point(r, 0.0) for r in records]
 
     def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
         if self._schema is None:
@@ -327,26 +298,23 @@ class QdrantServerStore(VectorStore):
         while True:
             records, offset = self._call(
                 "scroll",
-                lambda offset=offset: self.client.scroll(
-                    self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=False
+                partial(
+                    self.client.scroll,
+                    self.collection,
+                    limit=batch_size,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=False,
                 ),
             )
             for r in records:
-                yield self._scored(r, 0.0)
+                yield scored_point(r, 0.0)
             if offset is None:
                 break
 
-    @staticmethod
-    def _scored(p, score: float) -> ScoredPoint:
-        sparse = None
-        vec = getattr(p, "vector", None)
-        if isinstance(vec, dict) and SPARSE in vec:
-            sparse = SparseVector(vec[SPARSE].indices, vec[SPARSE].values)
-        return ScoredPoint(id=str(p.id), score=float(score), payload=dict(p.payload or {}), sparse=sparse)
-
     def _query(self, what: str, **kwargs: Any) -> list[ScoredPoint]:
         response = self._call(what, lambda: self.client.query_points(self.collection, with_payload=True, **kwargs))
-        return [self._scored(p, p.score) for p in response.points]
+        return [scored_point(p, p.score) for p in response.points]
 
     def _search_sparse(
         self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
@@ -393,47 +361,16 @@ class QdrantServerStore(VectorStore):
             "bm25 search", query=qv, using=BM25, limit=int(limit), query_filter=qdrant_filter(conditions)
         )
 
-    def search_fused(
-        self,
-        *,
-        sparse: SparseVector | None = None,
-        dense: Sequence[float] | None = None,
-        text: str | None = None,
-        limit: int = 10,
-        candidates: int = 100,
-        k: int = 60,
-        weights: Mapping[str, float] | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> list[ScoredPoint]:
+    def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         """RRF in the server: one prefetch per retriever, fused by the Query API."""
         m = _models()
-        flt = qdrant_filter(self._conditions(filter))
-        if self._schema is None:
+        flt = qdrant_filter(query.conditions)
+        inputs = fusion_inputs(query, m, self._bm25)
+        if not inputs:
             return []
-        prefetch, names = [], []
-        if sparse is not None and len(sparse):
-            prefetch.append(
-                m.Prefetch(
-                    query=m.SparseVector(indices=list(sparse.indices), values=list(sparse.values)),
-                    using=SPARSE,
-                    limit=int(candidates),
-                    filter=flt,
-                )
-            )
-            names.append(SPARSE)
-        if dense is not None:
-            prefetch.append(m.Prefetch(query=[float(x) for x in dense], using=DENSE, limit=int(candidates), filter=flt))
-            names.append(DENSE)
-        bm = self._bm25_query(text) if text else None
-        if bm is not None:
-            prefetch.append(m.Prefetch(query=bm, using=BM25, limit=int(candidates), filter=flt))
-            names.append(BM25)
-        if not prefetch:
-            return []
-        w = [float((weights or {}).get(n, 1.0)) for n in names]
-        return self._query(
-            "hybrid search", prefetch=prefetch, query=rrf_query(k, w), limit=int(limit), query_filter=flt
-        )
+        prefetch = [m.Prefetch(query=vec, using=name, limit=query.candidates, filter=flt) for name, vec in inputs]
+        fusion = rrf_query(query.k, query.weight_list([n for n, _ in inputs]))
+        return self._query("hybrid search", prefetch=prefetch, query=fusion, limit=query.limit, query_filter=flt)
 
 
 def _local_location(url: str) -> tuple[str, dict[str, str]]:

@@ -6,9 +6,11 @@ Backends are imported lazily: using Qdrant Edge never imports the Elasticsearch 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from .base import VectorStore
 
@@ -58,10 +60,47 @@ def open_store(url: str, **options: Any) -> VectorStore:
     return _resolve(_REGISTRY[scheme])(url, **options)
 
 
+#: Options an embedded (Qdrant Edge) store URL may carry in its query string.
+EDGE_OPTIONS = ("exact_dense",)
+
+
+def local_path(url: str) -> str | None:
+    """The directory of an embedded-store URL (a bare path or ``qdrant-edge://PATH[?options]``);
+    None for a server store. Options and fragments are never part of the path."""
+    if "://" not in url:
+        url = f"qdrant-edge://{url}"
+    scheme, rest = url.split("://", 1)
+    if scheme.lower() != "qdrant-edge":
+        return None
+    path, _, _ = rest.partition("?")
+    return path.partition("#")[0]
+
+
+def rebase_local_url(url: str, base: str | os.PathLike[str]) -> str:
+    """``url`` with a relative embedded-store path resolved against ``base`` (config files do this)."""
+    path = local_path(url)
+    if not path or os.path.isabs(path) or path.startswith("$"):
+        return url
+    query = url.split("://", 1)[-1][len(path) :]
+    return f"qdrant-edge://{Path(base) / path}{query}"
+
+
 def _open_qdrant_edge(url: str, **options: Any) -> VectorStore:
     from .qdrant_edge import QdrantEdgeStore
 
-    path = url.split("://", 1)[1]
+    rest = url.split("://", 1)[1]
+    if "#" in rest:
+        raise ValueError(f"qdrant-edge URL {url!r} has a '#fragment'; a store URL takes none")
+    path, _, query = rest.partition("?")
     if not path:
         raise ValueError("qdrant-edge:// needs a path, e.g. qdrant-edge://./my-index")
-    return QdrantEdgeStore(path, **options)
+    given = {**dict(parse_qsl(query, keep_blank_values=True)), **options}
+    unknown = sorted(set(given) - set(EDGE_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for qdrant-edge://{path}; known: {list(EDGE_OPTIONS)} "
+            "(an embedded store is one collection per directory: name the directory instead)"
+        )
+    if "exact_dense" in given:
+        given["exact_dense"] = str(given["exact_dense"]).lower() in ("1", "true", "yes", "on")
+    return QdrantEdgeStore(path, **given)

@@ -25,21 +25,21 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from ..fusion import reciprocal_rank_fusion
 from ..types import PointRecord, ScoredPoint, SparseVector
-from .base import CollectionSchema, StoreError, VectorStore
+from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, check_vectors
 from .filters import Condition
-from .retry import call_with_retries, describe_error
+from .remote import RemoteStore
+from .retry import RetryPolicy
 from .settings import ConnectionSettings
 
 T = TypeVar("T")
 
-SPARSE, DENSE, BM25 = "sparse", "dense", "bm25"
 FULL_TEXT = "full_text"
 META_KEY = "sparsehybrid"
 #: Fields in ``_source`` that are not payload.
@@ -205,21 +205,18 @@ def base_mappings(
 
 def document_source(record: PointRecord, schema: CollectionSchema) -> dict[str, Any]:
     """``_source`` for one point; raises :class:`StoreError` naming the record on bad vectors."""
-    where = f"record {record.chunk.doc_id!r} chunk {record.chunk.chunk}"
+    check_vectors(record, schema)
     source = record.payload()
     if schema.bm25:
         source[FULL_TEXT] = record.chunk.full_text
-    if schema.sparse_model:
-        if record.sparse is None:
-            raise StoreError(f"{where}: missing sparse vector")
+    if schema.sparse_model and record.sparse is not None:
         features = sparse_features(record.sparse)
         if features:
             source[SPARSE] = features
-    if schema.dense_dim:
-        if record.dense is None or len(record.dense) != schema.dense_dim:
-            raise StoreError(f"{where}: dense vector must have {schema.dense_dim} dims")
+    if schema.dense_dim and record.dense is not None:
         dense = [float(x) for x in record.dense]
         if not any(dense):
+            where = f"record {record.chunk.doc_id!r} chunk {record.chunk.chunk}"
             raise StoreError(f"{where}: dense vector is all zeros (cosine similarity is undefined)")
         source[DENSE] = dense
     return source
@@ -253,7 +250,7 @@ def hit_to_point(hit: Mapping[str, Any], score: float, with_sparse: bool = False
 
 def bulk_failures(response: Mapping[str, Any]) -> list[tuple[str, int, str]]:
     """(point id, status, reason) of each failed bulk item (a delete of a missing id is fine)."""
-    out = []
+    out: list[tuple[str, int, str]] = []
     if not response.get("errors"):
         return out
     for item in response.get("items", []):
@@ -279,7 +276,7 @@ class RetryableBulkError(Exception):
 
 
 # -- the store -----------------------------------------------------------------------------------
-class SearchEngineStore(VectorStore):
+class SearchEngineStore(RemoteStore):
     """A :class:`VectorStore` over one OpenSearch or Elasticsearch index.
 
     Subclasses provide the client, its transient-error test, and the engine-specific DSL
@@ -320,7 +317,8 @@ class SearchEngineStore(VectorStore):
     # -- engine hooks ----------------------------------------------------------------------
     @staticmethod
     @abc.abstractmethod
-    def _is_transient(exc: BaseException) -> bool: ...
+    def _client_transient(exc: BaseException) -> bool:
+        """Whether the client library's exception is worth retrying."""
 
     @abc.abstractmethod
     def index_body(self, schema: CollectionSchema) -> dict[str, Any]:
@@ -334,6 +332,13 @@ class SearchEngineStore(VectorStore):
     def dense_search_body(
         self, vector: Sequence[float], limit: int, conditions: Sequence[Condition]
     ) -> dict[str, Any]: ...
+
+    def _required_sparse_query(self, vector: SparseVector) -> dict[str, Any]:
+        """The sparse query of a vector already known to have a positive weight (fused queries)."""
+        query = self.sparse_query(vector)
+        if query is None:
+            raise ValueError("sparse query vector has no positive weight")
+        return query
 
     def bm25_query(self, text: str) -> dict[str, Any]:
         return {"match": {FULL_TEXT: {"query": text}}}
@@ -366,19 +371,16 @@ class SearchEngineStore(VectorStore):
         return None
 
     # -- plumbing --------------------------------------------------------------------------
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return call_with_retries(
-                fn,
-                is_transient=lambda e: isinstance(e, RetryableBulkError) or self._is_transient(e),
-                where=self.url,
-                policy=self.settings.retry,
-                secrets=self.settings.secrets,
-            )
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"{self.url}: {what} failed: {describe_error(exc, self.settings.secrets)}") from None
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.settings.retry
+
+    @property
+    def secrets(self) -> list[str]:
+        return self.settings.secrets
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, RetryableBulkError) or self._client_transient(exc)
 
     @property
     def client(self):
@@ -390,7 +392,8 @@ class SearchEngineStore(VectorStore):
         if not self._call("index exists", lambda: bool(self.client.indices.exists(index=self.index))):
             return None
         mapping = self._call("get mapping", lambda: self.client.indices.get_mapping(index=self.index))
-        meta = (next(iter(dict(mapping).values()), {}).get("mappings") or {}).get("_meta") or {}
+        first: dict[str, Any] = next(iter(dict(mapping).values()), {})
+        meta = (first.get("mappings") or {}).get("_meta") or {}
         if META_KEY not in meta:
             raise StoreError(
                 f"{self.url}: index {self.index!r} exists but was not created by sparsehybrid; choose another index name"
@@ -419,7 +422,10 @@ class SearchEngineStore(VectorStore):
 
     def _save_metadata_fields(self, fields: dict[str, str]) -> None:
         with self._lock:
-            updated = CollectionSchema.from_dict({**self._schema.to_dict(), "metadata_fields": dict(fields)})
+            current = self._schema
+            if current is None:
+                raise StoreError(f"{self.url} holds no collection yet: call ensure_schema() first")
+            updated = CollectionSchema.from_dict({**current.to_dict(), "metadata_fields": dict(fields)})
             body = {"_meta": {META_KEY: updated.to_dict()}}
             self._call("put mapping", lambda: self.client.indices.put_mapping(index=self.index, body=body))
             self._schema = updated
@@ -544,40 +550,27 @@ class SearchEngineStore(VectorStore):
             for h in self._search("bm25 search", self.bm25_search_body(text, limit, conditions))
         ]
 
-    def search_fused(
-        self,
-        *,
-        sparse: SparseVector | None = None,
-        dense: Sequence[float] | None = None,
-        text: str | None = None,
-        limit: int = 10,
-        candidates: int = 100,
-        k: int = 60,
-        weights: Mapping[str, float] | None = None,
-        filter: Mapping[str, Any] | None = None,
-    ) -> list[ScoredPoint]:
+    def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         """RRF in the engine where the cluster supports it, else client-side with the same formula."""
-        conditions = self._conditions(filter)
-        if self._schema is None:
-            return []
+        assert self._schema is not None  # search_fused returns early without a collection
         parts: dict[str, Any] = {}
-        if sparse is not None and sparse_features(sparse):
-            parts[SPARSE] = sparse
-        if dense is not None:
-            parts[DENSE] = [float(x) for x in dense]
-        if text and text.strip() and self._schema.bm25:
-            parts[BM25] = text
+        if query.sparse is not None and sparse_features(query.sparse):
+            parts[SPARSE] = query.sparse
+        if query.dense is not None:
+            parts[DENSE] = query.dense
+        if query.text is not None and self._schema.bm25:
+            parts[BM25] = query.text
         if not parts:
             return []
-        w = [float((weights or {}).get(n, 1.0)) for n in parts]
+        w = query.weight_list(list(parts))
         if self.native_fusion and len(parts) >= 2:
-            fused = self._native_fused(parts, limit, candidates, k, w, conditions)
+            fused = self._native_fused(parts, query.limit, query.candidates, query.k, w, query.conditions)
             if fused is not None:
                 return fused
             if self.fusion == "server":
                 raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
             self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
-        return self._client_fused(parts, limit, candidates, k, dict(zip(parts, w)), conditions)
+        return self._client_fused(parts, query.limit, query.candidates, query.k, dict(zip(parts, w)), query.conditions)
 
     def _client_fused(
         self,

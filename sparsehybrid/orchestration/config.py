@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..connectors.registry import rebase_local_url
 from ..encoders.models import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, NONE_WORDS
 from ..ingestion.sources import FieldMap
 
@@ -208,8 +209,7 @@ class PipelineConfig(_Strict):
             upd["source"] = self.source.model_copy(update={"path": base / self.source.path})
         if self.dead_letter is not None and not self.dead_letter.is_absolute():
             upd["dead_letter"] = base / self.dead_letter
-        if self.store.startswith("qdrant-edge://"):
-            rest = self.store.split("://", 1)[1]
-            if rest and not os.path.isabs(rest) and not rest.startswith("$"):
-                upd["store"] = f"qdrant-edge://{base / rest}"
+        store = rebase_local_url(self.store, base)
+        if store != self.store:
+            upd["store"] = store
         return self.model_copy(update=upd) if upd else self
