@@ -1,12 +1,15 @@
 """The query layer: sparse, dense and BM25 retrieval, fusion, optional cross-encoder reranking.
 
-Retrieval runs per retriever against the store, chunks collapse to documents (best chunk wins),
-rankings fuse client-side (so any backend works and every hit can say who found it at which rank),
-and the top of the fused list may be reranked.
+A search is a short pipeline over :class:`Candidate` values: encode the query → retrieve per
+retriever (chunks collapse to documents, best chunk wins) → fuse → rerank → build hits → explain.
+Fusion runs client-side by default, so any backend works and every hit can say who found it at
+which rank. With ``explain=False`` and plain RRF over a collection whose documents are single
+chunks, the store fuses natively in one request instead (identical ranking, fewer round trips).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,32 +17,54 @@ from typing import Any
 
 from .connectors.base import CollectionSchema, StoreError, VectorStore
 from .connectors.filters import parse_filter
-from .encoders.dense import DenseEncoder
-from .encoders.reranker import Reranker
-from .encoders.sparse import SparseEncoder
-from .fusion import fuse
-from .types import Explanation, Hit, RetrieverEvidence, ScoredPoint, SearchMode
+from .encoders.protocols import DenseQueryEncoder, PassageReranker, SparseQueryEncoder
+from .fusion import FUSIONS, fuse
+from .types import Explanation, Hit, RetrieverEvidence, ScoredPoint, SearchMode, SparseVector, join_title
 
 #: Longest query accepted, in characters. Encoders truncate at their max length anyway; this
 #: bounds the work a pathological query can cause.
 MAX_QUERY_CHARS = 100_000
-
-
-@dataclass
-class RetrieverResult:
-    """One retriever's document ranking for a query (chunks already collapsed)."""
-
-    name: str
-    points: list[ScoredPoint]
-    seconds: float
+RETRIEVERS = ("sparse", "dense", "bm25")
 
 
 @dataclass
 class SearchTiming:
+    """Seconds spent per stage of one search (returned with its results)."""
+
     encode: float = 0.0
     retrieve: dict[str, float] = field(default_factory=dict)
+    fuse: float = 0.0
     rerank: float = 0.0
+    explain: float = 0.0
     total: float = 0.0
+
+
+class SearchResults(list[Hit]):
+    """The hits of one search, best first, with the timing of that search."""
+
+    def __init__(self, hits: Sequence[Hit] = (), timing: SearchTiming | None = None):
+        super().__init__(hits)
+        self.timing = timing or SearchTiming()
+
+
+@dataclass
+class Candidate:
+    """A document on its way to becoming a hit: the chunk shown for it, its current score, and
+    the evidence of each retriever that found it as {retriever: (rank, score)}."""
+
+    point: ScoredPoint
+    score: float
+    evidence: dict[str, tuple[int, float]]
+    rerank_score: float | None = None
+
+
+@dataclass
+class QueryVectors:
+    """The query as each retriever needs it."""
+
+    text: str
+    sparse: SparseVector | None = None
+    dense: Any = None
 
 
 def collapse_to_documents(points: Sequence[ScoredPoint]) -> list[ScoredPoint]:
@@ -50,6 +75,28 @@ def collapse_to_documents(points: Sequence[ScoredPoint]) -> list[ScoredPoint]:
     return list(best.values())
 
 
+def check_query(query: object) -> str:
+    if not isinstance(query, str):
+        raise ValueError(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+    return query
+
+
+def check_weights(weights: Mapping[str, float] | None, known: Sequence[str]) -> dict[str, float]:
+    """Per-retriever weights; a misspelt retriever name is an error, not a silent no-op."""
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(RETRIEVERS))
+    if unknown:
+        raise ValueError(f"unknown retriever(s) in weights: {unknown}; known: {list(known)}")
+    for name, w in weights.items():
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
+            raise ValueError(f"weight for {name!r} must be a number >= 0, got {w!r}")
+    return {k: float(v) for k, v in weights.items()}
+
+
 class HybridSearcher:
     """Search a store with whichever retrievers are configured.
 
@@ -58,15 +105,16 @@ class HybridSearcher:
         sparse / dense: encoders; they must match the ones the collection was built with.
         reranker: optional cross-encoder for ``rerank=True``.
         bm25: use the store's native BM25 in hybrid mode (default: when the store has it).
-        fusion: ``rrf`` (default), ``weighted`` or ``dbsf``; ``rrf_k`` and ``weights`` tune it.
+        fusion: ``rrf`` (default), ``weighted`` or ``dbsf``; ``rrf_k`` and ``weights`` tune it,
+            and each search may override all three.
     """
 
     def __init__(
         self,
         store: VectorStore,
-        sparse: SparseEncoder | None = None,
-        dense: DenseEncoder | None = None,
-        reranker: Reranker | None = None,
+        sparse: SparseQueryEncoder | None = None,
+        dense: DenseQueryEncoder | None = None,
+        reranker: PassageReranker | None = None,
         *,
         bm25: bool | None = None,
         fusion: str = "rrf",
@@ -89,22 +137,21 @@ class HybridSearcher:
         if bm25 and not native_bm25:
             raise StoreError(f"{store.url} has no BM25 index")
         self.bm25 = native_bm25 if bm25 is None else bm25
-        fuse(fusion, {})  # validates the name early
-        self.fusion, self.rrf_k, self.weights = fusion, rrf_k, dict(weights or {})
-        self.last_timing = SearchTiming()
+        self.fusion = self._check_fusion(fusion)
+        self.rrf_k = rrf_k
+        self.weights = check_weights(weights, self.retrievers)
+        self._last = threading.local()
 
     @property
     def retrievers(self) -> list[str]:
         """The retrievers hybrid mode fuses, in a fixed order."""
-        return [
-            name
-            for name, on in (
-                ("sparse", self.sparse is not None),
-                ("dense", self.dense is not None),
-                ("bm25", self.bm25),
-            )
-            if on
-        ]
+        on = {"sparse": self.sparse is not None, "dense": self.dense is not None, "bm25": self.bm25}
+        return [name for name in RETRIEVERS if on[name]]
+
+    @property
+    def last_timing(self) -> SearchTiming:
+        """The timing of this thread's last search (prefer ``results.timing``)."""
+        return getattr(self._last, "timing", SearchTiming())
 
     def search(
         self,
@@ -116,97 +163,208 @@ class HybridSearcher:
         rerank_top: int = 50,
         filter: Mapping[str, Any] | None = None,
         explain: bool = True,
-    ) -> list[Hit]:
+        *,
+        fusion: str | None = None,
+        rrf_k: int | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> SearchResults:
         """Top ``top_k`` documents for ``query``.
 
         ``candidates`` points are fetched per retriever before fusion; with ``rerank=True`` the
-        best ``rerank_top`` fused documents are rescored by the cross-encoder.
+        best ``rerank_top`` fused documents are rescored by the cross-encoder. ``fusion``,
+        ``rrf_k`` and ``weights`` override the searcher's settings for this query.
         """
         t0 = time.perf_counter()
-        query = self._check_query(query)
+        query = check_query(query)
         if top_k < 1 or candidates < 1:
             raise ValueError("top_k and candidates must be >= 1")
         parse_filter(filter)  # fail on a malformed filter before encoding anything
         names = self._names_for(mode)
         if rerank and self.reranker is None:
             raise ValueError("rerank=True needs a reranker (HybridSearcher(..., reranker=Reranker(model)))")
+        method = self._check_fusion(fusion) if fusion is not None else self.fusion
+        k = self.rrf_k if rrf_k is None else int(rrf_k)
+        w = check_weights(weights, self.retrievers) if weights is not None else self.weights
+        w = {n: x for n, x in w.items() if n in names}
         timing = SearchTiming()
         fetch = max(candidates, top_k, rerank_top if rerank else 0)
-        results, query_sparse = self._retrieve(query, names, fetch, filter, timing)
 
-        if len(names) == 1:
-            only = results[names[0]]
-            ranked = [(p, p.score, {names[0]: (i + 1, p.score)}) for i, p in enumerate(only.points)]
-            fusion_name = None
+        vectors = self._encode(query, names, timing)
+        if self._fuses_natively(names, method, w, explain):
+            ranked = self._native_rrf(vectors, names, fetch, k, filter, timing)
         else:
-            by_doc = {p.doc_id: p for r in results.values() for p in reversed(r.points)}
-            fused = fuse(
-                self.fusion,
-                {n: [(p.doc_id, p.score) for p in results[n].points] for n in names},
-                k=self.rrf_k,
-                weights={n: w for n, w in self.weights.items() if n in names} or None,
-            )
-            # The displayed chunk: the one the first retriever (in fixed order) that found the doc ranked best.
-            ranked = [
-                (
-                    self._best_chunk(it.id, names, results, by_doc),
-                    it.score,
-                    {n: (it.ranks[n], it.scores[n]) for n in it.ranks},
-                )
-                for it in fused
-            ]
-            fusion_name = self.fusion
-
-        rerank_scores: dict[str, float] = {}
+            rankings = self._retrieve(vectors, names, fetch, filter, timing)
+            ranked = self._fuse(rankings, names, method, k, w, timing)
         if rerank:
-            t = time.perf_counter()
-            head = ranked[:rerank_top]
-            scores = self.reranker.score(query, [_passage(p) for p, _, _ in head])
-            rerank_scores = {p.doc_id: s for (p, _, _), s in zip(head, scores)}
-            order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-            ranked = [head[i] for i in order] + ranked[rerank_top:]
-            timing.rerank = time.perf_counter() - t
-
-        hits = []
-        for point, score, evidence in ranked[:top_k]:
-            p = point.payload
-            rs = rerank_scores.get(point.doc_id)
-            hits.append(
-                Hit(
-                    doc_id=point.doc_id,
-                    score=rs if rs is not None else score,
-                    text=p.get("text", ""),
-                    title=p.get("title"),
-                    metadata=p.get("metadata") or {},
-                    chunk=int(p.get("chunk", 0)),
-                    span=(int(p["start"]), int(p["end"])) if "start" in p else None,
-                    explanation=Explanation(
-                        retrievers=[
-                            RetrieverEvidence(n, r, s)
-                            for n, (r, s) in sorted(evidence.items(), key=lambda kv: kv[1][0])
-                        ],
-                        fusion=fusion_name,
-                        fused_score=score if fusion_name else None,
-                        rerank_score=rs,
-                    ),
-                )
-            )
+            ranked = self._rerank(query, ranked, rerank_top, timing)
+        hits = [self._hit(c, method if len(names) > 1 else None) for c in ranked[:top_k]]
         if explain and self.sparse is not None and hits:
-            self._explain_sparse(query_sparse, query, hits, ranked[:top_k])
+            self._explain_sparse(vectors, hits, ranked[:top_k], timing)
         timing.total = time.perf_counter() - t0
-        self.last_timing = timing
-        return hits
+        self._last.timing = timing
+        return SearchResults(hits, timing)
 
-    # -- internals -----------------------------------------------------------------------------
+    def search_batch(self, queries: Sequence[str], **kwargs: Any) -> list[SearchResults]:
+        """:meth:`search` for each query (same options for all), in order."""
+        return [self.search(q, **kwargs) for q in queries]
+
+    # -- the steps -----------------------------------------------------------------------------
+    def _encode(self, query: str, names: list[str], timing: SearchTiming) -> QueryVectors:
+        """Encode only for the retrievers in use (BM25 alone encodes nothing)."""
+        t = time.perf_counter()
+        vectors = QueryVectors(query)
+        if "sparse" in names and self.sparse is not None:
+            vectors.sparse = self.sparse.encode_query([query])[0]
+        if "dense" in names and self.dense is not None:
+            vectors.dense = self.dense.encode_query([query])[0]
+        timing.encode = time.perf_counter() - t
+        return vectors
+
+    def _retrieve(
+        self,
+        vectors: QueryVectors,
+        names: list[str],
+        fetch: int,
+        filter: Mapping[str, Any] | None,
+        timing: SearchTiming,
+    ) -> dict[str, list[ScoredPoint]]:
+        """Each retriever's document ranking (chunks collapsed to their document's best)."""
+        rankings = {}
+        for name in names:
+            t = time.perf_counter()
+            if name == "sparse" and vectors.sparse is not None:
+                points = self.store.search_sparse(vectors.sparse, fetch, filter, with_sparse=True)
+            elif name == "dense" and vectors.dense is not None:
+                points = self.store.search_dense(vectors.dense, fetch, filter)
+            else:
+                points = self.store.search_bm25(vectors.text, fetch, filter)
+            rankings[name] = collapse_to_documents(points)
+            timing.retrieve[name] = time.perf_counter() - t
+        return rankings
+
+    def _fuse(
+        self,
+        rankings: dict[str, list[ScoredPoint]],
+        names: list[str],
+        method: str,
+        k: int,
+        weights: dict[str, float],
+        timing: SearchTiming,
+    ) -> list[Candidate]:
+        """One retriever: its ranking as is. Several: fused, each document shown by the chunk the
+        first retriever (in fixed order) that found it ranked best."""
+        t = time.perf_counter()
+        if len(names) == 1:
+            only = rankings[names[0]]
+            ranked = [Candidate(p, p.score, {names[0]: (i + 1, p.score)}) for i, p in enumerate(only)]
+        else:
+            shown: dict[str, ScoredPoint] = {}
+            for name in names:
+                for p in rankings[name]:
+                    shown.setdefault(p.doc_id, p)
+            fused = fuse(
+                method, {n: [(p.doc_id, p.score) for p in rankings[n]] for n in names}, k=k, weights=weights or None
+            )
+            ranked = [
+                Candidate(shown[it.id], it.score, {n: (it.ranks[n], it.scores[n]) for n in it.ranks}) for it in fused
+            ]
+        timing.fuse = time.perf_counter() - t
+        return ranked
+
+    def _fuses_natively(self, names: list[str], method: str, weights: dict[str, float], explain: bool) -> bool:
+        """Whether the store can fuse this query in one request with the same result.
+
+        Only plain RRF (weighted RRF differs in form between engines), without per-retriever
+        evidence (the engine reports only the fused score), over single-chunk documents (the
+        engine fuses chunk rankings, we fuse document rankings).
+        """
+        schema = self.store.schema
+        return (
+            not explain
+            and len(names) > 1
+            and method == "rrf"
+            and all(x == 1.0 for x in weights.values())
+            and self.store.native_fusion
+            and schema is not None
+            and schema.multi_chunk is False
+        )
+
+    def _native_rrf(
+        self,
+        vectors: QueryVectors,
+        names: list[str],
+        fetch: int,
+        k: int,
+        filter: Mapping[str, Any] | None,
+        timing: SearchTiming,
+    ) -> list[Candidate]:
+        t = time.perf_counter()
+        points = self.store.search_fused(
+            sparse=vectors.sparse,
+            dense=vectors.dense,
+            text=vectors.text if "bm25" in names else None,
+            limit=fetch,
+            candidates=fetch,
+            k=k,
+            filter=filter,
+        )
+        timing.retrieve["fused"] = time.perf_counter() - t
+        return [Candidate(p, p.score, {}) for p in collapse_to_documents(points)]
+
+    def _rerank(self, query: str, ranked: list[Candidate], rerank_top: int, timing: SearchTiming) -> list[Candidate]:
+        """Rescore the head with the cross-encoder; the tail keeps its fused order."""
+        assert self.reranker is not None  # checked before any work
+        t = time.perf_counter()
+        head = ranked[:rerank_top]
+        scores = self.reranker.score(query, [_passage(c.point) for c in head])
+        for c, s in zip(head, scores):
+            c.rerank_score = float(s)
+        order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+        timing.rerank = time.perf_counter() - t
+        return [head[i] for i in order] + ranked[rerank_top:]
+
     @staticmethod
-    def _check_query(query: str) -> str:
-        if not isinstance(query, str):
-            raise ValueError(f"query must be a string, got {type(query).__name__}")
-        if not query.strip():
-            raise ValueError("query is empty")
-        if len(query) > MAX_QUERY_CHARS:
-            raise ValueError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
-        return query
+    def _hit(c: Candidate, fusion: str | None) -> Hit:
+        p = c.point.payload
+        return Hit(
+            doc_id=c.point.doc_id,
+            score=c.rerank_score if c.rerank_score is not None else c.score,
+            text=p.get("text", ""),
+            title=p.get("title"),
+            metadata=p.get("metadata") or {},
+            chunk=int(p.get("chunk", 0)),
+            span=(int(p["start"]), int(p["end"])) if "start" in p else None,
+            explanation=Explanation(
+                retrievers=[
+                    RetrieverEvidence(n, r, s) for n, (r, s) in sorted(c.evidence.items(), key=lambda kv: kv[1][0])
+                ],
+                fusion=fusion,
+                fused_score=c.score if fusion else None,
+                rerank_score=c.rerank_score,
+            ),
+        )
+
+    def _explain_sparse(
+        self, vectors: QueryVectors, hits: list[Hit], ranked: list[Candidate], timing: SearchTiming
+    ) -> None:
+        """The query tokens each top hit matched, from its stored sparse vector (fetched if needed)."""
+        assert self.sparse is not None
+        t = time.perf_counter()
+        qs = vectors.sparse if vectors.sparse is not None else self.sparse.encode_query([vectors.text])[0]
+        missing = [c.point.id for c in ranked if c.point.sparse is None]
+        fetched = {p.id: p.sparse for p in self.store.get(missing, with_sparse=True)} if missing else {}
+        for hit, c in zip(hits, ranked):
+            vec = c.point.sparse if c.point.sparse is not None else fetched.get(c.point.id)
+            if vec is not None:
+                hit.explanation.sparse_tokens = self.sparse.explain_overlap(qs, vec)
+        timing.explain = time.perf_counter() - t
+
+    # -- validation ----------------------------------------------------------------------------
+    @staticmethod
+    def _check_fusion(fusion: str) -> str:
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; choose one of {sorted(FUSIONS)}")
+        return fusion
 
     def _names_for(self, mode: str) -> list[str]:
         if mode == "hybrid":
@@ -214,57 +372,16 @@ class HybridSearcher:
             if not names:
                 raise ValueError("no retrievers configured")
             return names
-        if mode not in ("sparse", "dense", "bm25"):
+        if mode not in RETRIEVERS:
             raise ValueError(f"unknown mode {mode!r}; choose sparse, dense, bm25 or hybrid")
         if mode not in self.retrievers:
-            raise ValueError(
-                f"mode {mode!r} needs a {mode} {'index' if mode == 'bm25' else 'encoder'}; configured: {self.retrievers}"
-            )
+            what = "index" if mode == "bm25" else "encoder"
+            raise ValueError(f"mode {mode!r} needs a {mode} {what}; configured: {self.retrievers}")
         return [mode]
-
-    def _retrieve(self, query: str, names: list[str], fetch: int, filter, timing: SearchTiming):
-        t = time.perf_counter()
-        qs = self.sparse.encode_query([query])[0] if "sparse" in names else None
-        qd = self.dense.encode_query([query])[0] if "dense" in names else None
-        timing.encode = time.perf_counter() - t
-        results = {}
-        for name in names:
-            t = time.perf_counter()
-            if name == "sparse":
-                pts = self.store.search_sparse(qs, fetch, filter, with_sparse=True)
-            elif name == "dense":
-                pts = self.store.search_dense(qd, fetch, filter)
-            else:
-                pts = self.store.search_bm25(query, fetch, filter)
-            timing.retrieve[name] = time.perf_counter() - t
-            results[name] = RetrieverResult(name, collapse_to_documents(pts), timing.retrieve[name])
-        return results, qs
-
-    @staticmethod
-    def _best_chunk(
-        doc_id: str, names: list[str], results: dict[str, RetrieverResult], by_doc: dict[str, ScoredPoint]
-    ) -> ScoredPoint:
-        for n in names:
-            for p in results[n].points:
-                if p.doc_id == doc_id:
-                    return p
-        return by_doc[doc_id]
-
-    def _explain_sparse(self, qs, query: str, hits: list[Hit], ranked) -> None:
-        if qs is None:
-            qs = self.sparse.encode_query([query])[0]
-        missing = [p.id for p, _, _ in ranked if p.sparse is None]
-        fetched = {p.id: p.sparse for p in self.store.get(missing, with_sparse=True)} if missing else {}
-        for hit, (point, _, _) in zip(hits, ranked):
-            vec = point.sparse if point.sparse is not None else fetched.get(point.id)
-            if vec is not None:
-                hit.explanation.sparse_tokens = self.sparse.explain_overlap(qs, vec)
 
 
 def _passage(p: ScoredPoint) -> str:
-    title = p.payload.get("title")
-    text = p.payload.get("text", "")
-    return f"{title} {text}" if title else text
+    return join_title(p.payload.get("title"), p.payload.get("text", ""))
 
 
 def open_searcher(
@@ -277,6 +394,10 @@ def open_searcher(
     **kwargs: Any,
 ) -> HybridSearcher:
     """A searcher with the encoders the collection records in its schema (what the CLI uses)."""
+    from .encoders.dense import DenseEncoder
+    from .encoders.reranker import Reranker
+    from .encoders.sparse import SparseEncoder
+
     schema = store.schema
     if schema is None:
         raise StoreError(f"{store.url} holds no collection yet: run `sparsehybrid index` first")

@@ -21,6 +21,13 @@ Retriever = Literal["sparse", "dense", "bm25"]
 SearchMode = Literal["sparse", "dense", "bm25", "hybrid"]
 
 
+def join_title(title: str | None, text: str) -> str:
+    """Title and body as one string: what encoders, BM25 and rerankers see (the BEIR convention)."""
+    if title and title.strip():
+        return f"{title.strip()} {text}".strip()
+    return text
+
+
 class InvalidRecordError(ValueError):
     """A record (document, vector, query) is malformed. The message names the record and field."""
 
@@ -110,9 +117,7 @@ class Document:
     @property
     def full_text(self) -> str:
         """Title and body as one string: what encoders see (the BEIR convention)."""
-        if self.title and self.title.strip():
-            return f"{self.title.strip()} {self.text}".strip()
-        return self.text
+        return join_title(self.title, self.text)
 
     def content_hash(self) -> str:
         """Stable hash of everything that affects the stored vectors and payload."""
@@ -149,9 +154,7 @@ class Chunk:
 
     @property
     def full_text(self) -> str:
-        if self.title and self.title.strip():
-            return f"{self.title.strip()} {self.text}".strip()
-        return self.text
+        return join_title(self.title, self.text)
 
 
 @dataclass

@@ -44,7 +44,7 @@ def quickstart(
     latencies = []
     for q in EXAMPLE_QUERIES:
         hits = searcher.search(q, top_k=3, mode="hybrid")
-        latencies.append(searcher.last_timing.total)
+        latencies.append(hits.timing.total)
         print_hits(hits, q, show_text=120)
     q = "read and write compressed archives"
     hits = searcher.search(q, top_k=3, mode="hybrid", filter={"kind": "class"})

@@ -83,7 +83,7 @@ def search(
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
     else:
         print_hits(hits, query)
-        console.print(f"[dim]{searcher.last_timing.total * 1000:.1f} ms[/]")
+        console.print(f"[dim]{hits.timing.total * 1000:.1f} ms[/]")
     st.close()
 
 

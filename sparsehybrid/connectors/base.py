@@ -54,6 +54,10 @@ class CollectionSchema:
     #: Average document length in words, used by BM25 length normalisation (estimated at creation).
     bm25_avg_len: float = 256.0
     metadata_fields: dict[str, str] = field(default_factory=dict)
+    #: Whether some document was stored as several chunks (None: unknown, a collection from
+    #: before this was recorded). Fusion inside the engine ranks chunks, not documents, so the
+    #: query layer uses it only where every document is one chunk.
+    multi_chunk: bool | None = False
     version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,7 +66,9 @@ class CollectionSchema:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CollectionSchema:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("multi_chunk", None)
+        return cls(**values)
 
     def check_compatible(self, wanted: CollectionSchema) -> None:
         """Raise :class:`EncoderMismatchError` if ``wanted`` encoders differ from the stored ones.
@@ -304,5 +310,8 @@ class VectorStore(abc.ABC):
         for r in records:
             for name, kind in metadata_field_types(r.chunk.metadata).items():
                 seen.setdefault(name, kind)
-        if seen != schema.metadata_fields:
+        chunked = schema.multi_chunk is False and any(r.chunk.n_chunks > 1 for r in records)
+        if chunked:
+            schema.multi_chunk = True  # persisted with the fields below: every backend saves the whole schema
+        if chunked or seen != schema.metadata_fields:
             self._save_metadata_fields(seen)

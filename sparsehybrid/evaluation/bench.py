@@ -327,7 +327,7 @@ def st_parity(ds: BeirDataset, sparse, dense, runs: dict[str, Run], batch_size: 
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
     from sentence_transformers.sparse_encoder.evaluation import SparseInformationRetrievalEvaluator
 
-    corpus = {d.id: d.full_text for d in ds.corpus}
+    corpus: dict[str, Any] = {d.id: d.full_text for d in ds.corpus}
     relevant = ds.relevant()
     binary = binarize(ds.qrels)
     out: dict[str, dict] = {}
@@ -366,7 +366,7 @@ COLUMNS = ["dataset", "method", *METRICS, "p50_ms", "p95_ms", "queries", "index_
 
 def table_rows(results: list[MethodResult], indexing: dict[str, dict]) -> list[dict]:
     """One row per dataset and method, then a ``mean`` row per method (macro average over datasets)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in results:
         rows.append(
             {
@@ -531,12 +531,11 @@ def _tasks():
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
-    opts = dict(cache_policy=NO_CACHE, persist_result=False)
     return (
-        task(name="load-dataset", **opts)(load_beir),
-        task(name="index", **opts)(index_dataset),
-        task(name="search", **opts)(run_method),
-        task(name="parity", **opts)(st_parity),
+        task(name="load-dataset", cache_policy=NO_CACHE, persist_result=False)(load_beir),
+        task(name="index", cache_policy=NO_CACHE, persist_result=False)(index_dataset),
+        task(name="search", cache_policy=NO_CACHE, persist_result=False)(run_method),
+        task(name="parity", cache_policy=NO_CACHE, persist_result=False)(st_parity),
     )
 
 
@@ -690,9 +689,13 @@ def bench_flow_fn(cfg_dict: dict) -> dict:
 
 def bench(cfg: BenchConfig) -> dict:
     """Run the benchmark as a Prefect flow (``sparsehybrid-bench``) and return its report."""
-    # The ephemeral API's 20 s start-up limit is too short on a busy 2-core machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from prefect import flow
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 
     f = flow(name="sparsehybrid-bench", log_prints=True, validate_parameters=False, persist_result=False)(bench_flow_fn)
-    return f(asdict(cfg))
+    # The ephemeral API's 20 s start-up limit is too short on a busy 2-core machine; raised for
+    # this run only (a user's own setting wins), not for the rest of the process.
+    if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in os.environ:
+        return f(asdict(cfg))
+    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 120}):
+        return f(asdict(cfg))
