@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,6 +141,8 @@ class VectorStore(abc.ABC):
     capabilities: frozenset[str] = frozenset({"sparse", "dense"})
     #: Whether :meth:`search_fused` runs fusion inside the backend.
     native_fusion: bool = False
+    #: Serialises collection creation and schema updates (set by each backend's constructor).
+    _lock: threading.RLock
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -152,9 +155,21 @@ class VectorStore(abc.ABC):
     def schema(self) -> CollectionSchema | None:
         """The persisted schema, or None if the collection does not exist yet."""
 
-    @abc.abstractmethod
     def ensure_schema(self, wanted: CollectionSchema) -> CollectionSchema:
-        """Create the collection for ``wanted``, or check an existing one against it."""
+        """Create the collection for ``wanted``, or check an existing one against it.
+
+        Subclasses set ``self._lock`` (a ``threading.RLock``): two threads never both create.
+        """
+        with self._lock:
+            existing = self.schema
+            if existing is not None:
+                existing.check_compatible(wanted)
+                return existing
+            return self._create_collection(CollectionSchema.from_dict(wanted.to_dict()))
+
+    @abc.abstractmethod
+    def _create_collection(self, schema: CollectionSchema) -> CollectionSchema:
+        """Create the collection for ``schema`` (it does not exist yet) and return ``schema``."""
 
     @abc.abstractmethod
     def _save_metadata_fields(self, fields: dict[str, str]) -> None:

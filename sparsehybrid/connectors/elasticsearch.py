@@ -26,20 +26,20 @@ from typing import Any
 from ..types import ScoredPoint, SparseVector
 from .base import CollectionSchema
 from .filters import Condition
-from .retry import TRANSIENT_STATUSES, describe_error
+from .retry import TRANSIENT_STATUSES
 from .search_engine_common import (
     BM25,
     DENSE,
     SPARSE,
     SearchEngineStore,
     base_mappings,
+    engine_settings,
     filter_clauses,
-    hit_to_point,
+    hits_to_points,
     source_filter,
     sparse_features,
     with_filter,
 )
-from .settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
 #: Elasticsearch's upper bound on ``num_candidates``.
@@ -141,34 +141,21 @@ class ElasticsearchStore(SearchEngineStore):
                 if (exc.meta.status == 403 and "licen" in text) or (
                     exc.meta.status == 400 and ("rrf" in text or "retriever" in text)
                 ):
-                    log.warning(
-                        "%s: server-side RRF unavailable (%s); fusing client-side",
-                        self.url,
-                        describe_error(exc, self.settings.secrets),
-                    )
+                    self._note_client_fusion(exc)
                     return None
                 raise
 
         response = self._call("hybrid search", run)
         if response is None:
             return None
-        return [hit_to_point(h, h["_score"]) for h in response["hits"]["hits"]]
+        return hits_to_points(response, limit)
 
 
 def open_elasticsearch(url: str, **options: Any) -> ElasticsearchStore:
     """Factory for ``elasticsearch://`` and ``elasticsearchs://`` (see module docstring)."""
     from elasticsearch import Elasticsearch
 
-    settings = ConnectionSettings.from_url(
-        url,
-        env_prefix="ELASTICSEARCH",
-        default_port=9200,
-        tls_schemes=("elasticsearchs",),
-        options=options,
-        known_extra=("fusion", "refresh"),
-    )
-    fusion = settings.extra.get("fusion", "auto").lower()
-    refresh = settings.extra.get("refresh", "wait_for").lower()
+    settings, fusion, refresh = engine_settings(url, options, "ELASTICSEARCH", "elasticsearchs")
     kwargs: dict[str, Any] = {}
     if settings.api_key:
         kwargs["api_key"] = settings.api_key

@@ -29,20 +29,20 @@ from typing import Any
 from ..types import ScoredPoint, SparseVector
 from .base import CollectionSchema
 from .filters import Condition
-from .retry import TRANSIENT_STATUSES, describe_error
+from .retry import TRANSIENT_STATUSES
 from .search_engine_common import (
     BM25,
     DENSE,
     SPARSE,
     SearchEngineStore,
     base_mappings,
+    engine_settings,
     filter_clauses,
-    hit_to_point,
+    hits_to_points,
     source_filter,
     sparse_features,
     with_filter,
 )
-from .settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -134,34 +134,21 @@ class OpenSearchStore(SearchEngineStore):
                 return self.client.search(index=self.index, body=body, search_pipeline=name)
             except e.TransportError as exc:
                 if exc.status_code in (400, 404):  # no neural-search plugin / score-ranker-processor
-                    log.warning(
-                        "%s: server-side RRF unavailable (%s); fusing client-side",
-                        self.url,
-                        describe_error(exc, self.settings.secrets),
-                    )
+                    self._note_client_fusion(exc)
                     return None
                 raise
 
         response = self._call("hybrid search", run)
         if response is None:
             return None
-        return [hit_to_point(h, h["_score"]) for h in response["hits"]["hits"]][: int(limit)]
+        return hits_to_points(response, limit)
 
 
 def open_opensearch(url: str, **options: Any) -> OpenSearchStore:
     """Factory for ``opensearch://`` and ``opensearchs://`` (see module docstring)."""
     from opensearchpy import OpenSearch
 
-    settings = ConnectionSettings.from_url(
-        url,
-        env_prefix="OPENSEARCH",
-        default_port=9200,
-        tls_schemes=("opensearchs",),
-        options=options,
-        known_extra=("fusion", "refresh"),
-    )
-    fusion = settings.extra.get("fusion", "auto").lower()
-    refresh = settings.extra.get("refresh", "wait_for").lower()
+    settings, fusion, refresh = engine_settings(url, options, "OPENSEARCH", "opensearchs")
     kwargs: dict[str, Any] = {}
     if settings.user and settings.password:
         kwargs["http_auth"] = (settings.user, settings.password)

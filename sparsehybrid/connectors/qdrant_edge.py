@@ -98,16 +98,12 @@ class QdrantEdgeStore(VectorStore):
     def schema(self) -> CollectionSchema | None:
         return self._schema
 
-    def ensure_schema(self, wanted: CollectionSchema) -> CollectionSchema:
-        with self._lock:
-            if self._schema is not None:
-                self._schema.check_compatible(wanted)
-                return self._schema
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._schema = CollectionSchema.from_dict(wanted.to_dict())
-            self._open_shard(create=True)
-            self._write_schema()
-            return self._schema
+    def _create_collection(self, schema: CollectionSchema) -> CollectionSchema:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._schema = schema
+        self._open_shard(create=True)
+        self._write_schema()
+        return schema
 
     def _write_schema(self) -> None:
         tmp = self.path / (SCHEMA_FILE + ".tmp")

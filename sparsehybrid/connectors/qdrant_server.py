@@ -174,42 +174,35 @@ class QdrantServerStore(RemoteStore):
     def schema(self) -> CollectionSchema | None:
         return self._schema
 
-    def ensure_schema(self, wanted: CollectionSchema) -> CollectionSchema:
-        with self._lock:
-            if self._schema is not None:
-                self._schema.check_compatible(wanted)
-                return self._schema
-            m = _models()
-            schema = CollectionSchema.from_dict(wanted.to_dict())
-            vectors = (
-                {DENSE: m.VectorParams(size=int(schema.dense_dim), distance=m.Distance.COSINE)}
-                if schema.dense_dim
-                else {}
-            )
-            sparse: dict[str, Any] = {}
-            if schema.sparse_model:
-                sparse[SPARSE] = m.SparseVectorParams()
-            if schema.bm25:
-                sparse[BM25] = m.SparseVectorParams(modifier=m.Modifier.IDF)
+    def _create_collection(self, schema: CollectionSchema) -> CollectionSchema:
+        m = _models()
+        vectors = (
+            {DENSE: m.VectorParams(size=int(schema.dense_dim), distance=m.Distance.COSINE)} if schema.dense_dim else {}
+        )
+        sparse: dict[str, Any] = {}
+        if schema.sparse_model:
+            sparse[SPARSE] = m.SparseVectorParams()
+        if schema.bm25:
+            sparse[BM25] = m.SparseVectorParams(modifier=m.Modifier.IDF)
+        self._call(
+            "create_collection",
+            lambda: self._client.create_collection(
+                self.collection,
+                vectors_config=vectors,
+                sparse_vectors_config=sparse or None,
+                metadata={SCHEMA_KEY: schema.to_dict()},
+            ),
+        )
+        if self._payload_index:
             self._call(
-                "create_collection",
-                lambda: self._client.create_collection(
-                    self.collection,
-                    vectors_config=vectors,
-                    sparse_vectors_config=sparse or None,
-                    metadata={SCHEMA_KEY: schema.to_dict()},
+                "create_payload_index",
+                lambda: self._client.create_payload_index(
+                    self.collection, "doc_id", m.PayloadSchemaType.KEYWORD, wait=True
                 ),
             )
-            if self._payload_index:
-                self._call(
-                    "create_payload_index",
-                    lambda: self._client.create_payload_index(
-                        self.collection, "doc_id", m.PayloadSchemaType.KEYWORD, wait=True
-                    ),
-                )
-            self._schema = schema
-            self._make_bm25(schema)
-            return schema
+        self._schema = schema
+        self._make_bm25(schema)
+        return schema
 
     def _save_metadata_fields(self, fields: dict[str, str]) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ mapping's ``_meta``.
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -35,10 +36,11 @@ from ..types import PointRecord, ScoredPoint, SparseVector
 from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, check_vectors
 from .filters import Condition
 from .remote import RemoteStore
-from .retry import RetryPolicy
+from .retry import RetryPolicy, describe_error
 from .settings import ConnectionSettings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 FULL_TEXT = "full_text"
 META_KEY = "sparsehybrid"
@@ -268,6 +270,26 @@ def cosine_from_score(score: float) -> float:
     return 2.0 * float(score) - 1.0
 
 
+def engine_settings(
+    url: str, options: dict[str, Any], env_prefix: str, tls_scheme: str
+) -> tuple[ConnectionSettings, str, str]:
+    """Connection settings of an OpenSearch/Elasticsearch URL, with its ``fusion`` and ``refresh`` options."""
+    settings = ConnectionSettings.from_url(
+        url,
+        env_prefix=env_prefix,
+        default_port=9200,
+        tls_schemes=(tls_scheme,),
+        options=options,
+        known_extra=("fusion", "refresh"),
+    )
+    return settings, settings.extra.get("fusion", "auto").lower(), settings.extra.get("refresh", "wait_for").lower()
+
+
+def hits_to_points(response: Mapping[str, Any], limit: int) -> list[ScoredPoint]:
+    """The scored points of a search response, at most ``limit``."""
+    return [hit_to_point(h, h["_score"]) for h in response["hits"]["hits"]][: int(limit)]
+
+
 _UNLOADED = object()
 
 
@@ -382,6 +404,12 @@ class SearchEngineStore(RemoteStore):
     def _is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, RetryableBulkError) or self._client_transient(exc)
 
+    def _note_client_fusion(self, exc: BaseException) -> None:
+        """One log line when the cluster refuses server-side RRF (then fusion runs client-side)."""
+        log.warning(
+            "%s: server-side RRF unavailable (%s); fusing client-side", self.url, describe_error(exc, self.secrets)
+        )
+
     @property
     def client(self):
         if self._client is None:
@@ -409,16 +437,11 @@ class SearchEngineStore(RemoteStore):
     def schema(self) -> CollectionSchema | None:
         return self._schema
 
-    def ensure_schema(self, wanted: CollectionSchema) -> CollectionSchema:
-        with self._lock:
-            if self._schema is not None:
-                self._schema.check_compatible(wanted)
-                return self._schema
-            schema = CollectionSchema.from_dict(wanted.to_dict())
-            body = self.index_body(schema)
-            self._call("create index", lambda: self.client.indices.create(index=self.index, body=body))
-            self._schema = schema
-            return schema
+    def _create_collection(self, schema: CollectionSchema) -> CollectionSchema:
+        body = self.index_body(schema)
+        self._call("create index", lambda: self.client.indices.create(index=self.index, body=body))
+        self._schema = schema
+        return schema
 
     def _save_metadata_fields(self, fields: dict[str, str]) -> None:
         with self._lock:
