@@ -32,41 +32,9 @@ pytestmark = pytest.mark.slow  # real models and a Prefect API in every test
 
 
 @pytest.fixture(scope="module")
-def prefect_api():
-    """One temporary Prefect API for the module; yields its URL (for subprocesses)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield PREFECT_API_URL.value()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    """A random-weight BERT MLM (1 layer, hidden 32) saved as a plain BertForMaskedLM folder.
-
-    sentence-transformers loads it as MLMTransformer + SpladePooling. The negative output bias
-    keeps its vectors sparse (a few hundred non-zeros), like a trained SPLADE model's.
-    """
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    from sparsehybrid.encoders.models import resolve_model
-
-    path = tmp_path_factory.mktemp("tiny-mlm")
-    tok = AutoTokenizer.from_pretrained(resolve_model("splade-tiny")[0])
-    torch.manual_seed(0)
-    model = BertForMaskedLM(
-        BertConfig(
-            vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
-        )
-    )
-    with torch.no_grad():
-        model.cls.predictions.bias.fill_(-0.4)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+def tiny_model(tiny_splade_dir: str) -> str:
+    """A random-weight BERT MLM with SPLADE-tiny's tokenizer (tests/conftest.py)."""
+    return tiny_splade_dir
 
 
 def cranfield_docs(cranfield: Path, n: int, skip: int = 0, words: int | None = 60) -> list[dict]:

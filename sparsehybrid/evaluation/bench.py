@@ -1,194 +1,44 @@
 """Retrieve-then-rerank benchmark on BEIR folders, as a Prefect flow.
 
-For each dataset: index the corpus through the real :class:`~.indexing.Indexer` into a real store
+For each dataset: index the corpus through the real :class:`~sparsehybrid.ingestion.indexing.Indexer` into a real store
 (incremental, so an unchanged corpus is not re-encoded), run every judged query through the real
 :class:`~sparsehybrid.search.HybridSearcher` for each method, score the runs with trec_eval
-measures (:mod:`.evaluation`), and write the table (Markdown, CSV), TREC run files, a JSON with
+measures (:mod:`.metrics`), and write the table (Markdown, CSV), TREC run files, a JSON with
 every number and the configuration, and two charts. ``parity=True`` also runs
 sentence-transformers' own IR evaluators on the same models and data and compares NDCG@10, which
 catches a store or query layer that loses ranking quality.
+
+This module holds the stages and the flow; the configuration is in :mod:`.bench_config`, the
+tables in :mod:`.reports` and the charts in :mod:`.plots`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import hashlib
 import json
 import logging
 import os
-import platform
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..encoders.models import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL
 from .beir import BeirDataset, load_beir
+from .bench_config import (
+    PARITY_TOLERANCE,
+    BenchConfig,
+    Method,
+    MethodResult,
+    hardware,
+    methods_for,
+    package_versions,
+    store_url_for,
+)
 from .metrics import METRICS, Run, binarize, evaluate, write_trec_run
+from .plots import plot_ndcg, plot_quality_latency
+from .reports import markdown_table, ndcg_pivot, parity_text, table_rows, write_csv
 
 logger = logging.getLogger(__name__)
-
-#: Allowed |ours - sentence-transformers| NDCG@10: sparse search is exact, dense uses an ANN index.
-PARITY_TOLERANCE = {"Sparse": 0.002, "Dense": 0.01}
-
-PACKAGES = (
-    "sparsehybrid",
-    "sentence-transformers",
-    "transformers",
-    "torch",
-    "qdrant-edge-py",
-    "ir-measures",
-    "pytrec-eval-terrier",
-    "prefect",
-    "numpy",
-)
-
-
-@dataclass(frozen=True)
-class Method:
-    """One table row kind: a search mode, whether BM25 joins the fusion, whether to rerank."""
-
-    name: str
-    mode: str
-    with_bm25: bool = False
-    rerank: bool = False
-
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
-
-
-@dataclass
-class BenchConfig:
-    """Everything that determines the numbers (recorded verbatim in the JSON)."""
-
-    datasets: list[str]
-    out: str = "results"
-    store: str | None = None
-    sparse_model: str | None = DEFAULT_SPARSE_MODEL
-    dense_model: str | None = DEFAULT_DENSE_MODEL
-    reranker: str | None = None
-    split: str = "test"
-    candidates: int = 100
-    rrf_k: int = 60
-    parity: bool = False
-    max_queries: int | None = None
-    batch_size: int = 32
-    max_length: int | None = None
-    device: str | None = None
-    bm25: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.datasets:
-            raise ValueError("give at least one BEIR dataset folder")
-        if self.sparse_model is None and self.dense_model is None and not self.bm25:
-            raise ValueError("nothing to benchmark: no sparse model, no dense model and no BM25")
-        if self.candidates < 10:
-            raise ValueError("candidates must be >= 10 (NDCG@10 and MRR@10 need ten results)")
-        if self.parity and (self.sparse_model is None or self.dense_model is None):
-            raise ValueError("--parity compares both the sparse and the dense model: give both")
-        names = [Path(d).name for d in self.datasets]
-        if len(set(names)) != len(names):
-            raise ValueError(f"dataset folder names must be unique (they name the outputs): {names}")
-
-    @property
-    def chunking(self) -> bool:
-        # sentence-transformers' evaluators truncate documents at max length; parity must too.
-        return not self.parity
-
-
-@dataclass
-class MethodResult:
-    dataset: str
-    method: str
-    metrics: dict[str, float]
-    p50_ms: float
-    p95_ms: float
-    queries: int
-    run_file: str
-
-
-# -- configuration helpers ---------------------------------------------------------------------
-def methods_for(sparse: bool, dense: bool, bm25: bool, rerank: bool) -> list[Method]:
-    """The rows the configured retrievers allow, in table order."""
-    base = []
-    if bm25:
-        base.append(Method("BM25", "bm25"))
-    if sparse:
-        base.append(Method("Sparse", "sparse"))
-    if dense:
-        base.append(Method("Dense", "dense"))
-    if sparse and dense:
-        base.append(Method("Hybrid RRF", "hybrid"))
-    if (sparse or dense) and bm25:
-        base.append(Method("Hybrid RRF+BM25", "hybrid", with_bm25=True))
-    if rerank:
-        base += [Method(m.name + "+Rerank", m.mode, m.with_bm25, True) for m in list(base)]
-    return base
-
-
-def index_fingerprint(cfg: BenchConfig) -> str:
-    """Short hash of what changes the stored vectors (the corpus itself is tracked per document)."""
-    blob = json.dumps(
-        {
-            "sparse": cfg.sparse_model,
-            "dense": cfg.dense_model,
-            "max_length": cfg.max_length,
-            "chunking": cfg.chunking,
-            "bm25": cfg.bm25,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-def store_url_for(cfg: BenchConfig, dataset: str) -> str:
-    """Per-dataset store: ``--store`` with ``{dataset}`` filled in (or ``-<dataset>`` appended when
-    several datasets share one URL), else ``qdrant-edge://<out>/index-<dataset>-<fingerprint>``."""
-    if cfg.store:
-        if "{dataset}" in cfg.store:
-            return cfg.store.replace("{dataset}", dataset)
-        return cfg.store if len(cfg.datasets) == 1 else f"{cfg.store.rstrip('/')}-{dataset}"
-    return f"qdrant-edge://{Path(cfg.out).resolve()}/index-{dataset}-{index_fingerprint(cfg)}"
-
-
-def package_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    out["python"] = platform.python_version()
-    return out
-
-
-def hardware() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
-    with contextlib.suppress(ValueError, OSError, AttributeError):
-        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        info["gpu"] = None
-    return info
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -361,171 +211,6 @@ def st_parity(ds: BeirDataset, sparse, dense, runs: dict[str, Run], batch_size: 
 
 
 # -- reports -----------------------------------------------------------------------------------
-COLUMNS = ["dataset", "method", *METRICS, "p50_ms", "p95_ms", "queries", "index_docs_per_s"]
-
-
-def table_rows(results: list[MethodResult], indexing: dict[str, dict]) -> list[dict]:
-    """One row per dataset and method, then a ``mean`` row per method (macro average over datasets)."""
-    rows: list[dict[str, Any]] = []
-    for r in results:
-        rows.append(
-            {
-                "dataset": r.dataset,
-                "method": r.method,
-                **r.metrics,
-                "p50_ms": r.p50_ms,
-                "p95_ms": r.p95_ms,
-                "queries": r.queries,
-                "index_docs_per_s": indexing[r.dataset].get("docs_per_second_measured"),
-            }
-        )
-    datasets = list(dict.fromkeys(r.dataset for r in results))
-    if len(datasets) > 1:
-        speeds = [indexing[d] for d in datasets]
-        total_docs = sum(s.get("built_by", s)["added"] + s.get("built_by", s)["updated"] for s in speeds)
-        total_s = sum(s.get("built_by", s)["seconds"] for s in speeds)
-        overall = (
-            round(total_docs / total_s, 2)
-            if total_s and all(s.get("docs_per_second_measured") for s in speeds)
-            else None
-        )
-        for method in dict.fromkeys(r.method for r in results):
-            mine = [r for r in rows if r["method"] == method]
-            if len(mine) != len(datasets):
-                continue
-            mean = {k: sum(r[k] for r in mine) / len(mine) for k in [*METRICS, "p50_ms", "p95_ms"]}
-            rows.append(
-                {
-                    "dataset": "mean",
-                    "method": method,
-                    **mean,
-                    "queries": sum(r["queries"] for r in mine),
-                    "index_docs_per_s": overall,
-                }
-            )
-    return rows
-
-
-def _fmt(v: Any, key: str) -> str:
-    if v is None:
-        return "–"
-    if key in METRICS:
-        return f"{v:.4f}"
-    if key in ("p50_ms", "p95_ms", "index_docs_per_s"):
-        return f"{v:.1f}"
-    return str(v)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    head = ["Dataset", "Method", *METRICS, "p50 ms", "p95 ms", "Queries", "Index docs/s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
-    for r in rows:
-        cells = [_fmt(r[k], k) for k in COLUMNS]
-        if r["dataset"] == "mean":
-            cells = [f"**{c}**" for c in cells]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def ndcg_pivot(rows: list[dict]) -> str:
-    """NDCG@10 as methods × datasets (the compact table the README shows)."""
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    val = {(r["dataset"], r["method"]): r["NDCG@10"] for r in rows}
-    lines = ["| NDCG@10 | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
-    for m in methods:
-        lines.append(f"| {m} | " + " | ".join(f"{val[(d, m)]:.4f}" if (d, m) in val else "–" for d in datasets) + " |")
-    return "\n".join(lines)
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
-
-
-def plot_ndcg(path: Path, rows: list[dict]) -> None:
-    """Grouped bars: NDCG@10 per method, one group per dataset (and the mean)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    val = {(r["dataset"], r["method"]): r["NDCG@10"] for r in rows}
-    x = np.arange(len(datasets))
-    width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets) + 0.3 * len(methods)), 3.8), dpi=100)
-    for i, m in enumerate(methods):
-        ys = [val.get((d, m), 0.0) for d in datasets]
-        ax.bar(x - 0.4 + width * (i + 0.5), ys, width, label=m)
-    ax.set_xticks(x, datasets)
-    ax.set_ylabel("NDCG@10")
-    ax.set_ylim(0, min(1.0, max(val.values()) * 1.25 + 0.02))
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(3, len(methods)), loc="upper left")
-    ax.set_title("NDCG@10 per method")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_quality_latency(path: Path, rows: list[dict]) -> None:
-    """NDCG@10 against p50 query latency, one marker per method, one colour per dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    markers = "osD^v<>phX*"
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
-    for di, d in enumerate(datasets):
-        for r in (r for r in rows if r["dataset"] == d):
-            mi = methods.index(r["method"])
-            ax.scatter(
-                r["p50_ms"],
-                r["NDCG@10"],
-                color=f"C{di}",
-                marker=markers[mi % len(markers)],
-                s=60 if d == "mean" else 35,
-                edgecolors="black" if d == "mean" else "none",
-                label=None,
-            )
-    for di, d in enumerate(datasets):
-        ax.scatter([], [], color=f"C{di}", marker="o", label=d)
-    for mi, m in enumerate(methods):
-        ax.scatter([], [], color="grey", marker=markers[mi % len(markers)], label=m)
-    ax.set_xscale("log")
-    ax.set_xlabel("p50 query latency (ms, log scale)")
-    ax.set_ylabel("NDCG@10")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best", ncol=2)
-    ax.set_title("Quality against latency")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def parity_text(parity: dict[str, dict]) -> str:
-    lines = [
-        "| Dataset | Retriever | ours NDCG@10 | sentence-transformers NDCG@10 | difference | tolerance | ok |",
-        "|---|---|---:|---:|---:|---:|---|",
-    ]
-    for d, per in parity.items():
-        for name, p in per.items():
-            lines.append(
-                f"| {d} | {name} | {p['ours_ndcg@10']:.4f} | {p['sentence_transformers_ndcg@10']:.4f} | {p['difference']:+.4f} | {p['tolerance']} | {'yes' if p['ok'] else '**NO**'} |"
-            )
-    return "\n".join(lines)
-
-
-# -- the flow ----------------------------------------------------------------------------------
 def _tasks():
     """Prefect tasks, built lazily so importing this module does not import Prefect."""
     from prefect import task

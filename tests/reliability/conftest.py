@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
 from collections import Counter
 from collections.abc import Sequence
@@ -108,39 +107,3 @@ class TermFrequencySparseEncoder:
 @pytest.fixture(scope="session")
 def tf_encoder() -> TermFrequencySparseEncoder:
     return TermFrequencySparseEncoder()
-
-
-@pytest.fixture(scope="session")
-def tiny_splade_dir(tmp_path_factory) -> str:
-    """A random-weight BERT MLM (1 layer, hidden 32) with SPLADE-tiny's tokenizer: a real
-    ``SparseEncoder`` model that loads in a second (plumbing tests, not quality)."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    from sparsehybrid.encoders.models import resolve_model
-
-    path = tmp_path_factory.mktemp("tiny-mlm")
-    tok = AutoTokenizer.from_pretrained(resolve_model("splade-tiny")[0])
-    torch.manual_seed(0)
-    model = BertForMaskedLM(
-        BertConfig(
-            vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
-        )
-    )
-    with torch.no_grad():
-        model.cls.predictions.bias.fill_(-0.4)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="session")
-def prefect_api():
-    """A temporary Prefect API (the CLI's ``index`` runs a flow); yields its URL for subprocesses."""
-    pytest.importorskip("prefect")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield PREFECT_API_URL.value()

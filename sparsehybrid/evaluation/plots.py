@@ -1,0 +1,71 @@
+"""The benchmark's charts (matplotlib, headless): NDCG@10 per method, quality against latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_ndcg(path: Path, rows: list[dict]) -> None:
+    """Grouped bars: NDCG@10 per method, one group per dataset (and the mean)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    val = {(r["dataset"], r["method"]): r["NDCG@10"] for r in rows}
+    x = np.arange(len(datasets))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets) + 0.3 * len(methods)), 3.8), dpi=100)
+    for i, m in enumerate(methods):
+        ys = [val.get((d, m), 0.0) for d in datasets]
+        ax.bar(x - 0.4 + width * (i + 0.5), ys, width, label=m)
+    ax.set_xticks(x, datasets)
+    ax.set_ylabel("NDCG@10")
+    ax.set_ylim(0, min(1.0, max(val.values()) * 1.25 + 0.02))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(3, len(methods)), loc="upper left")
+    ax.set_title("NDCG@10 per method")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_quality_latency(path: Path, rows: list[dict]) -> None:
+    """NDCG@10 against p50 query latency, one marker per method, one colour per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    markers = "osD^v<>phX*"
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
+    for di, d in enumerate(datasets):
+        for r in (r for r in rows if r["dataset"] == d):
+            mi = methods.index(r["method"])
+            ax.scatter(
+                r["p50_ms"],
+                r["NDCG@10"],
+                color=f"C{di}",
+                marker=markers[mi % len(markers)],
+                s=60 if d == "mean" else 35,
+                edgecolors="black" if d == "mean" else "none",
+                label=None,
+            )
+    for di, d in enumerate(datasets):
+        ax.scatter([], [], color=f"C{di}", marker="o", label=d)
+    for mi, m in enumerate(methods):
+        ax.scatter([], [], color="grey", marker=markers[mi % len(markers)], label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 query latency (ms, log scale)")
+    ax.set_ylabel("NDCG@10")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.set_title("Quality against latency")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
