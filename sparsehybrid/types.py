@@ -110,9 +110,21 @@ class Document:
         if not isinstance(self.metadata, dict):
             raise InvalidRecordError(rid, "metadata", "must be a JSON object (dict)")
         try:
-            json.dumps(self.metadata, allow_nan=False)
+            encoded = json.dumps(self.metadata, allow_nan=False, ensure_ascii=False)
         except (TypeError, ValueError) as exc:
             raise InvalidRecordError(rid, "metadata", f"is not JSON serialisable: {exc}") from None
+        except RecursionError:
+            raise InvalidRecordError(rid, "metadata", "is nested too deeply") from None
+        # A lone surrogate (e.g. JSON "\\ud800") is a str Python accepts but no store can write.
+        for name, value in (("id", self.id), ("text", self.text), ("title", self.title or ""), ("metadata", encoded)):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidRecordError(
+                    rid.encode("utf-8", "backslashreplace").decode() if name == "id" else rid,
+                    name,
+                    f"has an invalid character (lone surrogate {value[exc.start]!a}) at position {exc.start}",
+                ) from None
 
     @property
     def full_text(self) -> str:

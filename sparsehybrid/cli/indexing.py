@@ -59,19 +59,45 @@ def index_with_progress(
     return store, stats
 
 
+def recorded_models(store_url: str) -> tuple[str | None, str | None]:
+    """The (sparse, dense) models an existing collection was built with; the defaults for a new one.
+
+    So re-indexing needs no model options, as searching needs none.
+    """
+    from ..connectors import open_store
+
+    st = open_store(store_url)
+    try:
+        schema = st.schema
+    finally:
+        st.close()
+    if schema is None:
+        return DEFAULT_SPARSE_MODEL, DEFAULT_DENSE_MODEL
+    return schema.sparse_model or "none", schema.dense_model or "none"
+
+
 @app.command()
 def index(
     source: Path | None = typer.Argument(
         None, help="A .jsonl/.csv/.tsv/.parquet file, a BEIR folder, or a folder of .txt/.md files (or use --config)."
     ),
     store: str = typer.Option(DEFAULT_STORE, "--store", "-s", help="Store URL, e.g. qdrant-edge://./my-index."),
-    sparse_model: str = typer.Option(DEFAULT_SPARSE_MODEL, help="SparseEncoder id or path ('none' to skip)."),
-    dense_model: str = typer.Option(DEFAULT_DENSE_MODEL, help="SentenceTransformer id or path ('none' to skip)."),
+    sparse_model: str | None = typer.Option(
+        None,
+        help=f"SparseEncoder id or path ('none' to skip). Default: the collection's, else {DEFAULT_SPARSE_MODEL}.",
+    ),
+    dense_model: str | None = typer.Option(
+        None,
+        help=f"SentenceTransformer id or path ('none' to skip). Default: the collection's, else {DEFAULT_DENSE_MODEL}.",
+    ),
     bm25: bool = typer.Option(True, help="Also build the store's native BM25 index."),
     batch_size: int = typer.Option(64, min=1),
     max_length: int | None = typer.Option(None, help="Tokens per chunk (default: the models' max length)."),
     device: str | None = typer.Option(None, help="cuda, cpu, ... (default: auto)."),
     sync: bool = typer.Option(False, "--sync", help="Delete stored documents that are no longer in the source."),
+    allow_mass_delete: bool = typer.Option(
+        False, "--allow-mass-delete", help="Let --sync delete more than half the collection, or read an empty source."
+    ),
     id_field: str | None = typer.Option(None, help="Field holding the id (default: _id, then id)."),
     text_field: str = typer.Option("text"),
     title_field: str = typer.Option("title"),
@@ -101,6 +127,7 @@ def index(
         else:
             if source is None:
                 fail("give a SOURCE path or --config FILE")
+            recorded = recorded_models(store) if sparse_model is None or dense_model is None else (None, None)
             cfg = PipelineConfig.parse(
                 {
                     "source": {
@@ -115,8 +142,8 @@ def index(
                     },
                     "store": store,
                     "models": {
-                        "sparse": sparse_model,
-                        "dense": dense_model,
+                        "sparse": sparse_model if sparse_model is not None else recorded[0],
+                        "dense": dense_model if dense_model is not None else recorded[1],
                         "bm25": bm25,
                         "device": device,
                         "max_length": max_length,
@@ -124,6 +151,7 @@ def index(
                     "batch_size": batch_size,
                     "chunk_overlap": chunk_overlap,
                     "sync": sync,
+                    "allow_mass_delete": allow_mass_delete,
                     "dask": {"address": dask_address}
                     if dask_address
                     else ({"n_workers": dask_workers} if dask_workers else None),

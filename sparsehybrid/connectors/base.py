@@ -71,16 +71,21 @@ class CollectionSchema:
         values.setdefault("multi_chunk", None)
         return cls(**values)
 
-    def check_compatible(self, wanted: CollectionSchema) -> None:
+    def check_compatible(self, wanted: CollectionSchema, *, writing: bool = False) -> None:
         """Raise :class:`EncoderMismatchError` if ``wanted`` encoders differ from the stored ones.
 
-        An encoder left out of ``wanted`` (None) is fine: a searcher may use a subset.
+        An encoder left out of ``wanted`` (None) is fine for a searcher, which may use a subset;
+        a writer must bring every encoder the collection has (its points need every vector).
         """
         problems = []
         for kind in ("sparse", "dense"):
             have_model, have_dim = getattr(self, f"{kind}_model"), getattr(self, f"{kind}_dim")
             want_model, want_dim = getattr(wanted, f"{kind}_model"), getattr(wanted, f"{kind}_dim")
             if want_model is None:
+                if writing and have_model is not None:
+                    problems.append(
+                        f"the collection has {kind} vectors from {have_model}, but no {kind} encoder was given"
+                    )
                 continue
             if have_model is None:
                 problems.append(f"the collection has no {kind} vectors, but a {kind} encoder ({want_model}) was given")
@@ -91,7 +96,8 @@ class CollectionSchema:
                 )
         if problems:
             raise EncoderMismatchError(
-                "; ".join(problems) + ". Re-index into a new collection or use the original models."
+                "; ".join(problems) + ". Use the collection's models (sparsehybrid index uses them when no "
+                "model option is given) or index into a new collection."
             )
 
 
@@ -163,7 +169,7 @@ class VectorStore(abc.ABC):
         with self._lock:
             existing = self.schema
             if existing is not None:
-                existing.check_compatible(wanted)
+                existing.check_compatible(wanted, writing=True)
                 return existing
             return self._create_collection(CollectionSchema.from_dict(wanted.to_dict()))
 

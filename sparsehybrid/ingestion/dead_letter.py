@@ -1,10 +1,16 @@
 """The dead-letter file: every record a run rejected, one JSON object per line.
 
 An hourly job must say exactly what it did not index. Each line holds the record (its id, or
-``file:line`` when it has no usable id), the field at fault, the reason, and when the run
-started, so repeated runs can append to one file and still be told apart::
+``file:line`` when it has no usable id), the field at fault, the reason, when the run started
+(so repeated runs can append to one file and still be told apart) and, where the source had
+one, the record itself as read (``source``: the JSONL line, or the CSV/Parquet row as JSON)::
 
-    {"record": "doc-7", "field": "text", "reason": "is empty or whitespace only", "at": "2026-01-05T10:00:00+00:00"}
+    {"record": "doc-7", "field": "text", "reason": "is empty or whitespace only",
+     "at": "2026-01-05T10:00:00+00:00", "source": "{\"_id\": \"doc-7\", \"text\": \"  \"}"}
+
+To replay, fix the records and index them again: ``jq -r .source dead.jsonl > fixed.jsonl``,
+edit ``fixed.jsonl``, then ``sparsehybrid index fixed.jsonl``. Lines are ASCII (``\\u``
+escapes), so even a record with invalid characters is written safely.
 
 Appends are line-at-a-time and flushed, so a run killed mid-write leaves at worst one partial
 last line; :func:`read_dead_letter` skips such a line instead of failing.
@@ -30,9 +36,11 @@ def run_timestamp(when: datetime | None = None) -> str:
 
 def dead_letter_line(rejected: Rejected, at: str, **context: Any) -> str:
     """One JSONL line (with its newline) for a rejected record; ``context`` adds e.g. a flow-run id."""
-    row = {"record": rejected.record, "field": rejected.field, "reason": rejected.reason, "at": at}
+    row: dict[str, Any] = {"record": rejected.record, "field": rejected.field, "reason": rejected.reason, "at": at}
+    if rejected.raw is not None:
+        row["source"] = rejected.raw
     row.update({k: v for k, v in context.items() if v is not None})
-    return json.dumps(row, ensure_ascii=False, default=str) + "\n"
+    return json.dumps(row, ensure_ascii=True, default=str) + "\n"
 
 
 def write_dead_letter(

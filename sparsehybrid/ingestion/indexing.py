@@ -41,6 +41,10 @@ StoredState = tuple[str, int]
 Planned = tuple[Document, StoredState | None]
 
 
+class MassDeleteError(ValueError):
+    """A sync would delete more of the collection than allowed: refused before anything is written."""
+
+
 class Pending(Protocol[T_co]):
     """What an encode submission returns: a concurrent.futures.Future or a PrefectFuture."""
 
@@ -145,12 +149,15 @@ def select(
 ) -> list[Planned]:
     """Validate and keep what needs encoding, as (document, stored state or None).
 
-    Rejected and unchanged documents are counted in ``stats``; valid ids go to ``seen_ids``.
+    Rejected and unchanged documents are counted in ``stats``; every id present in the source
+    (valid or rejected) goes to ``seen_ids``.
     """
     docs = []
     for item in items:
         if isinstance(item, Rejected):
             stats.rejected.append(item)
+            if item.doc_id:
+                seen_ids.add(item.doc_id)  # present in the source, only unreadable: never synced away
             continue
         try:
             item.validate()
@@ -203,15 +210,17 @@ def stale_point_ids(docs: Sequence[Planned], n_chunks: Sequence[int]) -> list[st
 
 
 def write_batch(store: VectorStore, records: Sequence[PointRecord], stale: Sequence[str]) -> float:
-    """Delete surplus chunks, then upsert; returns the seconds it took.
+    """Delete surplus chunks, then upsert every other chunk, then chunk 0; returns the seconds.
 
-    In this order a run killed in between leaves chunk 0 with the *old* content hash, so the
-    next run re-encodes the document; the other order could leave orphans behind a new hash.
+    Chunk 0 carries the document's content hash, so it is written last: a run that dies (or a
+    write that fails) anywhere before it leaves the *old* hash behind, and the next run
+    re-encodes and rewrites the whole document. Deleting the surplus first means a crash can
+    never leave orphan chunks behind a new hash.
     """
     t = time.perf_counter()
     if stale:
         store.delete_points(list(stale))
-    store.upsert(records)
+    store.upsert(sorted(records, key=lambda r: r.chunk.chunk == 0))  # stable: chunk 0s last
     return time.perf_counter() - t
 
 
@@ -230,6 +239,8 @@ def run_index(
     in_flight: int = 1,
     skip_unchanged: bool = True,
     sync: bool = False,
+    allow_mass_delete: bool = False,
+    max_delete_fraction: float = 0.5,
     on_batch: Callable[[IndexStats], None] | None = None,
     stats: IndexStats | None = None,
     log: logging.Logger | logging.LoggerAdapter = logger,
@@ -239,6 +250,11 @@ def run_index(
     ``submit_encode`` starts encoding one batch and returns something with ``.result()``; up to
     ``in_flight`` batches are encoded while the oldest one is written by ``write`` (default: a
     direct :func:`write_batch`). Duplicate ids in one stream: the last one wins.
+
+    A new collection is created only when there is something to write, with BM25's average
+    document length measured on the documents being written. A sync that would delete more than
+    ``max_delete_fraction`` of the collection, or that read no acceptable record at all, raises
+    :class:`MassDeleteError` before anything is written, unless ``allow_mass_delete``.
     """
     stats = stats if stats is not None else IndexStats()
     write = write or (lambda records, stale: write_batch(store, records, stale))
@@ -247,14 +263,20 @@ def run_index(
 
     t = time.perf_counter()
     buffered = list(name_positions(items))  # de-duplication needs to know which occurrence is last
-    if wanted.bm25 and store.schema is None:
-        head = [d for d in itertools.islice(buffered, AVG_LEN_SAMPLE) if isinstance(d, Document)]
-        wanted.bm25_avg_len = estimate_avg_len(store, head)
-    store.ensure_schema(wanted)
+    if store.schema is not None:
+        store.ensure_schema(wanted)  # refuses other encoders before anything is written
     # Always read: it tells added from updated and which surplus chunks to delete.
-    stored = store.document_states()
+    stored = store.document_states() if store.schema is not None else {}
     seen_ids: set[str] = set()
     todo = select(dedupe(buffered, stats), stored, stats, seen_ids, skip_unchanged)
+    vanished = sorted(set(stored) - seen_ids) if sync else []
+    if vanished and not allow_mass_delete:
+        _refuse_mass_delete(len(vanished), len(stored), stats.seen, max_delete_fraction)
+    if store.schema is None and todo:
+        if wanted.bm25:
+            sample = [d for d, _ in itertools.islice(todo, AVG_LEN_SAMPLE)]
+            wanted.bm25_avg_len = estimate_avg_len(store, sample)
+        store.ensure_schema(wanted)
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     stats.batches = len(batches)
     stats.stages["plan"] = time.perf_counter() - t
@@ -307,17 +329,30 @@ def run_index(
         t = time.perf_counter()
         # In batches: bounded requests for server stores (Elasticsearch caps terms at 65,536),
         # and a run killed part-way has deleted whole documents only; the next run does the rest.
-        vanished = sorted(set(stored) - seen_ids)
         for j in range(0, len(vanished), batch_size):
             stats.deleted += delete_documents(vanished[j : j + batch_size])
         if vanished:
             log.info("deleted %d documents no longer in the source", stats.deleted)
         stats.stages["delete"] = time.perf_counter() - t
     t = time.perf_counter()
-    store.flush()
+    if store.schema is not None:
+        store.flush()
     stats.stages["flush"] = time.perf_counter() - t
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def _refuse_mass_delete(n: int, stored: int, accepted: int, max_fraction: float) -> None:
+    if accepted == 0:
+        raise MassDeleteError(
+            f"--sync would delete {n} of {stored} stored documents: the source has no acceptable record "
+            "(empty, or every record rejected). Fix the source, or pass --allow-mass-delete"
+        )
+    if n > max_fraction * stored:
+        raise MassDeleteError(
+            f"--sync would delete {n} of {stored} stored documents ({n / stored:.0%}, more than the "
+            f"{max_fraction:.0%} allowed); pass --allow-mass-delete if that is intended"
+        )
 
 
 def _direct_delete(store: VectorStore) -> Callable[[list[str]], int]:
@@ -371,6 +406,7 @@ class Indexer:
         items: Iterable[SourceItem | Document],
         *,
         sync: bool = False,
+        allow_mass_delete: bool = False,
         on_batch: Callable[[IndexStats], None] | None = None,
         dead_letter: str | os.PathLike[str] | None = None,
     ) -> IndexStats:
@@ -392,6 +428,7 @@ class Indexer:
                     batch_size=self.batch_size,
                     skip_unchanged=self.skip_unchanged,
                     sync=sync,
+                    allow_mass_delete=allow_mass_delete,
                     on_batch=on_batch,
                     stats=stats,
                 )

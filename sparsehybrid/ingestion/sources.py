@@ -22,13 +22,18 @@ class Rejected:
     record: str
     field: str
     reason: str
+    #: The record as read (a JSONL line, a CSV row as JSON), kept so it can be fixed and replayed.
+    raw: str | None = None
+    #: The document id when the record had a usable one: a rejected record is still *present*,
+    #: so ``--sync`` never deletes its stored version.
+    doc_id: str | None = None
 
     def __str__(self) -> str:
         return f"{self.record}, field {self.field!r}: {self.reason}"
 
     @classmethod
     def from_error(cls, err: InvalidRecordError, fallback: str) -> Rejected:
-        return cls(err.record_id or fallback, err.field_name, err.reason)
+        return cls(err.record_id or fallback, err.field_name, err.reason, doc_id=err.record_id)
 
 
 SourceItem = Document | Rejected
@@ -48,6 +53,13 @@ class FieldMap:
     metadata: list[str] | None = None
 
     def build(self, record: Any, where: str) -> SourceItem:
+        """A Document, or a Rejected that names the record and the field at fault."""
+        item = self._build(record, where)
+        if isinstance(item, Rejected) and item.raw is None:
+            item.raw = _as_json(record)
+        return item
+
+    def _build(self, record: Any, where: str) -> SourceItem:
         if not isinstance(record, dict):
             return Rejected(where, "(record)", f"expected a JSON object, got {type(record).__name__}")
         id_field = self.id or ("_id" if "_id" in record else "id")
@@ -58,7 +70,7 @@ class FieldMap:
             return Rejected(where, id_field, f"missing or not a non-empty string: {raw_id!r}")
         text = record.get(self.text)
         if text is None:
-            return Rejected(raw_id, self.text, "missing")
+            return Rejected(raw_id, self.text, "missing", doc_id=raw_id)
         title = record.get(self.title) if self.title else None
         if title is not None and not isinstance(title, str):
             title = str(title)
@@ -90,15 +102,23 @@ class JsonlSource:
                 where = f"{self.path.name}:{lineno}"
                 if not raw.strip():
                     continue
+                if lineno == 1 and raw.startswith(UTF8_BOM):  # written by many Windows tools
+                    raw = raw[len(UTF8_BOM) :]
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    yield Rejected(where, "(line)", f"invalid UTF-8 at byte {exc.start}")
+                    kept = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+                    yield Rejected(where, "(line)", f"invalid UTF-8 at byte {exc.start}", kept)
                     continue
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield Rejected(where, "(line)", f"malformed JSON: {exc.msg} at column {exc.colno}")
+                    yield Rejected(
+                        where, "(line)", f"malformed JSON: {exc.msg} at column {exc.colno}", line.rstrip("\r\n")
+                    )
+                    continue
+                except RecursionError:
+                    yield Rejected(where, "(line)", "JSON nested too deeply to read", line[:1000])
                     continue
                 yield self.fields.build(record, where)
 
@@ -147,7 +167,8 @@ class CsvSource:
 
         csv.field_size_limit(1 << 30)  # long documents are the point, not an error
         # surrogateescape: an invalid UTF-8 byte rejects its row instead of ending the whole file.
-        with open(self.path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        # utf-8-sig: a byte-order mark is not part of the first column's name.
+        with open(self.path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
             reader = csv.DictReader(fh, delimiter=self.delimiter, restval=_MISSING)  # type: ignore[call-overload]  # a sentinel restval tells a short row from an empty field
             if not reader.fieldnames:
                 return
@@ -187,6 +208,15 @@ class CsvSource:
 
 
 _MISSING = object()
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _as_json(record: Any) -> str | None:
+    """The record as one JSON line for the dead-letter file (None if it cannot be written)."""
+    try:
+        return json.dumps(record, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def _has_surrogate(text: object) -> bool:
@@ -225,7 +255,7 @@ class TextDirSource:
         for f in files:
             rel = f.relative_to(self.path).as_posix()
             try:
-                text = f.read_text(encoding="utf-8")
+                text = f.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as exc:
                 yield Rejected(rel, "text", f"invalid UTF-8 at byte {exc.start}")
                 continue

@@ -137,6 +137,10 @@ class PipelineConfig(_Strict):
     chunk_overlap: int = Field(default=32, ge=0)
     #: Delete stored documents that are no longer in the source.
     sync: bool = False
+    #: A sync may delete at most this share of the collection (and never everything because the
+    #: source read as empty) unless ``allow_mass_delete`` is set.
+    max_delete_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    allow_mass_delete: bool = False
     schedule: ScheduleConfig | None = None
     #: None runs the encode tasks on Prefect's default (thread) runner.
     dask: DaskConfig | None = None

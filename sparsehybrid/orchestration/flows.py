@@ -34,13 +34,13 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
 from ..connectors import open_store
-from ..connectors.base import CollectionSchema, VectorStore
+from ..connectors.base import CollectionSchema, StoreError, StoreUnavailableError, VectorStore
 from ..ingestion.dead_letter import run_timestamp, write_dead_letter
 from ..ingestion.encoding import BatchEncoder, EncodedBatch
 from ..ingestion.indexing import IndexStats, run_index, write_batch
 from ..ingestion.sources import SourceItem, open_source
 from ..types import Document, PointRecord
-from .config import DaskConfig, ModelsConfig, PipelineConfig, SourceConfig
+from .config import DaskConfig, ModelsConfig, PipelineConfig, PipelineConfigError, SourceConfig
 
 T = TypeVar("T")
 FLOW_NAME = "sparsehybrid-index"
@@ -97,6 +97,15 @@ def cached_encoder(models: ModelsConfig, chunk_overlap: int) -> tuple[BatchEncod
 # -- tasks ---------------------------------------------------------------------------------------
 
 
+def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a write only when the store may come back (unreachable, overloaded, a full disk being
+    cleared); a wrong vector or a refused schema fails the same way every time."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, (StoreUnavailableError, ConnectionError, TimeoutError)) or (
+        isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError)
+    )
+
+
 @task(name="describe-encoders", cache_policy=NO_CACHE)
 def describe_encoders(models: ModelsConfig, chunk_overlap: int) -> CollectionSchema:
     """The collection schema the encoders imply (loads them on a worker, so the flow needn't)."""
@@ -127,6 +136,7 @@ def encode_batch(rows: list[dict[str, Any]], models: ModelsConfig, chunk_overlap
     retries=4,
     retry_delay_seconds=exponential_backoff(backoff_factor=1),
     retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_if_transient,
 )
 def write_batch_task(store: VectorStore, records: list[PointRecord], stale: list[str]) -> float:
     """Delete surplus chunks and upsert one batch (idempotent, so retrying is safe)."""
@@ -139,6 +149,7 @@ def write_batch_task(store: VectorStore, records: list[PointRecord], stale: list
     retries=4,
     retry_delay_seconds=exponential_backoff(backoff_factor=1),
     retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_if_transient,
 )
 def delete_vanished(store: VectorStore, doc_ids: list[str]) -> int:
     """Delete whole documents (one bounded batch: server stores cap terms per request)."""
@@ -164,22 +175,41 @@ _THREADS: Any = ThreadPoolTaskRunner(max_workers=2)
 
 
 @flow(name=FLOW_NAME, task_runner=_THREADS, persist_result=False)
-def index_flow(config: dict[str, Any] | str) -> dict[str, Any]:
+def index_flow(config: dict[str, Any] | str) -> Any:
     """Index the configured source into the configured store; returns the run summary.
 
     ``config`` is a :class:`PipelineConfig` as a dict, or the path of a YAML/TOML file.
     With ``dask:`` set, the batches run in a subflow on a ``DaskTaskRunner``.
     """
-    cfg = load_config(config)
-    if cfg.dask is None:
-        return run_batches(cfg)
-    runner = dask_task_runner(cfg.dask)
-    return _index_on_dask.with_options(task_runner=runner)(config=cfg.model_dump(mode="json"))
+    try:
+        cfg = load_config(config)
+        if cfg.dask is None:
+            return run_batches(cfg)
+        runner = dask_task_runner(cfg.dask)
+        return _index_on_dask.with_options(task_runner=runner)(config=cfg.model_dump(mode="json"))
+    except USER_ERRORS as exc:
+        return _failed(exc)
 
 
 @flow(name=FLOW_NAME + "-dask", persist_result=False)
-def _index_on_dask(config: dict[str, Any]) -> dict[str, Any]:
-    return run_batches(load_config(config))
+def _index_on_dask(config: dict[str, Any]) -> Any:
+    try:
+        return run_batches(load_config(config))
+    except USER_ERRORS as exc:
+        return _failed(exc)
+
+
+#: Errors that say what to fix (bad config, refused sync, encoder mismatch, store down): the run
+#: fails with the message alone; anything else keeps its traceback for debugging.
+USER_ERRORS = (StoreError, PipelineConfigError, ValueError, FileNotFoundError)
+
+
+def _failed(exc: BaseException) -> Any:
+    """A Failed state carrying ``exc``: the caller of the flow gets ``exc`` raised, Prefect's UI
+    shows the one-line message, and no traceback is logged for an error that is the user's to fix."""
+    from prefect.states import Failed
+
+    return Failed(message=str(exc), data=exc)
 
 
 def dask_task_runner(dask: DaskConfig):
@@ -254,6 +284,8 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
             batch_size=cfg.batch_size,
             in_flight=_encode_slots(),
             sync=cfg.sync,
+            allow_mass_delete=cfg.allow_mass_delete,
+            max_delete_fraction=cfg.max_delete_fraction,
             stats=stats,
             log=log,
         )
@@ -314,5 +346,9 @@ def summary_markdown(s: dict[str, Any]) -> str:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    """Run :func:`index_flow` for ``cfg`` (against PREFECT_API_URL, or a temporary local API)."""
-    return index_flow(config=cfg.model_dump(mode="json"))
+    """Run :func:`index_flow` for ``cfg`` (against PREFECT_API_URL, or a temporary local API).
+
+    Returns the run summary; a failed run raises its error.
+    """
+    summary: dict[str, Any] = index_flow(config=cfg.model_dump(mode="json"))
+    return summary
