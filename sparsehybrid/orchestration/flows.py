@@ -350,5 +350,4 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     Returns the run summary; a failed run raises its error.
     """
-    summary: dict[str, Any] = index_flow(config=cfg.model_dump(mode="json"))
-    return summary
+    return cast(dict[str, Any], index_flow(config=cfg.model_dump(mode="json")))
