@@ -25,7 +25,7 @@ pytest.importorskip("prefect_dask")
 
 from sparsehybrid.connectors import open_store
 from sparsehybrid.orchestration.config import PipelineConfig
-from sparsehybrid.orchestration.flows import ARTIFACT_KEY, run_pipeline
+from sparsehybrid.orchestration.flows import artifact_key, run_pipeline
 from sparsehybrid.types import point_id
 
 pytestmark = pytest.mark.slow  # real models and a Prefect API in every test
@@ -115,7 +115,9 @@ def test_incremental_rerun_encodes_nothing_and_publishes_a_summary(prefect_api, 
 
     with get_client(sync_client=True) as client:
         latest = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])), limit=1, sort="CREATED_DESC"
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key(cfg)])),
+            limit=1,
+            sort="CREATED_DESC",
         )
     md = latest[0].data
     assert "| documents seen | 40 |" in md and "| unchanged | 40 |" in md and "| added | 0 |" in md

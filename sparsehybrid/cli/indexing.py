@@ -161,9 +161,12 @@ def index(
             )
         if not cfg.source.path.exists():
             fail(f"{cfg.source.path} does not exist")
-        from ..orchestration.flows import run_pipeline
+        from ..orchestration.flows import TooManyRejectedError, run_pipeline
 
         summary = run_pipeline(cfg)
+    except TooManyRejectedError as exc:
+        print_summary(exc.summary)
+        fail(str(exc))
     except (StoreError, PipelineConfigError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     print_summary(summary)
@@ -183,6 +186,18 @@ def print_summary(s: dict) -> None:
         err_console.print(f"[yellow]... and {s['rejected'] - 20} more rejected records[/]")
 
 
+def require_prefect_server() -> None:
+    """Schedules run only on a Prefect server: a temporary API dies with this process and never
+    fires (Prefect itself says so), so serving against one would print "serving" and do nothing."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        fail(
+            "scheduled runs need a Prefect server: start one with `prefect server start` and "
+            "`export PREFECT_API_URL=http://127.0.0.1:4200/api`, then run this command again"
+        )
+
+
 @app.command()
 def schedule(
     config: Path = typer.Option(..., "--config", "-c", help="The pipeline YAML/TOML file each run reads."),
@@ -199,6 +214,7 @@ def schedule(
     """
     from ..orchestration.config import PipelineConfig, PipelineConfigError, ScheduleConfig
 
+    require_prefect_server()
     try:
         cfg = PipelineConfig.from_file(config)
         base = cfg.schedule

@@ -128,6 +128,8 @@ class DaskConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
+    #: Names the job (its Prefect artifact key); default: derived from the store URL.
+    name: str | None = None
     source: SourceConfig
     store: str = "qdrant-edge://./my-index"
     models: ModelsConfig = Field(default_factory=ModelsConfig)
@@ -141,6 +143,8 @@ class PipelineConfig(_Strict):
     #: source read as empty) unless ``allow_mass_delete`` is set.
     max_delete_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     allow_mass_delete: bool = False
+    #: A run that rejects more than this share of its records (or every record) fails.
+    max_reject_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     schedule: ScheduleConfig | None = None
     #: None runs the encode tasks on Prefect's default (thread) runner.
     dask: DaskConfig | None = None

@@ -20,7 +20,9 @@ content hash, so a re-run after a crash (even ``kill -9``) skips every batch alr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import re
 import threading
 import time
 from typing import Any, TypeVar, cast
@@ -44,7 +46,40 @@ from .config import DaskConfig, ModelsConfig, PipelineConfig, PipelineConfigErro
 
 T = TypeVar("T")
 FLOW_NAME = "sparsehybrid-index"
-ARTIFACT_KEY = "sparsehybrid-index-summary"
+ARTIFACT_KEY = "sparsehybrid-index-summary"  # the prefix of every job's key
+
+
+def artifact_key(cfg: PipelineConfig) -> str:
+    """This job's artifact key: two jobs' summaries never interleave. From the job's name, else
+    its store URL as written (credentials removed), as Prefect wants: lowercase, digits, dashes."""
+    from urllib.parse import urlsplit
+
+    ident = cfg.name or urlsplit(cfg.store)._replace(netloc=urlsplit(cfg.store).hostname or "").geturl()
+    slug = re.sub(r"[^a-z0-9]+", "-", ident.lower()).strip("-")[:60].strip("-")
+    digest = hashlib.sha1(ident.encode("utf-8")).hexdigest()[:8]
+    return f"{ARTIFACT_KEY}-{slug}-{digest}" if slug else f"{ARTIFACT_KEY}-{digest}"
+
+
+class TooManyRejectedError(ValueError):
+    """The run rejected more records than its job allows; carries the run summary."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary
+
+
+def rejection_failure(stats: IndexStats, max_fraction: float) -> str | None:
+    """Why a run with these rejections failed, or None: every record, or more than the allowed share."""
+    rejected = len(stats.rejected)
+    total = rejected + stats.seen
+    if not rejected:
+        return None
+    if stats.seen == 0:
+        return f"every record was rejected ({rejected}); nothing was indexed"
+    if rejected > max_fraction * total:
+        return f"{rejected} of {total} records were rejected ({rejected / total:.0%}, more than the {max_fraction:.0%} allowed)"
+    return None
+
 
 # -- one encoder per process (per GPU) ---------------------------------------------------------
 
@@ -299,8 +334,11 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
     for r in stats.rejected[:20]:
         log.warning("rejected %s", r)
     summary = stats.summary(store.url)
+    failure = rejection_failure(stats, cfg.max_reject_fraction)
+    if failure:
+        summary["failed"] = failure
     create_markdown_artifact(
-        markdown=summary_markdown(summary), key=ARTIFACT_KEY, description="sparsehybrid indexing run"
+        markdown=summary_markdown(summary), key=artifact_key(cfg), description="sparsehybrid indexing run"
     )
     log.info(
         "done: %d seen, %d added, %d updated, %d unchanged, %d deleted, %d rejected in %.1fs (%.1f docs/s)",
@@ -313,6 +351,8 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
         stats.seconds,
         stats.docs_per_second,
     )
+    if failure:
+        raise TooManyRejectedError(f"run failed: {failure}", summary)
     return summary
 
 
@@ -336,7 +376,10 @@ def summary_markdown(s: dict[str, Any]) -> str:
     ]
     if s.get("empty_sparse"):
         rows.append(("chunks with an empty sparse vector", s["empty_sparse"]))
-    lines = [f"# Indexing run into `{s['store']}`", "", "| | |", "|---|---:|"]
+    lines = [f"# Indexing run into `{s['store']}`", ""]
+    if s.get("failed"):
+        lines += [f"**Run failed:** {s['failed']}", ""]
+    lines += ["| | |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", "## Time per stage (wall seconds)", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s["stages"].items()]
