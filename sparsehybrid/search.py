@@ -82,6 +82,10 @@ def check_query(query: object) -> str:
         raise ValueError("query is empty")
     if len(query) > MAX_QUERY_CHARS:
         raise ValueError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as exc:  # e.g. invalid UTF-8 bytes on a command line (surrogate-escaped)
+        raise ValueError(f"query is not valid UTF-8 (at character {exc.start})") from None
     return query
 
 

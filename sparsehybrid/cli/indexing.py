@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .app import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, DEFAULT_STORE, app, console, err_console, fail, progress_bar
@@ -174,11 +175,14 @@ def index(
 
 def print_summary(s: dict) -> None:
     """A run summary (:meth:`IndexStats.summary`, also what the flow returns) as a table."""
-    table = Table(title=f"indexed into {s['store']}", show_header=True)
+    console.print(f"indexed into {escape(s['store'])}", overflow="fold")
+    table = Table(
+        show_header=True, caption=f"{s['docs_per_second']:.1f} docs/s · {s['seconds']:.1f} s", caption_justify="right"
+    )
     cols = ("seen", "added", "updated", "unchanged", "deleted", "rejected", "chunks")
-    for col in (*cols, "docs/s", "seconds"):
-        table.add_column(col, justify="right")
-    table.add_row(*(str(s[k]) for k in cols), f"{s['docs_per_second']:.1f}", f"{s['seconds']:.1f}")
+    for col in cols:  # seven narrow columns: the table fits 80 columns whatever the numbers
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_row(*(str(s[k]) for k in cols))
     console.print(table)
     for r in s["rejected_records"][:20]:
         err_console.print(f"[yellow]rejected[/] {r}")

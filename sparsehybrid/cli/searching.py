@@ -3,32 +3,45 @@
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import Any, cast
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from ..connectors.base import StoreError
 from ..types import SearchMode
 from .app import DEFAULT_STORE, app, console, fail
 
+#: What a failing store or a bad request raises: each is reported as one line, never a traceback.
+CLI_ERRORS: tuple[type[BaseException], ...] = (StoreError, ValueError, OSError)
+
 
 def print_hits(hits, query: str, show_text: int = 160) -> None:
-    table = Table(title=f"[bold]{query}[/]", show_lines=False, expand=True)
-    table.add_column("#", justify="right", width=3)
-    table.add_column("doc", overflow="fold", max_width=28)
-    table.add_column("score", justify="right", width=8)
-    table.add_column("text", overflow="fold", ratio=3)
-    table.add_column("why", overflow="fold", ratio=2)
+    """Hits as a list readable at 80 columns: rank, id and score, then the text, then why."""
+    console.print(f"[bold]{escape(query)}[/]")
     for i, h in enumerate(hits, 1):
         text = (h.title + " — " if h.title else "") + h.text.replace("\n", " ")
-        table.add_row(
-            str(i),
-            h.doc_id,
-            f"{h.score:.4f}",
-            text[:show_text] + ("…" if len(text) > show_text else ""),
-            h.explanation.summary(),
-        )
-    console.print(table)
+        text = text[:show_text] + ("…" if len(text) > show_text else "")
+        console.print(f"[bold]{i:>2}[/] {escape(h.doc_id)}  [cyan]{h.score:.4f}[/]")
+        console.print(f"    {escape(text)}", overflow="fold")
+        console.print(f"    [dim]{escape(h.explanation.summary())}[/]", overflow="fold")
+
+
+def parse_weights(spec: str | None) -> dict[str, float] | None:
+    """``sparse=1,dense=2,bm25=0.5`` as a dict (names are checked by the searcher)."""
+    if not spec:
+        return None
+    weights: dict[str, float] = {}
+    for part in spec.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--weights: {part!r} is not NAME=NUMBER (e.g. sparse=1,dense=2,bm25=0.5)") from None
+        if not sep:
+            raise ValueError(f"--weights: {part!r} is not NAME=NUMBER (e.g. sparse=1,dense=2,bm25=0.5)")
+    return weights
 
 
 @app.command()
@@ -43,13 +56,14 @@ def search(
     rerank_top: int = typer.Option(50, min=1),
     fusion: str = typer.Option("rrf", help="rrf, weighted or dbsf."),
     rrf_k: int = typer.Option(60, min=0),
+    weights: str | None = typer.Option(None, help="Per-retriever fusion weights, e.g. sparse=1,dense=2,bm25=0.5."),
     filter: str | None = typer.Option(None, "--filter", help='JSON, e.g. \'{"lang": "en"}\'.'),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
     device: str | None = typer.Option(None),
 ) -> None:
     """Search an index; the encoders are the ones the index was built with."""
-    from ..connectors import StoreError, open_store
-    from ..search import open_searcher
+    from ..connectors import open_store
+    from ..search import check_query, open_searcher
 
     if rerank and not reranker:
         fail("--rerank needs --reranker MODEL (a CrossEncoder hub id or local path); no cross-encoder ships offline")
@@ -58,6 +72,7 @@ def search(
     except json.JSONDecodeError as exc:
         fail(f"--filter is not valid JSON: {exc}")
     try:
+        check_query(query)  # before loading any model
         st = open_store(store)
         searcher = open_searcher(
             st,
@@ -67,6 +82,7 @@ def search(
             device=device,
             fusion=fusion,
             rrf_k=rrf_k,
+            weights=parse_weights(weights),
         )
         hits = searcher.search(
             query,
@@ -77,7 +93,7 @@ def search(
             rerank_top=rerank_top,
             filter=flt,
         )
-    except (StoreError, ValueError) as exc:
+    except CLI_ERRORS as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
@@ -87,34 +103,58 @@ def search(
     st.close()
 
 
-@app.command()
-def info(store: str = typer.Option(DEFAULT_STORE, "--store", "-s")) -> None:
-    """What an index holds: counts, models, dimensions, metadata fields."""
-    from ..connectors import StoreError, open_store
+def describe_store(store_url: str) -> dict[str, Any]:
+    """What ``info`` reports, as data (also its ``--json`` output)."""
+    from ..connectors import open_store
 
+    st = open_store(store_url)
     try:
-        st = open_store(store)
-    except (StoreError, ValueError) as exc:
+        schema = st.schema
+        if schema is None:
+            raise ValueError(f"{st.url} holds no collection yet")
+        return {
+            "store": st.url,
+            "documents": len(st.document_states()),
+            "points": st.count(),
+            "sparse_model": schema.sparse_model,
+            "sparse_vocab": schema.sparse_dim,
+            "dense_model": schema.dense_model,
+            "dense_dim": schema.dense_dim,
+            "bm25": {"language": schema.bm25_language, "avg_len": schema.bm25_avg_len} if schema.bm25 else None,
+            "metadata_fields": dict(sorted(schema.metadata_fields.items())),
+            "disk_bytes": st.disk_size(),
+        }
+    finally:
+        st.close()
+
+
+@app.command()
+def info(
+    store: str = typer.Option(DEFAULT_STORE, "--store", "-s"),
+    as_json: bool = typer.Option(False, "--json", help="Print the description as JSON."),
+) -> None:
+    """What an index holds: counts, models, dimensions, metadata fields."""
+    try:
+        d = describe_store(store)
+    except CLI_ERRORS as exc:
         fail(str(exc))
-    schema = st.schema
-    if schema is None:
-        fail(f"{st.url} holds no collection yet")
-    docs = len(st.document_states())
-    table = Table(title=st.url, show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value")
+    if as_json:
+        typer.echo(json.dumps(d, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=escape(d["store"]), show_header=False)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    sparse, dense, bm25 = d["sparse_model"], d["dense_model"], d["bm25"]
     rows = [
-        ("documents", str(docs)),
-        ("points (chunks)", str(st.count())),
-        ("sparse model", f"{schema.sparse_model} (vocab {schema.sparse_dim})" if schema.sparse_model else "-"),
-        ("dense model", f"{schema.dense_model} (dim {schema.dense_dim})" if schema.dense_model else "-"),
-        ("bm25", f"{schema.bm25_language}, avg_len {schema.bm25_avg_len:.1f}" if schema.bm25 else "-"),
-        ("metadata fields", ", ".join(f"{k}:{v}" for k, v in sorted(schema.metadata_fields.items())) or "-"),
+        ("documents", str(d["documents"])),
+        ("points (chunks)", str(d["points"])),
+        ("sparse model", f"{sparse} (vocab {d['sparse_vocab']})" if sparse else "-"),
+        ("dense model", f"{dense} (dim {d['dense_dim']})" if dense else "-"),
+        ("bm25", f"{bm25['language']}, avg_len {bm25['avg_len']:.1f}" if bm25 else "-"),
+        ("metadata fields", ", ".join(f"{k}:{v}" for k, v in d["metadata_fields"].items()) or "-"),
     ]
-    size = st.disk_size()
-    if size is not None:
-        rows.append(("size on disk", f"{size / 1e6:.1f} MB"))
+    if d["disk_bytes"] is not None:
+        rows.append(("size on disk", f"{d['disk_bytes'] / 1e6:.1f} MB"))
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, escape(v))
     console.print(table)
-    st.close()

@@ -36,10 +36,18 @@ class Condition:
     value: Any  # Scalar for eq, tuple[Scalar, ...] for in, dict[str, float] for range
 
 
+#: Stores keep integers as signed 64-bit: a larger one can never match (and some clients crash on it).
+INT64 = (-(2**63), 2**63 - 1)
+#: The type recorded for a literal metadata key containing a dot: filters read dots as nesting.
+DOTTED_KEY = "unfilterable (its key contains '.')"
+
+
 def _check_scalar(field: str, value: Any) -> Scalar:
     if isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
+        if not INT64[0] <= value <= INT64[1]:
+            raise FilterError(f"filter field {field!r}: integer {value} is outside the 64-bit range stores keep")
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -97,6 +105,27 @@ def check_fields(conditions: list[Condition], known_fields: Mapping[str, str] | 
         if c.field not in known_fields:
             known = ", ".join(sorted(known_fields)) or "(none)"
             raise FilterError(f"filter field {c.field!r} is not a metadata field of this collection; known: {known}")
+        _check_type(c, known_fields[c.field])
+
+
+def _check_type(c: Condition, kind: str) -> None:
+    """Refuse a condition that can never match the field's recorded type (it would silently match nothing)."""
+    if kind == DOTTED_KEY:
+        raise FilterError(f"filter field {c.field!r} is {kind}; rename the metadata key to filter on it")
+    if c.op == "range":
+        if kind != "number":
+            raise FilterError(f"filter field {c.field!r} holds {kind} values; a range needs a number field")
+        return
+    expected = {"number": int, "keyword": str, "bool": bool}.get(kind)
+    if expected is None:  # lists and other values: any scalar may match an element
+        return
+    values = c.value if c.op == "in" else (c.value,)
+    for v in values:
+        wrong = not isinstance(v, expected) or (expected is int and isinstance(v, bool))
+        if wrong:
+            raise FilterError(
+                f"filter field {c.field!r} holds {kind} values; {v!r} is a {type(v).__name__} and would match nothing"
+            )
 
 
 def metadata_field_types(metadata: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -104,7 +133,9 @@ def metadata_field_types(metadata: Mapping[str, Any], prefix: str = "") -> dict[
     out: dict[str, str] = {}
     for key, value in metadata.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if "." in str(key):
+            out[name] = DOTTED_KEY
+        elif isinstance(value, Mapping):
             out.update(metadata_field_types(value, prefix=f"{name}."))
         elif isinstance(value, bool):
             out[name] = "bool"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,19 @@ from .filters import Condition
 from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
 
 SCHEMA_FILE = "sparsehybrid.json"
+#: Writes are refused below this much free disk (MiB; ``SPARSEHYBRID_MIN_FREE_MB``). The engine
+#: writes through memory maps, and a write that finds the disk full kills the process with SIGBUS,
+#: which no handler can turn into an error: refusing first keeps the store intact and explains why.
+MIN_FREE_MB = int(os.environ.get("SPARSEHYBRID_MIN_FREE_MB", "64"))
 SHARD_DIR = "shard"
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system holding ``path`` (or its nearest existing parent)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
 
 
 def _edge():
@@ -79,6 +92,8 @@ class QdrantEdgeStore(VectorStore):
 
     def __init__(self, path: str | os.PathLike[str], *, exact_dense: bool = False):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"{self.path} is a file, not a store directory; give a directory path")
         self.exact_dense = exact_dense
         self._shard: Any = None
         self._schema: CollectionSchema | None = None
@@ -98,8 +113,20 @@ class QdrantEdgeStore(VectorStore):
     def schema(self) -> CollectionSchema | None:
         return self._schema
 
+    def _check_free_space(self) -> None:
+        free = free_bytes(self.path)
+        if free < MIN_FREE_MB * 2**20:
+            raise StoreError(
+                f"{self.url}: only {free / 2**20:.1f} MiB free on its disk (writes need {MIN_FREE_MB} MiB); "
+                "free some space and run again: the store is intact and the run resumes"
+            )
+
     def _create_collection(self, schema: CollectionSchema) -> CollectionSchema:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._check_free_space()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {self.path}: {exc.strerror or exc}") from None
         self._schema = schema
         self._open_shard(create=True)
         self._write_schema()
@@ -118,6 +145,7 @@ class QdrantEdgeStore(VectorStore):
     def _open_shard(self, create: bool) -> None:
         q = _edge()
         schema = self._require_schema()
+        self._check_free_space()  # even loading may write (the WAL), and a full disk means SIGBUS
         vectors = {}
         if schema.dense_dim:
             vectors[DENSE] = q.EdgeVectorParams(size=int(schema.dense_dim), distance=q.Distance.Cosine)
@@ -179,6 +207,7 @@ class QdrantEdgeStore(VectorStore):
     def _upsert(self, records: Sequence[PointRecord]) -> int:
         q = _edge()
         schema = self._require_schema()
+        self._check_free_space()
         # Every vector is checked before anything is written.
         points = [q.Point(r.id, point_vectors(r, schema, q, self._bm25), r.payload()) for r in records]
         self.shard.update(q.UpdateOperation.upsert_points(points))
