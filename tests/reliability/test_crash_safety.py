@@ -115,7 +115,8 @@ def test_kill_9_during_the_sync_deletion_pass_then_rerun(prefect_api, cranfield,
     Indexer(store, bm25=True).index(as_documents(v1))
     store.close()
     src = write_jsonl(tmp_path / "c.jsonl", v2)
-    cmd = cli(src, idx, prefect_api, "--sync", "--batch-size", "5")
+    # Two thirds of the collection leave the source: a mass delete, allowed explicitly.
+    cmd = cli(src, idx, prefect_api, "--sync", "--allow-mass-delete", "--batch-size", "5")
     run_and_kill(
         cmd, prefect_api, re.compile(r"\d+ documents: \d+ to encode"), after=1, delay=random.uniform(0.05, 0.6)
     )
@@ -136,7 +137,7 @@ store = QdrantEdgeStore(sys.argv[1])
 ix = Indexer(store, bm25=True, batch_size=2)
 print("start", flush=True)
 ix.index(docs, on_batch=lambda s: print("batch", s.added, flush=True))
-ix.index(docs[: len(docs) // 4], sync=True)  # a long deletion pass, in batches
+ix.index(docs[: len(docs) // 4], sync=True, allow_mass_delete=True)  # a long deletion pass, in batches
 print("done", flush=True)
 """
 
