@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ..ingestion.indexing import IndexStats
 
 from .app import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, DEFAULT_STORE, app, console, err_console, fail, progress_bar
 
@@ -58,6 +65,55 @@ def index_with_progress(
         progress.update(task, completed=stats.seen + len(stats.rejected) + stats.duplicates)
     store.optimize()
     return store, stats
+
+
+class IndexProgress:
+    """An index run's progress: a Rich bar on a terminal, one plain line per batch otherwise
+    (logs and CI keep a record; the plan line and batch lines are what scripts wait for)."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.encoded = 0
+        self.t0 = time.perf_counter()
+
+    def __call__(self, stats: IndexStats) -> None:
+        if stats.batches_done == 0:
+            self._plan(stats)
+            return
+        docs, self.encoded = stats.encoded - self.encoded, stats.encoded
+        rate = stats.encoded / max(time.perf_counter() - self.t0, 1e-9)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=stats.encoded, rate=f"{rate:.1f} docs/s")
+            if stats.batches_done == stats.batches:
+                self.bar.stop()
+        else:
+            console.print(
+                f"batch {stats.batches_done}/{stats.batches} written: {docs} documents ({rate:.1f} docs/s)",
+                soft_wrap=True,
+            )
+
+    def _plan(self, stats: IndexStats) -> None:
+        console.print(
+            f"{stats.seen} documents: {stats.to_encode} to encode in {stats.batches} batches, "
+            f"{stats.unchanged} unchanged, {len(stats.rejected)} rejected, {stats.duplicates} duplicate ids",
+            soft_wrap=True,
+        )
+        self.t0 = time.perf_counter()
+        if console.is_terminal and stats.batches:
+            self.bar = progress_bar()
+            self.task = self.bar.add_task("encoding", total=stats.to_encode, rate="")
+            self.bar.start()
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Model-loading bars and Prefect's per-task lines drown an index run's own output: off unless
+    ``--verbose`` (a user's own PREFECT_LOGGING_LEVEL wins). Set before those libraries load."""
+    level = "INFO" if verbose else "WARNING"
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    if not verbose:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def recorded_models(store_url: str) -> tuple[str | None, str | None]:
@@ -113,12 +169,14 @@ def index(
     config: Path | None = typer.Option(
         None, "--config", "-c", help="A pipeline YAML/TOML file (then the other options are ignored)."
     ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's task logs and model loading."),
 ) -> None:
     """Encode a corpus and upsert it into a store, as a Prefect flow (incremental: unchanged
     documents are skipped; a killed run resumes by running it again).
 
     Uses the Prefect API at PREFECT_API_URL, or a temporary local one.
     """
+    quiet_libraries(verbose)
     from ..connectors import StoreError
     from ..orchestration.config import PipelineConfig, PipelineConfigError
 
@@ -164,7 +222,7 @@ def index(
             fail(f"{cfg.source.path} does not exist")
         from ..orchestration.flows import TooManyRejectedError, run_pipeline
 
-        summary = run_pipeline(cfg)
+        summary = run_pipeline(cfg, on_progress=IndexProgress())
     except TooManyRejectedError as exc:
         print_summary(exc.summary)
         fail(str(exc))

@@ -65,7 +65,10 @@ class IndexStats:
     rejected: list[Rejected] = field(default_factory=list)
     #: Chunks stored with an empty sparse vector (e.g. punctuation only): only dense/BM25 can find them.
     empty_sparse: int = 0
+    #: Documents selected for encoding, the batches they make, and how many are written so far.
+    to_encode: int = 0
     batches: int = 0
+    batches_done: int = 0
     workers: set[str] = field(default_factory=set)
     #: Wall seconds per stage, in the order the stages ran.
     stages: dict[str, float] = field(default_factory=dict)
@@ -279,6 +282,7 @@ def run_index(
         store.ensure_schema(wanted)
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     stats.batches = len(batches)
+    stats.to_encode = len(todo)
     stats.stages["plan"] = time.perf_counter() - t
     log.info(
         "%d documents: %d to encode in %d batches, %d unchanged, %d rejected, %d duplicate ids",
@@ -289,6 +293,8 @@ def run_index(
         len(stats.rejected),
         stats.duplicates,
     )
+    if on_batch:
+        on_batch(stats)  # the plan, before any batch: progress displays learn their total here
 
     def finish(i: int, batch: list[Planned], pending: Pending[EncodedBatch]) -> None:
         encoded = pending.result()
@@ -303,6 +309,7 @@ def run_index(
         if encoded.records:
             stale = stale_point_ids(batch, [encoded.n_chunks[d.id] for d, _ in batch])
             stats.upsert_seconds += write(encoded.records, stale)
+        stats.batches_done += 1
         log.info(
             "batch %d/%d written: %d documents, %d chunks (encoded in %.2fs on %s)",
             i + 1,

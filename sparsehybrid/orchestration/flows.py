@@ -25,6 +25,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
@@ -319,6 +320,7 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
             batch_size=cfg.batch_size,
             in_flight=_encode_slots(),
             sync=cfg.sync,
+            on_batch=_progress,
             allow_mass_delete=cfg.allow_mass_delete,
             max_delete_fraction=cfg.max_delete_fraction,
             stats=stats,
@@ -388,9 +390,20 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+#: The progress callback of the run :func:`run_pipeline` started in this process (a flow
+#: parameter cannot carry a function; a deployment's runs have none).
+_progress: Callable[[IndexStats], None] | None = None
+
+
+def run_pipeline(cfg: PipelineConfig, on_progress: Callable[[IndexStats], None] | None = None) -> dict[str, Any]:
     """Run :func:`index_flow` for ``cfg`` (against PREFECT_API_URL, or a temporary local API).
 
-    Returns the run summary; a failed run raises its error.
+    ``on_progress`` is called with the run's stats once planned and after every batch. Returns
+    the run summary; a failed run raises its error.
     """
-    return cast(dict[str, Any], index_flow(config=cfg.model_dump(mode="json")))
+    global _progress
+    _progress = on_progress
+    try:
+        return cast(dict[str, Any], index_flow(config=cfg.model_dump(mode="json")))
+    finally:
+        _progress = None
