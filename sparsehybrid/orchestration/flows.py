@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -53,8 +54,6 @@ ARTIFACT_KEY = "sparsehybrid-index-summary"  # the prefix of every job's key
 def artifact_key(cfg: PipelineConfig) -> str:
     """This job's artifact key: two jobs' summaries never interleave. From the job's name, else
     its store URL as written (credentials removed), as Prefect wants: lowercase, digits, dashes."""
-    from urllib.parse import urlsplit
-
     ident = cfg.name or urlsplit(cfg.store)._replace(netloc=urlsplit(cfg.store).hostname or "").geturl()
     slug = re.sub(r"[^a-z0-9]+", "-", ident.lower()).strip("-")[:60].strip("-")
     digest = hashlib.sha1(ident.encode("utf-8")).hexdigest()[:8]
@@ -403,7 +402,25 @@ def run_pipeline(cfg: PipelineConfig, on_progress: Callable[[IndexStats], None] 
     """
     global _progress
     _progress = on_progress
+    handed, env = secret_free(cfg)
+    os.environ.update(env)
     try:
-        return cast(dict[str, Any], index_flow(config=cfg.model_dump(mode="json")))
+        return cast(dict[str, Any], index_flow(config=handed.model_dump(mode="json")))
     finally:
         _progress = None
+        for name in env:
+            os.environ.pop(name, None)
+
+
+def secret_free(cfg: PipelineConfig) -> tuple[PipelineConfig, dict[str, str]]:
+    """``cfg`` as Prefect may see it: a store URL with credentials in it (user:password@, or a
+    key/token/password option) becomes a ``${VAR}`` reference, and the returned environment holds
+    the value for this process only. Prefect stores flow-run parameters in its database and shows
+    them in its UI; the flow expands the reference when it opens the store."""
+    parts = urlsplit(cfg.store)
+    secret_query = re.search(r"(key|token|password|secret)", parts.query, re.IGNORECASE)
+    if "${" in cfg.store or not (parts.username or parts.password or secret_query):
+        return cfg, {}
+    safe = parts._replace(netloc=parts.hostname or "", query="").geturl()
+    name = "SPARSEHYBRID_STORE_URL_" + hashlib.sha1(safe.encode("utf-8")).hexdigest()[:10].upper()
+    return cfg.model_copy(update={"store": "${" + name + "}", "name": cfg.name or safe}), {name: cfg.store}

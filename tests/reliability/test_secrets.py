@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import ssl
 import threading
 import traceback
@@ -200,3 +201,29 @@ def test_payload_filters_are_validated_before_any_request():
     body = store.bm25_search_body("q", 5, parse_filter({"lang": "en' OR '1'='1"}))
     assert body["query"]["bool"]["filter"] == [{"term": {"metadata.lang": "en' OR '1'='1"}}]
     store.close()
+
+
+def test_a_password_written_in_the_store_url_never_reaches_prefect(prefect_api, tmp_path):
+    """Typed on the command line (user:password@host): the run's stored parameters, its logs and
+    its artifact hold no trace of it, and the store is still reached with it."""
+    from prefect.client.orchestration import get_client
+
+    from sparsehybrid.orchestration.config import PipelineConfig
+    from sparsehybrid.orchestration.flows import run_pipeline
+
+    secret = "url-PLANTED-in-cli-4f3e"
+    src = tmp_path / "c.jsonl"
+    src.write_text('{"_id": "a", "text": "wing"}\n', encoding="utf-8")
+    port = free_port()
+    url = f"opensearch://admin:{secret}@127.0.0.1:{port}/idx-{port}?retries=1&timeout=1"
+    cfg = PipelineConfig.parse({"source": {"path": str(src)}, "store": url, "models": {"sparse": None, "dense": None}})
+    with pytest.raises(StoreError) as info:
+        run_pipeline(cfg)
+    assert f"127.0.0.1:{port}" in str(info.value)  # it really tried that store
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(limit=10, sort="START_TIME_DESC")
+        texts = [str(r.parameters) for r in runs] + [log.message for log in client.read_logs()]
+        texts += [str(a.data) for a in client.read_artifacts()]
+    assert any(f"idx-{port}" in t or "SPARSEHYBRID_STORE_URL" in t for t in texts)
+    assert secret not in "\n".join(texts)
+    assert not [k for k in os.environ if k.startswith("SPARSEHYBRID_STORE_URL_")]  # not left behind
