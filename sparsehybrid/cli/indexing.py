@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from ..ingestion.indexing import IndexStats
+    from ..orchestration.config import PipelineConfig
+    from ..orchestration.runtime import StopRequest
 
 from .app import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, DEFAULT_STORE, app, console, err_console, fail, progress_bar
 
@@ -106,6 +109,20 @@ class IndexProgress:
             self.bar.start()
 
 
+def run_interactive(cfg: PipelineConfig, stop: StopRequest) -> dict[str, Any]:
+    """Run the index flow from a terminal: against PREFECT_API_URL, or a temporary API of our own
+    that no signal or crash of this process leaves behind; SIGINT/SIGTERM stop it between batches."""
+    from prefect.settings import PREFECT_API_URL
+
+    from ..orchestration.flows import run_pipeline
+    from ..orchestration.runtime import temporary_prefect_api
+
+    with stop.installed():
+        api = contextlib.nullcontext() if PREFECT_API_URL.value() else temporary_prefect_api()
+        with api:
+            return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop)
+
+
 def quiet_libraries(verbose: bool) -> None:
     """Model-loading bars and Prefect's per-task lines drown an index run's own output: off unless
     ``--verbose`` (a user's own PREFECT_LOGGING_LEVEL wins). Set before those libraries load."""
@@ -178,7 +195,12 @@ def index(
     """
     quiet_libraries(verbose)
     from ..connectors import StoreError
+    from ..ingestion.indexing import IndexInterrupted
     from ..orchestration.config import PipelineConfig, PipelineConfigError
+    from ..orchestration.flows import TooManyRejectedError
+    from ..orchestration.runtime import StopRequest
+
+    stop = StopRequest()
 
     try:
         if config is not None:
@@ -220,9 +242,10 @@ def index(
             )
         if not cfg.source.path.exists():
             fail(f"{cfg.source.path} does not exist")
-        from ..orchestration.flows import TooManyRejectedError, run_pipeline
-
-        summary = run_pipeline(cfg, on_progress=IndexProgress())
+        summary = run_interactive(cfg, stop)
+    except IndexInterrupted as exc:
+        err_console.print(f"[bold yellow]stopped:[/] {exc}")
+        raise typer.Exit(code=stop.exit_code) from None
     except TooManyRejectedError as exc:
         print_summary(exc.summary)
         fail(str(exc))

@@ -45,6 +45,10 @@ class MassDeleteError(ValueError):
     """A sync would delete more of the collection than allowed: refused before anything is written."""
 
 
+class IndexInterrupted(RuntimeError):
+    """The run was asked to stop; every batch it wrote is whole, so running it again resumes."""
+
+
 class Pending(Protocol[T_co]):
     """What an encode submission returns: a concurrent.futures.Future or a PrefectFuture."""
 
@@ -245,6 +249,7 @@ def run_index(
     allow_mass_delete: bool = False,
     max_delete_fraction: float = 0.5,
     on_batch: Callable[[IndexStats], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     stats: IndexStats | None = None,
     log: logging.Logger | logging.LoggerAdapter = logger,
 ) -> IndexStats:
@@ -322,14 +327,32 @@ def run_index(
         if on_batch:
             on_batch(stats)
 
+    def stop_now() -> None:
+        """Abandon the batches still being encoded (nothing of them is written) and stop."""
+        for _, _, pending in queue:
+            cancel = getattr(pending, "cancel", None)
+            if cancel is not None:
+                cancel()
+        raise IndexInterrupted(
+            f"interrupted after {stats.batches_done} of {stats.batches} batches; every written batch is "
+            "whole: run the same command again to resume"
+        )
+
+    stopping = should_stop or (lambda: False)
     t = time.perf_counter()
     queue: deque[tuple[int, list[Planned], Pending[EncodedBatch]]] = deque()
     for i, batch in enumerate(batches):
+        if stopping():
+            stop_now()
         queue.append((i, batch, submit_encode([d for d, _ in batch])))
         while len(queue) > in_flight:
             finish(*queue.popleft())
+            if stopping():
+                stop_now()
     while queue:
         finish(*queue.popleft())
+        if stopping() and queue:
+            stop_now()
     stats.stages["encode + write"] = time.perf_counter() - t
 
     if sync:

@@ -19,6 +19,7 @@ content hash, so a re-run after a crash (even ``kill -9``) skips every batch alr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -41,10 +42,11 @@ from ..connectors import open_store
 from ..connectors.base import CollectionSchema, StoreError, StoreUnavailableError, VectorStore
 from ..ingestion.dead_letter import run_timestamp, write_dead_letter
 from ..ingestion.encoding import BatchEncoder, EncodedBatch
-from ..ingestion.indexing import IndexStats, run_index, write_batch
+from ..ingestion.indexing import IndexInterrupted, IndexStats, run_index, write_batch
 from ..ingestion.sources import SourceItem, open_source
 from ..types import Document, PointRecord
 from .config import DaskConfig, ModelsConfig, PipelineConfig, PipelineConfigError, SourceConfig
+from .runtime import StopRequest
 
 T = TypeVar("T")
 FLOW_NAME = "sparsehybrid-index"
@@ -236,7 +238,7 @@ def _index_on_dask(config: dict[str, Any]) -> Any:
 
 #: Errors that say what to fix (bad config, refused sync, encoder mismatch, store down): the run
 #: fails with the message alone; anything else keeps its traceback for debugging.
-USER_ERRORS = (StoreError, PipelineConfigError, ValueError, FileNotFoundError)
+USER_ERRORS = (StoreError, PipelineConfigError, ValueError, FileNotFoundError, IndexInterrupted)
 
 
 def _failed(exc: BaseException) -> Any:
@@ -295,42 +297,47 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
     t0 = time.perf_counter()
     store = open_store(cfg.store_url())
     log.info("indexing %s into %s", cfg.source.path, store.url)
-    try:
-        # Model loading (on a worker) overlaps reading the source.
-        described = describe_encoders.submit(cfg.models, cfg.chunk_overlap)
-        t = time.perf_counter()
-        items = read_source(cfg.source)
-        stats.stages["read"] = time.perf_counter() - t
-        t = time.perf_counter()
-        wanted = described.result()
-        stats.stages["load models"] = time.perf_counter() - t
-
-        def submit_encode(docs: list[Document]) -> Any:
-            rows = [dataclasses.asdict(d) for d in docs]
-            return encode_batch.submit(rows, cfg.models, cfg.chunk_overlap)
-
-        run_index(
-            store,
-            items,
-            wanted,
-            submit_encode,
-            write=lambda records, stale: write_batch_task(_as_is(store), _as_is(records), _as_is(stale)),
-            delete_documents=lambda doc_ids: delete_vanished(_as_is(store), doc_ids),
-            batch_size=cfg.batch_size,
-            in_flight=_encode_slots(),
-            sync=cfg.sync,
-            on_batch=_progress,
-            allow_mass_delete=cfg.allow_mass_delete,
-            max_delete_fraction=cfg.max_delete_fraction,
-            stats=stats,
-            log=log,
-        )
-        if stats.encoded or stats.deleted:
+    # Prefect's engine installs its own SIGTERM handler when the flow starts: an interactive
+    # run's stop request takes over again for the body (and gives it back afterwards).
+    signals = _stop.installed() if _stop is not None else contextlib.nullcontext()
+    with signals:
+        try:
+            # Model loading (on a worker) overlaps reading the source.
+            described = describe_encoders.submit(cfg.models, cfg.chunk_overlap)
             t = time.perf_counter()
-            store.optimize()
-            stats.stages["optimize"] = time.perf_counter() - t
-    finally:
-        store.close()
+            items = read_source(cfg.source)
+            stats.stages["read"] = time.perf_counter() - t
+            t = time.perf_counter()
+            wanted = described.result()
+            stats.stages["load models"] = time.perf_counter() - t
+
+            def submit_encode(docs: list[Document]) -> Any:
+                rows = [dataclasses.asdict(d) for d in docs]
+                return encode_batch.submit(rows, cfg.models, cfg.chunk_overlap)
+
+            run_index(
+                store,
+                items,
+                wanted,
+                submit_encode,
+                write=lambda records, stale: write_batch_task(_as_is(store), _as_is(records), _as_is(stale)),
+                delete_documents=lambda doc_ids: delete_vanished(_as_is(store), doc_ids),
+                batch_size=cfg.batch_size,
+                in_flight=_encode_slots(),
+                sync=cfg.sync,
+                on_batch=_progress,
+                should_stop=_stop.is_set if _stop else None,
+                allow_mass_delete=cfg.allow_mass_delete,
+                max_delete_fraction=cfg.max_delete_fraction,
+                stats=stats,
+                log=log,
+            )
+            if stats.encoded or stats.deleted:
+                t = time.perf_counter()
+                store.optimize()
+                stats.stages["optimize"] = time.perf_counter() - t
+        finally:
+            store.close()
     stats.seconds = time.perf_counter() - t0
     for r in stats.rejected[:20]:
         log.warning("rejected %s", r)
@@ -392,22 +399,29 @@ def summary_markdown(s: dict[str, Any]) -> str:
 #: The progress callback of the run :func:`run_pipeline` started in this process (a flow
 #: parameter cannot carry a function; a deployment's runs have none).
 _progress: Callable[[IndexStats], None] | None = None
+#: Likewise, SIGINT/SIGTERM as a request to stop between batches (an interactive run's).
+_stop: StopRequest | None = None
 
 
-def run_pipeline(cfg: PipelineConfig, on_progress: Callable[[IndexStats], None] | None = None) -> dict[str, Any]:
+def run_pipeline(
+    cfg: PipelineConfig,
+    on_progress: Callable[[IndexStats], None] | None = None,
+    stop: StopRequest | None = None,
+) -> dict[str, Any]:
     """Run :func:`index_flow` for ``cfg`` (against PREFECT_API_URL, or a temporary local API).
 
-    ``on_progress`` is called with the run's stats once planned and after every batch. Returns
+    ``on_progress`` is called with the run's stats once planned and after every batch; with
+    ``stop``, SIGINT/SIGTERM stop the run between batches (:class:`IndexInterrupted`). Returns
     the run summary; a failed run raises its error.
     """
-    global _progress
-    _progress = on_progress
+    global _progress, _stop
+    _progress, _stop = on_progress, stop
     handed, env = secret_free(cfg)
     os.environ.update(env)
     try:
         return cast(dict[str, Any], index_flow(config=handed.model_dump(mode="json")))
     finally:
-        _progress = None
+        _progress, _stop = None, None
         for name in env:
             os.environ.pop(name, None)
 
