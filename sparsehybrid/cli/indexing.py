@@ -112,6 +112,9 @@ class IndexProgress:
 def run_interactive(cfg: PipelineConfig, stop: StopRequest) -> dict[str, Any]:
     """Run the index flow from a terminal: against PREFECT_API_URL, or a temporary API of our own
     that no signal or crash of this process leaves behind; SIGINT/SIGTERM stop it between batches."""
+    unchanged = unchanged_summary(cfg)
+    if unchanged is not None:
+        return unchanged
     from prefect.settings import PREFECT_API_URL
 
     from ..orchestration.flows import run_pipeline
@@ -121,6 +124,39 @@ def run_interactive(cfg: PipelineConfig, stop: StopRequest) -> dict[str, Any]:
         api = contextlib.nullcontext() if PREFECT_API_URL.value() else temporary_prefect_api()
         with api:
             return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop)
+
+
+def unchanged_summary(cfg: PipelineConfig) -> dict[str, Any] | None:
+    """The summary of a run with nothing to do, found without Prefect or models; else None.
+
+    Reading the source and the stored content hashes is all a no-op needs: a re-run of an
+    unchanged corpus takes seconds instead of starting an API and loading models. Anything to
+    encode, delete, dead-letter or fail on goes through the flow as usual.
+    """
+    from ..connectors import open_store
+    from ..ingestion.indexing import IndexStats, plan_index, rejection_failure
+    from ..ingestion.sources import open_source
+
+    t0 = time.perf_counter()
+    store = open_store(cfg.store_url())
+    try:
+        if store.schema is None:
+            return None
+        stats = IndexStats()
+        items = open_source(cfg.source.path, cfg.source.fields.field_map(), cfg.source.format)
+        todo, _, vanished = plan_index(store, items, stats, sync=cfg.sync)
+        if (
+            todo
+            or vanished
+            or (stats.rejected and cfg.dead_letter)
+            or rejection_failure(stats, cfg.max_reject_fraction)
+        ):
+            return None
+        stats.seconds = time.perf_counter() - t0
+        console.print(f"{stats.seen} documents: nothing changed since the last run", soft_wrap=True)
+        return stats.summary(store.url)
+    finally:
+        store.close()
 
 
 def quiet_libraries(verbose: bool) -> None:

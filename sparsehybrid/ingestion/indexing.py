@@ -113,6 +113,19 @@ class IndexStats:
         return self.as_dict() | {"store": store_url, "rejected_records": [str(r) for r in self.rejected[:100]]}
 
 
+def rejection_failure(stats: IndexStats, max_fraction: float) -> str | None:
+    """Why a run with these rejections failed, or None: every record, or more than the allowed share."""
+    rejected = len(stats.rejected)
+    total = rejected + stats.seen
+    if not rejected:
+        return None
+    if stats.seen == 0:
+        return f"every record was rejected ({rejected}); nothing was indexed"
+    if rejected > max_fraction * total:
+        return f"{rejected} of {total} records were rejected ({rejected / total:.0%}, more than the {max_fraction:.0%} allowed)"
+    return None
+
+
 def estimate_avg_len(store: VectorStore, docs: Sequence[Document]) -> float:
     """Average BM25 document length over a sample: length normalisation needs the corpus average."""
     if not docs:
@@ -231,6 +244,25 @@ def write_batch(store: VectorStore, records: Sequence[PointRecord], stale: Seque
     return time.perf_counter() - t
 
 
+def plan_index(
+    store: VectorStore,
+    items: Iterable[SourceItem | Document],
+    stats: IndexStats,
+    *,
+    skip_unchanged: bool = True,
+    sync: bool = False,
+) -> tuple[list[Planned], dict[str, StoredState], list[str]]:
+    """What a run would do, without encoders: (documents to encode, stored states, ids a sync
+    would delete). Counts seen, unchanged, rejected and duplicates into ``stats``."""
+    buffered = list(name_positions(items))  # de-duplication needs to know which occurrence is last
+    # Always read: it tells added from updated and which surplus chunks to delete.
+    stored = store.document_states() if store.schema is not None else {}
+    seen_ids: set[str] = set()
+    todo = select(dedupe(buffered, stats), stored, stats, seen_ids, skip_unchanged)
+    vanished = sorted(set(stored) - seen_ids) if sync else []
+    return todo, stored, vanished
+
+
 # -- the loop -------------------------------------------------------------------------------------
 
 
@@ -270,14 +302,9 @@ def run_index(
     t0 = time.perf_counter()
 
     t = time.perf_counter()
-    buffered = list(name_positions(items))  # de-duplication needs to know which occurrence is last
     if store.schema is not None:
         store.ensure_schema(wanted)  # refuses other encoders before anything is written
-    # Always read: it tells added from updated and which surplus chunks to delete.
-    stored = store.document_states() if store.schema is not None else {}
-    seen_ids: set[str] = set()
-    todo = select(dedupe(buffered, stats), stored, stats, seen_ids, skip_unchanged)
-    vanished = sorted(set(stored) - seen_ids) if sync else []
+    todo, stored, vanished = plan_index(store, items, stats, skip_unchanged=skip_unchanged, sync=sync)
     if vanished and not allow_mass_delete:
         _refuse_mass_delete(len(vanished), len(stored), stats.seen, max_delete_fraction)
     if store.schema is None and todo:

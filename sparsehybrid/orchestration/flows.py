@@ -42,7 +42,7 @@ from ..connectors import open_store
 from ..connectors.base import CollectionSchema, StoreError, StoreUnavailableError, VectorStore
 from ..ingestion.dead_letter import run_timestamp, write_dead_letter
 from ..ingestion.encoding import BatchEncoder, EncodedBatch
-from ..ingestion.indexing import IndexInterrupted, IndexStats, run_index, write_batch
+from ..ingestion.indexing import IndexInterrupted, IndexStats, rejection_failure, run_index, write_batch
 from ..ingestion.sources import SourceItem, open_source
 from ..types import Document, PointRecord
 from .config import DaskConfig, ModelsConfig, PipelineConfig, PipelineConfigError, SourceConfig
@@ -68,19 +68,6 @@ class TooManyRejectedError(ValueError):
     def __init__(self, message: str, summary: dict[str, Any]):
         super().__init__(message)
         self.summary = summary
-
-
-def rejection_failure(stats: IndexStats, max_fraction: float) -> str | None:
-    """Why a run with these rejections failed, or None: every record, or more than the allowed share."""
-    rejected = len(stats.rejected)
-    total = rejected + stats.seen
-    if not rejected:
-        return None
-    if stats.seen == 0:
-        return f"every record was rejected ({rejected}); nothing was indexed"
-    if rejected > max_fraction * total:
-        return f"{rejected} of {total} records were rejected ({rejected / total:.0%}, more than the {max_fraction:.0%} allowed)"
-    return None
 
 
 # -- one encoder per process (per GPU) ---------------------------------------------------------
@@ -286,6 +273,26 @@ def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
             write_dead_letter(cfg.dead_letter, stats.rejected, at=started, flow_run=str(run.id) if run else None)
 
 
+def recorded_schema(models: ModelsConfig, schema: CollectionSchema | None) -> CollectionSchema | None:
+    """The schema ``models`` imply, read from a collection built with exactly these models (None
+    when there is no such collection: then the encoders must be loaded to describe themselves)."""
+    from ..encoders.models import resolve_model
+
+    if schema is None:
+        return None
+    want_sparse = resolve_model(models.sparse)[1] if models.sparse else None
+    want_dense = resolve_model(models.dense)[1] if models.dense else None
+    if (want_sparse, want_dense) != (schema.sparse_model, schema.dense_model):
+        return None
+    return CollectionSchema(
+        sparse_model=schema.sparse_model,
+        sparse_dim=schema.sparse_dim,
+        dense_model=schema.dense_model,
+        dense_dim=schema.dense_dim,
+        bm25=models.bm25,
+    )
+
+
 def _as_is(value: T) -> T:
     """Hand ``value`` to a task without Prefect walking it for futures (record lists are large);
     typed as the value itself, so the tasks' signatures stay exact."""
@@ -302,14 +309,18 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
     signals = _stop.installed() if _stop is not None else contextlib.nullcontext()
     with signals:
         try:
-            # Model loading (on a worker) overlaps reading the source.
-            described = describe_encoders.submit(cfg.models, cfg.chunk_overlap)
+            # An existing collection built with these models describes them: no model is loaded
+            # unless a batch needs encoding. Otherwise loading (on a worker) overlaps the read.
+            wanted = recorded_schema(cfg.models, store.schema)
+            described = describe_encoders.submit(cfg.models, cfg.chunk_overlap) if wanted is None else None
             t = time.perf_counter()
             items = read_source(cfg.source)
             stats.stages["read"] = time.perf_counter() - t
-            t = time.perf_counter()
-            wanted = described.result()
-            stats.stages["load models"] = time.perf_counter() - t
+            if described is not None:
+                t = time.perf_counter()
+                wanted = described.result()
+                stats.stages["load models"] = time.perf_counter() - t
+            assert wanted is not None
 
             def submit_encode(docs: list[Document]) -> Any:
                 rows = [dataclasses.asdict(d) for d in docs]
