@@ -136,3 +136,59 @@ def test_schedule_without_a_prefect_server_refuses_and_says_how_to_start_one(tmp
     assert out.returncode == 1
     assert "prefect server start" in out.stderr and "PREFECT_API_URL" in out.stderr
     assert "serving" not in out.stdout
+
+
+def test_the_work_pool_deployment_in_deploy_runs_on_a_process_worker(
+    prefect_server, cranfield, tiny_splade_dir, tmp_path
+):
+    api, home = prefect_server
+    repo = Path(__file__).resolve().parents[1]
+    env = _prefect_env(home, api)
+    prefect = str(BIN / "prefect")
+
+    def run(*args: str) -> str:
+        out = subprocess.run([prefect, *args], env=env, cwd=repo, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    with open(cranfield / "corpus.jsonl", encoding="utf-8") as fh:
+        rows = [json.loads(next(fh)) for _ in range(6)]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "source: {path: c.jsonl}\nstore: qdrant-edge://idx\n"
+        f"models: {{sparse: {tiny_splade_dir}, dense: null, max_length: 64}}\n"
+    )
+    run("work-pool", "create", "sparsehybrid", "--type", "process")
+    run("deploy", "--prefect-file", "deploy/prefect.yaml", "--all")
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen(
+        [prefect, "worker", "start", "--pool", "sparsehybrid"],
+        env=env | {"PREFECT_WORKER_QUERY_SECONDS": "2"},
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        run("deployment", "run", "sparsehybrid-index/hourly-index", "--param", f"config={job}")
+        deadline = time.time() + 180
+        completed: list[dict] = []
+        while time.time() < deadline and not completed:
+            time.sleep(3)
+            completed = [r for r in _completed_flow_runs(api) if r["parameters"].get("config") == str(job)]
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+        assert completed, (
+            "no run of the work-pool deployment completed: " + (tmp_path / "worker.log").read_text()[-3000:]
+        )
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+        log.close()
+    from sparsehybrid.connectors import open_store
+
+    store = open_store(f"qdrant-edge://{tmp_path / 'idx'}")
+    try:
+        assert set(store.document_states()) == {r["_id"] for r in rows}
+    finally:
+        store.close()
