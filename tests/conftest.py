@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,18 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield PREFECT_API_URL.value()
+
+
+def index_command(source: Path, store: Path, *extra: str) -> list[str]:
+    """``sparsehybrid index SOURCE --store qdrant-edge://STORE ...`` as the user types it."""
+    return [sys.executable, "-m", "sparsehybrid.cli", "index", str(source), "--store", f"qdrant-edge://{store}", *extra]
+
+
+def cli_env(prefect_api: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment a CLI subprocess runs in: wide columns (no wrapped lines), offline models,
+    and the given Prefect API (None: the CLI starts its own temporary one)."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(COLUMNS="200", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **extra)
+    if prefect_api:
+        env["PREFECT_API_URL"] = prefect_api
+    return env

@@ -23,6 +23,8 @@ import pytest
 pytest.importorskip("prefect")
 pytest.importorskip("prefect_dask")
 
+from conftest import index_command
+
 from sparsehybrid.connectors import open_store
 from sparsehybrid.orchestration.config import PipelineConfig
 from sparsehybrid.orchestration.flows import artifact_key, run_pipeline
@@ -202,23 +204,9 @@ def test_run_killed_with_sigkill_resumes_without_duplicates(prefect_api, cranfie
     rows = cranfield_docs(cranfield, 60)
     src = write_jsonl(tmp_path / "c.jsonl", rows)
     idx = tmp_path / "idx"
-    cmd = [
-        sys.executable,
-        "-m",
-        "sparsehybrid.cli",
-        "index",
-        str(src),
-        "--store",
-        f"qdrant-edge://{idx}",
-        "--sparse-model",
-        tiny_model,
-        "--dense-model",
-        "none",
-        "--max-length",
-        "64",
-        "--batch-size",
-        "3",
-    ]
+    cmd = index_command(
+        src, idx, "--sparse-model", tiny_model, "--dense-model", "none", "--max-length", "64", "--batch-size", "3"
+    )
     env = dict(os.environ, PREFECT_API_URL=prefect_api, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", COLUMNS="200")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()

@@ -20,10 +20,10 @@ license must allow it); where it is refused, fusion runs client-side with the sa
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..types import ScoredPoint, SparseVector
+from ..types import SparseVector
 from .base import CollectionSchema
 from .filters import Condition
 from .retry import TRANSIENT_STATUSES
@@ -35,7 +35,6 @@ from .search_engine_common import (
     base_mappings,
     engine_settings,
     filter_clauses,
-    hits_to_points,
     source_filter,
     sparse_features,
     with_filter,
@@ -128,27 +127,19 @@ class ElasticsearchStore(SearchEngineStore):
             "_source": source_filter(False),
         }
 
-    def _native_fused(self, parts, limit, candidates, k, weights, conditions) -> list[ScoredPoint] | None:
+    def _fused_request(self, parts, limit, candidates, k, weights, conditions) -> Callable[[], Any]:
+        body = self.rrf_search_body(parts, limit, candidates, k, weights, conditions)
+        return lambda: self.client.search(index=self.index, body=body)
+
+    def _refuses_server_fusion(self, exc: BaseException) -> bool:
         import elasticsearch
 
-        body = self.rrf_search_body(parts, limit, candidates, k, weights, conditions)
-
-        def run():
-            try:
-                return self.client.search(index=self.index, body=body)
-            except elasticsearch.ApiError as exc:
-                text = str(exc).lower()
-                if (exc.meta.status == 403 and "licen" in text) or (
-                    exc.meta.status == 400 and ("rrf" in text or "retriever" in text)
-                ):
-                    self._note_client_fusion(exc)
-                    return None
-                raise
-
-        response = self._call("hybrid search", run)
-        if response is None:
-            return None
-        return hits_to_points(response, limit)
+        if not isinstance(exc, elasticsearch.ApiError):
+            return False
+        text = str(exc).lower()
+        return (exc.meta.status == 403 and "licen" in text) or (
+            exc.meta.status == 400 and ("rrf" in text or "retriever" in text)
+        )
 
 
 def open_elasticsearch(url: str, **options: Any) -> ElasticsearchStore:

@@ -23,10 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..types import ScoredPoint, SparseVector
+from ..types import SparseVector
 from .base import CollectionSchema
 from .filters import Condition
 from .retry import TRANSIENT_STATUSES
@@ -38,7 +38,6 @@ from .search_engine_common import (
     base_mappings,
     engine_settings,
     filter_clauses,
-    hits_to_points,
     source_filter,
     sparse_features,
     with_filter,
@@ -121,27 +120,22 @@ class OpenSearchStore(SearchEngineStore):
                 queries.append(with_filter(self.bm25_query(value), conditions))
         return {"query": {"hybrid": {"queries": queries}}, "size": int(candidates), "_source": source_filter(False)}
 
-    def _native_fused(self, parts, limit, candidates, k, weights, conditions) -> list[ScoredPoint] | None:
-        from opensearchpy import exceptions as e
-
+    def _fused_request(self, parts, limit, candidates, k, weights, conditions) -> Callable[[], Any]:
         pipeline = self.rrf_pipeline_body(k, weights)
         name = self.pipeline_name(pipeline)
         body = self.hybrid_search_body(parts, candidates, conditions)
 
-        def run():
-            try:
-                self.client.search_pipeline.put(id=name, body=pipeline)
-                return self.client.search(index=self.index, body=body, search_pipeline=name)
-            except e.TransportError as exc:
-                if exc.status_code in (400, 404):  # no neural-search plugin / score-ranker-processor
-                    self._note_client_fusion(exc)
-                    return None
-                raise
+        def request() -> Any:
+            self.client.search_pipeline.put(id=name, body=pipeline)
+            return self.client.search(index=self.index, body=body, search_pipeline=name)
 
-        response = self._call("hybrid search", run)
-        if response is None:
-            return None
-        return hits_to_points(response, limit)
+        return request
+
+    def _refuses_server_fusion(self, exc: BaseException) -> bool:
+        from opensearchpy import exceptions as e
+
+        # No neural-search plugin, or no score-ranker-processor: the cluster cannot fuse.
+        return isinstance(exc, e.TransportError) and exc.status_code in (400, 404)
 
 
 def open_opensearch(url: str, **options: Any) -> OpenSearchStore:

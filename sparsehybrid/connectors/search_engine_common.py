@@ -26,7 +26,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -390,7 +390,37 @@ class SearchEngineStore(RemoteStore):
         conditions: Sequence[Condition],
     ) -> list[ScoredPoint] | None:
         """Run RRF in the engine; None when this cluster cannot (then fusion runs client-side)."""
+        request = self._fused_request(parts, limit, candidates, k, weights, conditions)
+        if request is None:
+            return None
+
+        def run() -> Any:
+            try:
+                return request()
+            except Exception as exc:
+                if self._refuses_server_fusion(exc):
+                    self._note_client_fusion(exc)
+                    return None
+                raise
+
+        response = self._call("hybrid search", run)
+        return None if response is None else hits_to_points(response, limit)
+
+    def _fused_request(
+        self,
+        parts: dict[str, Any],
+        limit: int,
+        candidates: int,
+        k: int,
+        weights: list[float],
+        conditions: Sequence[Condition],
+    ) -> Callable[[], Any] | None:
+        """The engine's hybrid request (returns its raw response); None: this engine has none."""
         return None
+
+    def _refuses_server_fusion(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says this cluster cannot fuse (no plugin, no licence), not a failure."""
+        return False
 
     # -- plumbing --------------------------------------------------------------------------
     @property

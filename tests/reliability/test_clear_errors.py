@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli_env, index_command
 from typer.testing import CliRunner
 
 from sparsehybrid import Indexer, open_store
@@ -108,20 +108,8 @@ def test_a_read_only_file_system_is_one_line(tmp_path, cranfield, prefect_api):
             )
             if mounted.returncode != 0:
                 pytest.skip("cannot make a read-only directory here (root without mount)")
-        cmd = [
-            sys.executable,
-            "-m",
-            "sparsehybrid.cli",
-            "index",
-            str(src),
-            "--store",
-            f"qdrant-edge://{ro}/idx",
-            "--sparse-model",
-            "none",
-            "--dense-model",
-            "none",
-        ]
-        env = dict(os.environ, PREFECT_API_URL=prefect_api, COLUMNS="200")
+        cmd = index_command(src, ro / "idx", "--sparse-model", "none", "--dense-model", "none")
+        env = cli_env(prefect_api)
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert out.returncode == 1
         assert "cannot create the store" in out.stderr and "Traceback" not in out.stderr, out.stderr
@@ -199,21 +187,9 @@ def test_a_full_disk_is_one_clear_error_and_the_store_survives(tmp_path, cranfie
 def test_cli_index_on_a_full_disk_prints_one_line(tmp_path, cranfield, prefect_api, monkeypatch):
     src = tmp_path / "c.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in cranfield_rows(cranfield, 3)))
-    cmd = [
-        sys.executable,
-        "-m",
-        "sparsehybrid.cli",
-        "index",
-        str(src),
-        "--store",
-        f"qdrant-edge://{tmp_path}/idx",
-        "--sparse-model",
-        "none",
-        "--dense-model",
-        "none",
-    ]
+    cmd = index_command(src, tmp_path / "idx", "--sparse-model", "none", "--dense-model", "none")
     # More free space required than any disk has: the same refusal a full disk meets.
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, COLUMNS="200", SPARSEHYBRID_MIN_FREE_MB=str(2**40))
+    env = cli_env(prefect_api, SPARSEHYBRID_MIN_FREE_MB=str(2**40))
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and "MiB free" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not Path(tmp_path / "idx" / "shard").exists()

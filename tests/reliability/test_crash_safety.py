@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from conftest import cli_env, index_command
+
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 from sparsehybrid.ingestion.indexing import Indexer
 
@@ -52,25 +54,12 @@ def assert_exactly(path: Path, rows: list[dict]) -> None:
 
 
 def cli(source: Path, store: Path, prefect_api: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "sparsehybrid.cli",
-        "index",
-        str(source),
-        "--store",
-        f"qdrant-edge://{store}",
-        "--sparse-model",
-        "none",
-        "--dense-model",
-        "none",
-        *extra,
-    ]
+    return index_command(source, store, "--sparse-model", "none", "--dense-model", "none", *extra)
 
 
 def run_and_kill(cmd: list[str], prefect_api: str, trigger: re.Pattern, after: int, delay: float) -> list[str]:
     """Run ``cmd``; SIGKILL it ``delay`` seconds after the ``after``-th output line matching ``trigger``."""
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, COLUMNS="200")
+    env = cli_env(prefect_api)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
@@ -90,7 +79,7 @@ def run_and_kill(cmd: list[str], prefect_api: str, trigger: re.Pattern, after: i
 
 
 def run_to_end(cmd: list[str], prefect_api: str) -> str:
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, COLUMNS="200")
+    env = cli_env(prefect_api)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout

@@ -4,12 +4,11 @@ next run, one unstorable record never stops the rest, and byte-order marks are n
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli_env, index_command
 
 from sparsehybrid import Indexer, open_store
 from sparsehybrid.connectors.base import EncoderMismatchError
@@ -73,8 +72,8 @@ def test_cli_sync_refusal_is_one_line_and_names_the_count(tmp_path, cranfield, p
     Indexer(store, bm25=True).index(as_documents(rows))
     store.close()
     empty = write_jsonl(tmp_path / "empty.jsonl", [])
-    cmd = [sys.executable, "-m", "sparsehybrid.cli", "index", str(empty), "--store", f"qdrant-edge://{idx}", "--sync"]
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, COLUMNS="200")
+    cmd = index_command(empty, idx, "--sync")
+    env = cli_env(prefect_api)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "would delete 6 of 6 stored documents" in out.stderr and "--allow-mass-delete" in out.stderr

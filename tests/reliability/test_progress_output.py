@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
+from conftest import cli_env, index_command
 
 from .conftest import cranfield_rows, write_jsonl
 
@@ -15,31 +15,16 @@ pytestmark = pytest.mark.slow
 
 
 def _cmd(src, idx, model, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "sparsehybrid.cli",
-        "index",
-        str(src),
-        "--store",
-        f"qdrant-edge://{idx}",
-        "--sparse-model",
-        model,
-        "--dense-model",
-        "none",
-        "--max-length",
-        "64",
-        "--batch-size",
-        "4",
-        *extra,
-    ]
+    return index_command(
+        src, idx, "--sparse-model", model, "--dense-model", "none", "--max-length", "64", "--batch-size", "4", *extra
+    )
 
 
 def test_index_output_is_quiet_and_shows_progress_lines_when_not_a_terminal(
     tmp_path, cranfield, prefect_api, tiny_splade_dir
 ):
     src = write_jsonl(tmp_path / "c.jsonl", cranfield_rows(cranfield, 12))
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, COLUMNS="200")
+    env = cli_env(prefect_api)
     env.pop("PREFECT_LOGGING_LEVEL", None)
     out = subprocess.run(
         _cmd(src, tmp_path / "idx", tiny_splade_dir), env=env, capture_output=True, text=True, timeout=300

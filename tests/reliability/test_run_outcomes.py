@@ -3,10 +3,10 @@ its summary and its Prefect artifact; each job keeps its own artifact."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
+
+from conftest import cli_env, index_command
 
 from sparsehybrid.orchestration.config import PipelineConfig
 from sparsehybrid.orchestration.flows import artifact_key
@@ -29,20 +29,8 @@ def test_a_run_that_rejects_most_records_fails_and_says_so(tmp_path, prefect_api
     rows = [{"_id": "ok", "text": "fine"}] + [{"_id": f"bad{i}", "text": "   "} for i in range(3)]
     src = write_jsonl(tmp_path / "c.jsonl", rows)
     idx = tmp_path / "idx"
-    cmd = [
-        sys.executable,
-        "-m",
-        "sparsehybrid.cli",
-        "index",
-        str(src),
-        "--store",
-        f"qdrant-edge://{idx}",
-        "--sparse-model",
-        "none",
-        "--dense-model",
-        "none",
-    ]
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, COLUMNS="200")
+    cmd = index_command(src, idx, "--sparse-model", "none", "--dense-model", "none")
+    env = cli_env(prefect_api)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
     assert "3 of 4 records were rejected (75%, more than the 50% allowed)" in out.stderr

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import index_command
 
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 
@@ -23,14 +23,9 @@ def _start(tmp_path: Path, src: Path, model: str) -> tuple[subprocess.Popen, Pat
     log = tmp_path / "out.log"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # our own temporary API
     env.update(COLUMNS="200", HF_HUB_OFFLINE="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "sparsehybrid.cli",
-        "index",
-        str(src),
-        "--store",
-        f"qdrant-edge://{tmp_path}/idx",
+    cmd = index_command(
+        src,
+        tmp_path / "idx",
         "--sparse-model",
         model,
         "--dense-model",
@@ -39,7 +34,7 @@ def _start(tmp_path: Path, src: Path, model: str) -> tuple[subprocess.Popen, Pat
         "64",
         "--batch-size",
         "2",
-    ]
+    )
     proc = subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
     deadline = time.time() + 240
     while "batch 2/" not in log.read_text():
@@ -92,21 +87,9 @@ def test_a_signal_stops_the_run_between_batches_and_it_resumes(tmp_path, cranfie
     store.close()
     assert 0 < written < len(rows)
     again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparsehybrid.cli",
-            "index",
-            str(src),
-            "--store",
-            f"qdrant-edge://{tmp_path}/idx",
-            "--sparse-model",
-            tiny_splade_dir,
-            "--dense-model",
-            "none",
-            "--max-length",
-            "64",
-        ],
+        index_command(
+            src, tmp_path / "idx", "--sparse-model", tiny_splade_dir, "--dense-model", "none", "--max-length", "64"
+        ),
         env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"COLUMNS": "200"},
         capture_output=True,
         text=True,
