@@ -4,6 +4,7 @@ next run, one unstorable record never stops the rest, and byte-order marks are n
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -181,3 +182,57 @@ def test_dead_letter_lines_hold_the_rejected_record_for_replay(tmp_path):
     assert Indexer(store, bm25=True).index(open_source(replay)).added == 1
     assert set(store.document_states()) == {"a", "b"}
     store.close()
+
+
+def test_index_without_model_options_uses_the_collections_models(tmp_path, cranfield, prefect_api):
+    rows = cranfield_rows(cranfield, 6)
+    src = write_jsonl(tmp_path / "c.jsonl", rows)
+    idx = tmp_path / "idx"
+    first = subprocess.run(
+        index_command(src, idx, "--sparse-model", "none", "--dense-model", "none"),
+        env=cli_env(prefect_api),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stderr
+    write_jsonl(src, [dict(rows[0], text="an edited first document"), *rows[1:]])
+    # No model options: the recorded ones (BM25 only) are used, not the defaults, which would be
+    # refused as a mismatch ("the collection has no sparse vectors").
+    again = subprocess.run(
+        index_command(src, idx), env=cli_env(prefect_api), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"│\s*6\s*│\s*0\s*│\s*1\s*│\s*5\s*│", again.stdout), again.stdout  # 1 updated, 5 unchanged
+
+
+def test_only_transient_write_failures_are_retried():
+    from sparsehybrid.connectors.base import StoreError, StoreUnavailableError
+    from sparsehybrid.orchestration.flows import _retry_if_transient
+
+    class Failed:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def result(self, raise_on_failure=True):
+            return self.exc
+
+    retried = {
+        type(exc).__name__: _retry_if_transient(None, None, Failed(exc))
+        for exc in (
+            StoreUnavailableError("down"),
+            ConnectionResetError("reset"),
+            StoreError("dense vector must have 384 dims"),
+            EncoderMismatchError("mismatch"),
+            ValueError("bad"),
+            PermissionError("read-only"),
+        )
+    }
+    assert retried == {
+        "StoreUnavailableError": True,
+        "ConnectionResetError": True,
+        "StoreError": False,
+        "EncoderMismatchError": False,
+        "ValueError": False,
+        "PermissionError": False,
+    }
