@@ -18,7 +18,7 @@ from typing import Any
 from .connectors.base import CollectionSchema, StoreError, VectorStore
 from .connectors.filters import parse_filter
 from .encoders.protocols import DenseQueryEncoder, PassageReranker, SparseQueryEncoder
-from .fusion import FUSIONS, fuse
+from .fusion import FUSIONS, FusionSetting, fuse
 from .types import Explanation, Hit, RetrieverEvidence, ScoredPoint, SearchMode, SparseVector, join_title
 
 #: Longest query accepted, in characters. Encoders truncate at their max length anyway; this
@@ -109,8 +109,10 @@ class HybridSearcher:
         sparse / dense: encoders; they must match the ones the collection was built with.
         reranker: optional cross-encoder for ``rerank=True``.
         bm25: use the store's native BM25 in hybrid mode (default: when the store has it).
-        fusion: ``rrf`` (default), ``weighted`` or ``dbsf``; ``rrf_k`` and ``weights`` tune it,
-            and each search may override all three.
+        fusion: ``rrf``, ``weighted`` (min-max), ``zscore`` or ``dbsf``; ``rrf_k`` and ``weights``
+            tune it. Each one left as None comes from the collection's recorded fusion (what
+            ``sparsehybrid tune`` chose), else plain RRF (k = 60, equal weights); each search
+            may override all three. A retriever weighted 0 is not queried in hybrid mode.
     """
 
     def __init__(
@@ -121,8 +123,8 @@ class HybridSearcher:
         reranker: PassageReranker | None = None,
         *,
         bm25: bool | None = None,
-        fusion: str = "rrf",
-        rrf_k: int = 60,
+        fusion: str | None = None,
+        rrf_k: int | None = None,
         weights: Mapping[str, float] | None = None,
     ):
         self.store, self.sparse, self.dense, self.reranker = store, sparse, dense, reranker
@@ -141,9 +143,10 @@ class HybridSearcher:
         if bm25 and not native_bm25:
             raise StoreError(f"{store.url} has no BM25 index")
         self.bm25 = native_bm25 if bm25 is None else bm25
-        self.fusion = self._check_fusion(fusion)
-        self.rrf_k = rrf_k
-        self.weights = check_weights(weights, self.retrievers)
+        recorded = FusionSetting.from_dict(schema.fusion) if schema.fusion else FusionSetting()
+        self.fusion = self._check_fusion(fusion if fusion is not None else recorded.method)
+        self.rrf_k = recorded.k if rrf_k is None else int(rrf_k)
+        self.weights = check_weights(recorded.weights if weights is None else weights, self.retrievers)
         self._last = threading.local()
 
     @property
@@ -189,6 +192,7 @@ class HybridSearcher:
         method = self._check_fusion(fusion) if fusion is not None else self.fusion
         k = self.rrf_k if rrf_k is None else int(rrf_k)
         w = check_weights(weights, self.retrievers) if weights is not None else self.weights
+        names = _weighted_in(names, w)
         w = {n: x for n, x in w.items() if n in names}
         timing = SearchTiming()
         fetch = max(candidates, top_k, rerank_top if rerank else 0)
@@ -382,6 +386,16 @@ class HybridSearcher:
             what = "index" if mode == "bm25" else "encoder"
             raise ValueError(f"mode {mode!r} needs a {mode} {what}; configured: {self.retrievers}")
         return [mode]
+
+
+def _weighted_in(names: list[str], weights: Mapping[str, float]) -> list[str]:
+    """The retrievers a fusion uses: weight 0 leaves one out (and saves its query)."""
+    if len(names) == 1:
+        return names
+    used = [n for n in names if weights.get(n, 1.0) > 0]
+    if not used:
+        raise ValueError(f"every fusion weight is 0 for retrievers {names}: give at least one a weight > 0")
+    return used
 
 
 def _passage(p: ScoredPoint) -> str:

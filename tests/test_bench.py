@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from sparsehybrid.evaluation.beir import BeirFormatError, load_beir, read_qrels
+from sparsehybrid.evaluation.bench_config import Method
 from sparsehybrid.evaluation.metrics import METRICS, evaluate, per_query, read_trec_run, write_trec_run
+from sparsehybrid.evaluation.tuning import fused_run
+from sparsehybrid.fusion import FusionSetting
 
 
 def _write_beir(folder: Path, docs: list[dict], queries: list[dict], qrels: list[tuple[str, str, int]]) -> Path:
@@ -181,7 +184,8 @@ def bench_out(cranfield, tmp_path_factory):
     out = root / "out"
     args = [str(a), str(b), "--out", str(out), "--parity", "--max-length", "64", "--batch-size", "16"]
     first = _bench_cli(args, root / "prefect")
-    second = _bench_cli(args, root / "prefect")  # same corpus and models: the index is reused
+    # Same corpus and models: the index is reused; this run also tunes fusion (4 queries: 2 folds).
+    second = _bench_cli([*args, "--tune", "--folds", "2"], root / "prefect")
     return {"out": out, "datasets": [a, b], "first": first, "second": second}
 
 
@@ -194,13 +198,16 @@ def test_bench_writes_every_output(bench_out):
     report = json.loads((out / "results.json").read_text())
     methods = ["BM25", "Sparse", "Dense", "Hybrid RRF", "Hybrid RRF+BM25"]
     for ds in ("cran-a", "cran-b"):
-        assert sorted(p.name for p in (out / "runs" / ds).iterdir()) == sorted(
-            f"{m}.trec" for m in ("bm25", "sparse", "dense", "hybrid-rrf", "hybrid-rrf-bm25")
+        searched = ("bm25", "sparse", "dense", "hybrid-rrf", "hybrid-rrf-bm25")
+        offline = (
+            "tuned-fusion-cv",
+            *(f"unsupervised-{r}" for r in ("rrf-agreement-weighted", "min-max", "z-score", "dbsf")),
         )
+        assert sorted(p.name for p in (out / "runs" / ds).iterdir()) == sorted(f"{m}.trec" for m in searched + offline)
         assert report["datasets"][ds]["queries_evaluated"] == 4
         assert report["datasets"][ds]["queries_skipped_unjudged"] == 1
         assert report["datasets"][ds]["queries_skipped_no_relevant"] == 1
-    assert [r["method"] for r in report["table"] if r["dataset"] == "mean"] == methods
+    assert [r["method"] for r in report["table"] if r["dataset"] == "mean"][: len(methods)] == methods
     cfg = report["config"]
     assert cfg["models"] == {"sparse": "splade-tiny", "dense": "all-MiniLM-L6-v2", "reranker": None}
     assert cfg["candidates"] == 100 and cfg["rrf_k"] == 60 and cfg["chunking"] is False
@@ -225,13 +232,6 @@ def test_table_rows_match_metrics_recomputed_from_run_files(bench_out):
     """Every CSV row equals pytrec_eval / ir-measures on the written TREC run file."""
     out = bench_out["out"]
     rows = list(csv.DictReader((out / "results.csv").read_text(encoding="utf-8").splitlines()))
-    slugs = {
-        "BM25": "bm25",
-        "Sparse": "sparse",
-        "Dense": "dense",
-        "Hybrid RRF": "hybrid-rrf",
-        "Hybrid RRF+BM25": "hybrid-rrf-bm25",
-    }
     datasets = {p.name: load_beir(p) for p in bench_out["datasets"]}
     checked = 0
     for row in rows:
@@ -241,14 +241,62 @@ def test_table_rows_match_metrics_recomputed_from_run_files(bench_out):
                 assert float(row[k]) == pytest.approx(sum(float(r[k]) for r in mine) / len(mine), abs=1e-12)
             continue
         ds = datasets[row["dataset"]]
-        run = read_trec_run(out / "runs" / row["dataset"] / f"{slugs[row['method']]}.trec")
+        run = read_trec_run(out / "runs" / row["dataset"] / f"{Method(row['method'], 'hybrid').slug}.trec")
         assert set(run) == set(ds.queries)
         recomputed = evaluate(ds.qrels, run, ds.queries)
         for k in METRICS:
             assert float(row[k]) == pytest.approx(recomputed[k], abs=1e-12), (row, k)
         assert int(row["queries"]) == len(ds.queries)
         checked += 1
-    assert checked == 10
+    assert checked == 2 * 10  # 5 searched methods, tuned fusion and 4 judgement-free rules per dataset
+
+
+def test_hybrid_rrf_is_plain_rrf_of_the_single_retriever_runs(bench_out):
+    """Tuning fuses the single-retriever runs offline; that must be what the searcher does."""
+    out = bench_out["out"]
+    for ds in ("cran-a", "cran-b"):
+        runs = {r: read_trec_run(out / "runs" / ds / f"{r}.trec") for r in ("sparse", "dense", "bm25")}
+        for name, used in (("hybrid-rrf", ("sparse", "dense")), ("hybrid-rrf-bm25", ("sparse", "dense", "bm25"))):
+            searched = read_trec_run(out / "runs" / ds / f"{name}.trec")
+            fused = fused_run({r: runs[r] for r in used}, FusionSetting(), list(searched), limit=100)
+            for q in searched:
+                # Equal RRF sums may be ordered differently by the engine's native fusion; rank
+                # metrics order ties by id anyway. Compare all but the last (possibly cut) tie.
+                assert _tie_groups(fused[q]) == _tie_groups(searched[q]), (ds, name, q)
+
+
+def _tie_groups(ranking):
+    """The ranking as (score, id) sorted; scores at 6 decimals (the engine fuses in float32)."""
+    last = round(ranking[-1][1], 6)
+    return sorted((-round(s, 6), d) for d, s in ranking if round(s, 6) > last)
+
+
+def test_tuned_bench_records_fusion_and_reports_significance(bench_out):
+    out = bench_out["out"]
+    report = json.loads((out / "results.json").read_text())
+    methods = {r["method"] for r in report["table"] if r["dataset"] == "cran-a"}
+    assert "Tuned fusion (CV)" in methods and "Unsupervised: DBSF" in methods
+    for ds in ("cran-a", "cran-b"):
+        fusion = report["fusion"][ds]
+        assert fusion["folds"] == 2 and len(fusion["fold_reports"]) == 2
+        assert set(fusion["sweep"]) == {"rrf_k", "dense_weight"}
+        schema = json.loads(
+            (Path(fusion["recorded_in"].removeprefix("qdrant-edge://")) / "sparsehybrid.json").read_text()
+        )
+        assert schema["fusion"] == fusion["chosen"]
+        sig = report["significance"][ds]
+        assert sig["baseline"] in ("BM25", "Sparse", "Dense")
+        assert set(sig["comparisons"]) == methods - {sig["baseline"]}
+        for c in sig["comparisons"].values():
+            assert 0.0 <= c["t_p"] <= c["t_p_holm"] <= 1.0 and 0.0 <= c["randomisation_p_holm"] <= 1.0
+    rows = list(csv.DictReader((out / "per_query.csv").read_text(encoding="utf-8").splitlines()))
+    assert {(r["dataset"], r["method"]) for r in rows} == {
+        (r["dataset"], r["method"]) for r in report["table"] if r["dataset"] != "mean"
+    }
+    assert len(rows) == 2 * len(methods) * 4  # every method, every evaluated query
+    assert (out / "fusion_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "results.md").read_text()
+    assert "### Tuned fusion" in md and "### Judgement-free defaults" in md and "Holm" in md
 
 
 def test_rerun_reuses_the_index(bench_out):

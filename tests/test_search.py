@@ -134,3 +134,27 @@ def test_native_fusion_matches_client_side_rrf(searcher, index, splade, minilm):
     # The engine fuses chunks, we fuse documents (best chunk per retriever): the heads agree.
     native_docs = list(dict.fromkeys(p.doc_id for p in native))
     assert native_docs[:3] == [h.doc_id for h in client][:3]
+
+
+def test_recorded_fusion_is_the_default_until_a_query_overrides_it(index, splade, minilm):
+    """What `sparsehybrid tune` records is what a new searcher (and so the CLI) uses."""
+    store = index[0]
+    text = "boundary layer transition on a flat plate"
+    plain = HybridSearcher(store, splade, minilm).search(text, top_k=10)
+    dense_only = HybridSearcher(store, splade, minilm).search(text, top_k=10, mode="dense")
+    try:
+        store.save_fusion({"method": "rrf", "k": 60, "weights": {"sparse": 0.0, "dense": 1.0, "bm25": 0.0}})
+        on_disk = json.loads((store.path / "sparsehybrid.json").read_text())
+        assert on_disk["fusion"]["weights"] == {"sparse": 0.0, "dense": 1.0, "bm25": 0.0}
+        tuned = HybridSearcher(store, splade, minilm)
+        assert (tuned.fusion, tuned.rrf_k, tuned.weights) == ("rrf", 60, {"sparse": 0.0, "dense": 1.0, "bm25": 0.0})
+        hits = tuned.search(text, top_k=10)
+        assert [h.doc_id for h in hits] == [h.doc_id for h in dense_only]
+        assert set(hits.timing.retrieve) == {"dense"}  # weight 0: not queried at all
+        overridden = tuned.search(text, top_k=10, weights={})
+        assert [h.doc_id for h in overridden] == [h.doc_id for h in plain]
+        with pytest.raises(ValueError, match="every fusion weight is 0"):
+            tuned.search(text, weights={"sparse": 0, "dense": 0, "bm25": 0})
+    finally:
+        store.save_fusion(None)
+    assert HybridSearcher(store, splade, minilm).weights == {}

@@ -40,6 +40,14 @@ def bench(
     max_length: int | None = typer.Option(None, help="Tokens per document/chunk (default: the models' max length)."),
     bm25: bool = typer.Option(True, help="Also benchmark the store's native BM25."),
     device: str | None = typer.Option(None),
+    tune: bool = typer.Option(
+        False,
+        "--tune",
+        help="Also tune fusion with k-fold cross-validation (its own row), try judgement-free rules, "
+        "and record the chosen setting in each dataset's collection.",
+    ),
+    folds: int = typer.Option(5, min=2, help="Cross-validation folds for --tune."),
+    seed: int = typer.Option(0, help="Seed of the fold split and the randomisation test."),
 ) -> None:
     """Retrieve-then-rerank benchmark on BEIR folders (a Prefect flow): NDCG@10, MRR@10, MAP@100, Recall@100, latency."""
     from ..connectors import StoreError
@@ -68,6 +76,9 @@ def bench(
             max_length=max_length,
             device=device,
             bm25=bm25,
+            tune=tune,
+            folds=folds,
+            seed=seed,
         )
         report = run_bench_flow(cfg)
     except (StoreError, BeirFormatError, ValueError, FileNotFoundError) as exc:

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..connectors.base import StoreError
+from ..fusion import FusionSetting
 from ..types import SearchMode
 from .app import DEFAULT_STORE, app, console, fail
 
@@ -54,8 +55,10 @@ def search(
     rerank: bool = typer.Option(False, "--rerank", help="Rerank the fused top with a cross-encoder."),
     reranker: str | None = typer.Option(None, help="CrossEncoder id or path (needed for --rerank)."),
     rerank_top: int = typer.Option(50, min=1),
-    fusion: str = typer.Option("rrf", help="rrf, weighted or dbsf."),
-    rrf_k: int = typer.Option(60, min=0),
+    fusion: str | None = typer.Option(
+        None, help="rrf, weighted (min-max), zscore or dbsf (default: the collection's tuned fusion, else rrf)."
+    ),
+    rrf_k: int | None = typer.Option(None, min=0, help="RRF k (default: the collection's, else 60)."),
     weights: str | None = typer.Option(None, help="Per-retriever fusion weights, e.g. sparse=1,dense=2,bm25=0.5."),
     filter: str | None = typer.Option(None, "--filter", help='JSON, e.g. \'{"lang": "en"}\'.'),
     as_json: bool = typer.Option(False, "--json", help="Print hits as JSON."),
@@ -122,6 +125,7 @@ def describe_store(store_url: str) -> dict[str, Any]:
             "dense_dim": schema.dense_dim,
             "bm25": {"language": schema.bm25_language, "avg_len": schema.bm25_avg_len} if schema.bm25 else None,
             "metadata_fields": dict(sorted(schema.metadata_fields.items())),
+            "fusion": schema.fusion,
             "disk_bytes": st.disk_size(),
         }
     finally:
@@ -152,6 +156,10 @@ def info(
         ("dense model", f"{dense} (dim {d['dense_dim']})" if dense else "-"),
         ("bm25", f"{bm25['language']}, avg_len {bm25['avg_len']:.1f}" if bm25 else "-"),
         ("metadata fields", ", ".join(f"{k}:{v}" for k, v in d["metadata_fields"].items()) or "-"),
+        (
+            "fusion",
+            FusionSetting.from_dict(d["fusion"]).describe() + " (tuned)" if d["fusion"] else "rrf k=60 (default)",
+        ),
     ]
     if d["disk_bytes"] is not None:
         rows.append(("size on disk", f"{d['disk_bytes'] / 1e6:.1f} MB"))

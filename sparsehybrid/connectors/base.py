@@ -59,6 +59,9 @@ class CollectionSchema:
     #: before this was recorded). Fusion inside the engine ranks chunks, not documents, so the
     #: query layer uses it only where every document is one chunk.
     multi_chunk: bool | None = False
+    #: The fusion ``sparsehybrid tune`` chose for this collection (a FusionSetting as a dict);
+    #: searches use it unless a query says otherwise. None: plain RRF.
+    fusion: dict[str, Any] | None = None
     version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,8 +181,18 @@ class VectorStore(abc.ABC):
         """Create the collection for ``schema`` (it does not exist yet) and return ``schema``."""
 
     @abc.abstractmethod
-    def _save_metadata_fields(self, fields: dict[str, str]) -> None:
-        """Persist an updated ``metadata_fields`` map."""
+    def _save_schema(self, schema: CollectionSchema) -> None:
+        """Persist an updated schema of the existing collection (called under ``self._lock``)."""
+
+    def save_fusion(self, setting: Mapping[str, Any] | None) -> CollectionSchema:
+        """Record the collection's default fusion (``None``: back to plain RRF)."""
+        with self._lock:
+            schema = self.schema
+            if schema is None:
+                raise StoreError(f"{self.url} holds no collection yet: run `sparsehybrid index` first")
+            updated = CollectionSchema.from_dict({**schema.to_dict(), "fusion": dict(setting) if setting else None})
+            self._save_schema(updated)
+            return updated
 
     def close(self) -> None:
         """Release resources (file locks, connections)."""
@@ -332,7 +345,9 @@ class VectorStore(abc.ABC):
             for name, kind in metadata_field_types(r.chunk.metadata).items():
                 seen.setdefault(name, kind)
         chunked = schema.multi_chunk is False and any(r.chunk.n_chunks > 1 for r in records)
-        if chunked:
-            schema.multi_chunk = True  # persisted with the fields below: every backend saves the whole schema
         if chunked or seen != schema.metadata_fields:
-            self._save_metadata_fields(seen)
+            with self._lock:
+                updated = CollectionSchema.from_dict({**schema.to_dict(), "metadata_fields": seen})
+                if chunked:
+                    updated.multi_chunk = True
+                self._save_schema(updated)

@@ -137,9 +137,9 @@ class QdrantEdgeStore(VectorStore):
         tmp.write_text(json.dumps(self._require_schema().to_dict(), indent=2, sort_keys=True))
         os.replace(tmp, self.path / SCHEMA_FILE)
 
-    def _save_metadata_fields(self, fields: dict[str, str]) -> None:
+    def _save_schema(self, schema: CollectionSchema) -> None:
         with self._lock:
-            self._require_schema().metadata_fields = fields
+            self._schema = schema
             self._write_schema()
 
     def _open_shard(self, create: bool) -> None:

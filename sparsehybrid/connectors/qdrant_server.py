@@ -204,14 +204,13 @@ class QdrantServerStore(RemoteStore):
         self._make_bm25(schema)
         return schema
 
-    def _save_metadata_fields(self, fields: dict[str, str]) -> None:
+    def _save_schema(self, schema: CollectionSchema) -> None:
         with self._lock:
-            updated = CollectionSchema.from_dict({**self._require_schema().to_dict(), "metadata_fields": dict(fields)})
             self._call(
                 "update_collection",
-                lambda: self._client.update_collection(self.collection, metadata={SCHEMA_KEY: updated.to_dict()}),
+                lambda: self._client.update_collection(self.collection, metadata={SCHEMA_KEY: schema.to_dict()}),
             )
-            self._schema = updated
+            self._schema = schema
 
     def close(self) -> None:
         with self._lock:

@@ -473,15 +473,11 @@ class SearchEngineStore(RemoteStore):
         self._schema = schema
         return schema
 
-    def _save_metadata_fields(self, fields: dict[str, str]) -> None:
+    def _save_schema(self, schema: CollectionSchema) -> None:
         with self._lock:
-            current = self._schema
-            if current is None:
-                raise StoreError(f"{self.url} holds no collection yet: call ensure_schema() first")
-            updated = CollectionSchema.from_dict({**current.to_dict(), "metadata_fields": dict(fields)})
-            body = {"_meta": {META_KEY: updated.to_dict()}}
+            body = {"_meta": {META_KEY: schema.to_dict()}}
             self._call("put mapping", lambda: self.client.indices.put_mapping(index=self.index, body=body))
-            self._schema = updated
+            self._schema = schema
 
     def flush(self) -> None:
         if self._schema is not None:

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,23 @@ from .bench_config import (
     package_versions,
     store_url_for,
 )
-from .metrics import METRICS, Run, binarize, evaluate, write_trec_run
-from .plots import plot_ndcg, plot_quality_latency
-from .reports import markdown_table, ndcg_pivot, parity_text, table_rows, write_csv
+from .fusion_study import SINGLE_METHODS, retriever_runs, study_fusion
+from .metrics import METRICS, Run, binarize, evaluate, per_query, write_trec_run
+from .plots import plot_ndcg, plot_quality_latency, plot_sweeps
+from .reports import (
+    SIGNIFICANCE_LEGEND,
+    markdown_table,
+    ndcg_pivot,
+    parity_text,
+    significance_text,
+    table_rows,
+    tuning_text,
+    unsupervised_text,
+    write_csv,
+    write_per_query_csv,
+)
+from .significance import compare_to_baseline
+from .tuning import OBJECTIVE
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +253,9 @@ def run_bench(cfg: BenchConfig, log=logger) -> dict:
     indexing: dict[str, dict] = {}
     datasets: dict[str, dict] = {}
     parity: dict[str, dict] = {}
+    fusion: dict[str, dict] = {}
+    per_query_scores: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    significance: dict[str, dict[str, Any]] = {}
     for folder in cfg.datasets:
         ds = load_task(folder, split=cfg.split, max_queries=cfg.max_queries)
         datasets[ds.name] = ds.summary()
@@ -256,31 +273,37 @@ def run_bench(cfg: BenchConfig, log=logger) -> dict:
         try:
             has_bm25 = cfg.bm25 and "bm25" in store.capabilities and bool(store.schema and store.schema.bm25)
             two = (
-                HybridSearcher(store, sparse, dense, reranker, bm25=False, rrf_k=cfg.rrf_k)
+                HybridSearcher(store, sparse, dense, reranker, bm25=False, fusion="rrf", rrf_k=cfg.rrf_k, weights={})
                 if (sparse or dense)
                 else None
             )
-            three = HybridSearcher(store, sparse, dense, reranker, bm25=True, rrf_k=cfg.rrf_k) if has_bm25 else None
+            three = (
+                HybridSearcher(store, sparse, dense, reranker, bm25=True, fusion="rrf", rrf_k=cfg.rrf_k, weights={})
+                if has_bm25
+                else None
+            )
             runs: dict[str, Run] = {}
             t = time.perf_counter()
             for m in methods_for(sparse is not None, dense is not None, has_bm25, reranker is not None):
                 searcher = three if (m.with_bm25 or m.mode == "bm25") else two
                 run, lat = search_task(searcher, ds, m, cfg, log=log)
                 runs[m.name] = run
-                run_file = write_trec_run(out / "runs" / ds.name / f"{m.slug}.trec", run, tag=f"sparsehybrid-{m.slug}")
-                metrics = evaluate(ds.qrels, run, ds.queries)
-                results.append(
-                    MethodResult(
-                        ds.name,
-                        m.name,
-                        metrics,
-                        _percentile(lat, 50) * 1000,
-                        _percentile(lat, 95) * 1000,
-                        len(run),
-                        str(run_file.relative_to(out)),
-                    )
-                )
+                results.append(_method_result(out, ds, m.name, m.slug, run, lat))
             datasets[ds.name]["search_seconds"] = round(time.perf_counter() - t, 2)
+            if cfg.tune and len(retriever_runs(runs)) >= 2:
+                t = time.perf_counter()
+                new_runs, tuned, fusion[ds.name] = study_fusion(
+                    runs, ds.qrels, list(ds.queries), folds=cfg.folds, seed=cfg.seed, limit=cfg.candidates, log=log
+                )
+                for name, run in new_runs.items():
+                    runs[name] = run
+                    results.append(_method_result(out, ds, name, Method(name, "hybrid").slug, run, None))
+                store.save_fusion(tuned.chosen.to_dict())
+                fusion[ds.name]["recorded_in"] = store.url
+                fusion[ds.name]["seconds"] = round(time.perf_counter() - t, 2)
+                log.info("%s: tuned fusion %s (recorded in the collection)", ds.name, tuned.chosen.describe())
+            per_query_scores[ds.name] = {name: per_query(ds.qrels, run, ds.queries) for name, run in runs.items()}
+            significance[ds.name] = _significance(per_query_scores[ds.name], list(ds.queries), cfg.seed)
         finally:
             store.close()
         if cfg.parity:
@@ -298,23 +321,89 @@ def run_bench(cfg: BenchConfig, log=logger) -> dict:
                 )
         # Written after every dataset, so a long run that dies late still leaves its finished part.
         report = _write_reports(
-            cfg, out, results, indexing, datasets, parity, (sparse, dense, reranker), model_seconds, t0
+            cfg,
+            out,
+            results,
+            indexing,
+            datasets,
+            parity,
+            (sparse, dense, reranker),
+            model_seconds,
+            t0,
+            Studies(fusion, per_query_scores, significance),
         )
     return report
 
 
+def _method_result(out: Path, ds: BeirDataset, name: str, slug: str, run: Run, latencies: list[float] | None):
+    """Evaluate one method's run, write its TREC file, and make its table entry."""
+    run_file = write_trec_run(out / "runs" / ds.name / f"{slug}.trec", run, tag=f"sparsehybrid-{slug}")
+    return MethodResult(
+        ds.name,
+        name,
+        evaluate(ds.qrels, run, ds.queries),
+        _percentile(latencies, 50) * 1000 if latencies else None,
+        _percentile(latencies, 95) * 1000 if latencies else None,
+        len(run),
+        str(run_file.relative_to(out)),
+    )
+
+
+def _significance(scores: dict[str, dict[str, dict[str, float]]], queries: list[str], seed: int) -> dict[str, Any]:
+    """Every method against the collection's best single retriever (NDCG@10, Holm-corrected)."""
+    singles = [m for m in SINGLE_METHODS if m in scores]
+    if not singles:
+        return {}
+    ndcg = {m: s[OBJECTIVE] for m, s in scores.items()}
+    best = max(singles, key=lambda m: sum(ndcg[m].values()))
+    comparisons = compare_to_baseline(ndcg, best, queries, seed=seed)
+    return {
+        "baseline": best,
+        "metric": OBJECTIVE,
+        "comparisons": {m: {**asdict(c), "significant": c.significant, "mark": c.mark} for m, c in comparisons.items()},
+    }
+
+
+@dataclass
+class Studies:
+    """The optional analyses: fusion tuning, per-query scores, significance."""
+
+    fusion: dict[str, dict]
+    per_query: dict[str, dict[str, dict[str, dict[str, float]]]]
+    significance: dict[str, dict[str, Any]]
+
+
 def _write_reports(
-    cfg: BenchConfig, out: Path, results, indexing, datasets, parity, encoders, model_seconds: float, t0: float
+    cfg: BenchConfig,
+    out: Path,
+    results,
+    indexing,
+    datasets,
+    parity,
+    encoders,
+    model_seconds: float,
+    t0: float,
+    studies: Studies,
 ) -> dict:
     sparse, dense, reranker = encoders
     rows = table_rows(results, indexing)
-    table = markdown_table(rows)
-    pivot = ndcg_pivot(rows)
-    md = f"## sparsehybrid bench\n\n{table}\n\n### NDCG@10\n\n{pivot}\n"
+    marks = {
+        (d, m): c["mark"] for d, sig in studies.significance.items() for m, c in sig.get("comparisons", {}).items()
+    }
+    table = markdown_table(rows, marks)
+    pivot = ndcg_pivot(rows, marks)
+    md = f"## sparsehybrid bench\n\n{table}\n\n### NDCG@10\n\n{pivot}\n\n{SIGNIFICANCE_LEGEND}\n"
+    if studies.significance:
+        md += f"\n### Significance against the best single retriever\n\n{significance_text(studies.significance)}\n"
+    if studies.fusion:
+        md += f"\n### Tuned fusion\n\n{tuning_text(studies.fusion)}\n"
+        md += f"\n### Judgement-free defaults\n\n{unsupervised_text(rows)}\n"
+        plot_sweeps(out / "fusion_sweep.png", {d: f["sweep"] for d, f in studies.fusion.items()})
     if parity:
         md += f"\n### Parity with sentence-transformers' evaluators\n\n{parity_text(parity)}\n"
     (out / "results.md").write_text(md, encoding="utf-8")
     write_csv(out / "results.csv", rows)
+    write_per_query_csv(out / "per_query.csv", studies.per_query)
     plot_ndcg(out / "ndcg10.png", rows)
     plot_quality_latency(out / "quality_latency.png", rows)
     report = {
@@ -343,6 +432,8 @@ def _write_reports(
         "results": [asdict(r) for r in results],
         "table": rows,
         "parity": parity,
+        "fusion": studies.fusion,
+        "significance": studies.significance,
         "parity_ok": all(p["ok"] for per in parity.values() for p in per.values()) if parity else None,
         "complete": list(datasets) == [Path(d).name for d in cfg.datasets],
         "model_load_seconds": round(model_seconds, 2),
@@ -352,6 +443,8 @@ def _write_reports(
             "csv": "results.csv",
             "ndcg_chart": "ndcg10.png",
             "quality_latency_chart": "quality_latency.png",
+            "per_query_csv": "per_query.csv",
+            **({"fusion_sweep_chart": "fusion_sweep.png"} if studies.fusion else {}),
         },
     }
     (out / "results.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")

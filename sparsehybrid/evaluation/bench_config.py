@@ -63,6 +63,10 @@ class BenchConfig:
     max_length: int | None = None
     device: str | None = None
     bm25: bool = True
+    #: Tune fusion with cross-validation, add judgement-free rules, record the chosen setting.
+    tune: bool = False
+    folds: int = 5
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -73,6 +77,8 @@ class BenchConfig:
             raise ValueError("candidates must be >= 10 (NDCG@10 and MRR@10 need ten results)")
         if self.parity and (self.sparse_model is None or self.dense_model is None):
             raise ValueError("--parity compares both the sparse and the dense model: give both")
+        if self.tune and self.folds < 2:
+            raise ValueError(f"--folds must be >= 2, got {self.folds}")
         names = [Path(d).name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError(f"dataset folder names must be unique (they name the outputs): {names}")
@@ -88,8 +94,9 @@ class MethodResult:
     dataset: str
     method: str
     metrics: dict[str, float]
-    p50_ms: float
-    p95_ms: float
+    #: None for methods computed offline from other runs (tuned fusion), which have no latency of their own.
+    p50_ms: float | None
+    p95_ms: float | None
     queries: int
     run_file: str
 

@@ -40,6 +40,7 @@ def plot_quality_latency(path: Path, rows: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r["p50_ms"] is not None]  # offline methods have no latency
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     markers = "osD^v<>phX*"
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -66,6 +67,32 @@ def plot_quality_latency(path: Path, rows: list[dict]) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best", ncol=2)
     ax.set_title("Quality against latency")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_sweeps(path: Path, sweeps: dict[str, dict[str, list[list[float]]]]) -> None:
+    """NDCG@10 of RRF against k (equal weights) and against the dense weight, one line per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("rrf_k", "RRF k (equal weights)"), ("dense_weight", "dense weight (RRF k = 60, others 1)")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    for ax, (key, label) in zip(axes, panels):
+        for di, (dataset, sweep) in enumerate(sweeps.items()):
+            if key in sweep:
+                xs, ys = zip(*sweep[key])
+                ax.plot(xs, ys, marker="o", color=f"C{di}", label=dataset)
+        if key == "rrf_k":
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("NDCG@10")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Fusion sweeps")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -41,7 +41,10 @@ def table_rows(results: list[MethodResult], indexing: dict[str, dict]) -> list[d
             mine = [r for r in rows if r["method"] == method]
             if len(mine) != len(datasets):
                 continue
-            mean = {k: sum(r[k] for r in mine) / len(mine) for k in [*METRICS, "p50_ms", "p95_ms"]}
+            mean = {
+                k: (sum(r[k] for r in mine) / len(mine) if all(r[k] is not None for r in mine) else None)
+                for k in [*METRICS, "p50_ms", "p95_ms"]
+            }
             rows.append(
                 {
                     "dataset": "mean",
@@ -64,25 +67,101 @@ def _fmt(v: Any, key: str) -> str:
     return str(v)
 
 
-def markdown_table(rows: list[dict]) -> str:
+#: How the tables mark significance (see :mod:`.significance`).
+SIGNIFICANCE_LEGEND = (
+    "▲/▼: NDCG@10 significantly better/worse than the collection's best single retriever "
+    "(paired t-test and randomisation test both p < 0.05 after Holm's correction)."
+)
+
+
+def markdown_table(rows: list[dict], marks: dict[tuple[str, str], str] | None = None) -> str:
+    """The full table; ``marks[(dataset, method)]`` is appended to that row's NDCG@10."""
+    marks = marks or {}
     head = ["Dataset", "Method", *METRICS, "p50 ms", "p95 ms", "Queries", "Index docs/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for r in rows:
         cells = [_fmt(r[k], k) for k in COLUMNS]
+        cells[2] += marks.get((r["dataset"], r["method"]), "")
         if r["dataset"] == "mean":
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def ndcg_pivot(rows: list[dict]) -> str:
+def ndcg_pivot(rows: list[dict], marks: dict[tuple[str, str], str] | None = None) -> str:
     """NDCG@10 as methods × datasets (the compact table the README shows)."""
+    marks = marks or {}
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     val = {(r["dataset"], r["method"]): r["NDCG@10"] for r in rows}
     lines = ["| NDCG@10 | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
     for m in methods:
-        lines.append(f"| {m} | " + " | ".join(f"{val[(d, m)]:.4f}" if (d, m) in val else "–" for d in datasets) + " |")
+        cells = [f"{val[(d, m)]:.4f}{marks.get((d, m), '')}" if (d, m) in val else "–" for d in datasets]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_per_query_csv(path: Path, scores: dict[str, dict[str, dict[str, dict[str, float]]]]) -> None:
+    """One row per dataset, method and query with every metric (what significance tests use)."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["dataset", "method", "query_id", *METRICS])
+        for dataset, methods in scores.items():
+            for method, metrics in methods.items():
+                for qid in next(iter(metrics.values()), {}):
+                    w.writerow([dataset, method, qid, *(metrics[m][qid] for m in METRICS)])
+
+
+def significance_text(significance: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| Dataset | Method | baseline | Δ NDCG@10 | t-test p (Holm) | randomisation p (Holm) | significant |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for d, sig in significance.items():
+        for m, c in sig.get("comparisons", {}).items():
+            lines.append(
+                f"| {d} | {m} | {sig['baseline']} | {c['delta']:+.4f} | {c['t_p_holm']:.4f} | "
+                f"{c['randomisation_p_holm']:.4f} | {c['mark'] or 'no'} |"
+            )
+    return "\n".join(lines)
+
+
+def tuning_text(fusion: dict[str, dict]) -> str:
+    """Per dataset: the recorded setting and the cross-validated NDCG@10 (mean over folds)."""
+    lines = [
+        "| Dataset | recorded setting | folds | tuned (CV) | plain RRF | best single | tuned − plain | tuned − single |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d, f in fusion.items():
+        cv = f["cv_ndcg@10"]
+        lines.append(
+            f"| {d} | `{f['chosen_text']}` | {f['folds']} | {cv['tuned']:.4f} | {cv['plain_rrf']:.4f} | "
+            f"{cv['best_single']:.4f} | {cv['tuned'] - cv['plain_rrf']:+.4f} | {cv['tuned'] - cv['best_single']:+.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def unsupervised_text(rows: list[dict]) -> str:
+    """Each judgement-free rule against plain RRF (all retrievers) and the best single retriever,
+    and whether it qualifies as a default: better than plain RRF on average and never more than
+    0.01 below the best single retriever."""
+    val = {(r["dataset"], r["method"]): r["NDCG@10"] for r in rows if r["dataset"] != "mean"}
+    datasets = list(dict.fromkeys(d for d, _ in val))
+    rules = list(dict.fromkeys(m for _, m in val if m.startswith("Unsupervised: ")))
+    plain = "Hybrid RRF+BM25" if any(m == "Hybrid RRF+BM25" for _, m in val) else "Hybrid RRF"
+    singles = ("BM25", "Sparse", "Dense")
+    lines = [
+        "| Rule | " + " | ".join(datasets) + " | mean − plain RRF | worst − best single | qualifies |",
+        "|---|" + "---:|" * len(datasets) + "---:|---:|---|",
+    ]
+    for rule in rules:
+        gains = [val[(d, rule)] - val[(d, plain)] for d in datasets]
+        worst = min(val[(d, rule)] - max(val[(d, s)] for s in singles if (d, s) in val) for d in datasets)
+        ok = sum(gains) / len(gains) > 0 and worst >= -0.01
+        cells = " | ".join(f"{val[(d, rule)]:.4f}" for d in datasets)
+        lines.append(
+            f"| {rule[14:]} | {cells} | {sum(gains) / len(gains):+.4f} | {worst:+.4f} | {'yes' if ok else 'no'} |"
+        )
     return "\n".join(lines)
 
 
