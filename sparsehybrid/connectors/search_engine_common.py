@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..fusion import reciprocal_rank_fusion
 from ..types import PointRecord, ScoredPoint, SparseVector
 from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, check_vectors
 from .filters import Condition
@@ -624,24 +623,3 @@ class SearchEngineStore(RemoteStore):
                 raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
             self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
         return self._client_fused(parts, query.limit, query.candidates, query.k, dict(zip(parts, w)), query.conditions)
-
-    def _client_fused(
-        self,
-        parts: dict[str, Any],
-        limit: int,
-        candidates: int,
-        k: int,
-        weights: dict[str, float],
-        conditions: list[Condition],
-    ) -> list[ScoredPoint]:
-        runs = {
-            SPARSE: lambda v: self._search_sparse(v, candidates, conditions, False),
-            DENSE: lambda v: self._search_dense(v, candidates, conditions),
-            BM25: lambda v: self._search_bm25(v, candidates, conditions),
-        }
-        results = {name: runs[name](value) for name, value in parts.items()}
-        points = {p.id: p for ps in results.values() for p in ps}
-        fused = reciprocal_rank_fusion(
-            {n: [(p.id, p.score) for p in ps] for n, ps in results.items()}, k=k, weights=weights, limit=limit
-        )
-        return [ScoredPoint(id=it.id, score=it.score, payload=points[it.id].payload) for it in fused]
