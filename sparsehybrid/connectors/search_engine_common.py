@@ -36,6 +36,7 @@ from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError,
 from .filters import Condition
 from .remote import RemoteStore
 from .retry import RetryPolicy, describe_error
+from .server_versions import UNKNOWN, ServerFeatures, log_fallbacks
 from .settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -177,6 +178,10 @@ def base_mappings(
     return {
         "_meta": {META_KEY: schema.to_dict()},
         "dynamic": "strict",
+        # A first date-like (or numeric-looking) metadata string would otherwise map its field as
+        # date (or number), and a later value that is not would fail its bulk item.
+        "date_detection": False,
+        "numeric_detection": False,
         "dynamic_templates": [
             {
                 "metadata_strings": {
@@ -264,6 +269,47 @@ def bulk_failures(response: Mapping[str, Any]) -> list[tuple[str, int, str]]:
     return out
 
 
+def unequal(weights: Sequence[float]) -> bool:
+    """Whether RRF weights change the ranking (equal weights only scale every score)."""
+    return any(w != weights[0] for w in weights)
+
+
+def shard_failures(response: Mapping[str, Any]) -> str | None:
+    """Why some shards failed a search or count (then its hits are incomplete); None when none did."""
+    shards = response.get("_shards") or {}
+    if not shards.get("failed"):
+        return None
+    first = (shards.get("failures") or [{}])[0]
+    reason = first.get("reason") or {}
+    text = f"{reason.get('type', 'error')}: {reason.get('reason', '')}" if isinstance(reason, Mapping) else str(reason)
+    return f"{shards['failed']} of {shards.get('total', '?')} shard(s) failed; first: {text}"
+
+
+def delete_by_query_failures(response: Mapping[str, Any]) -> str | None:
+    """Why a delete-by-query left documents behind (failures[], version conflicts); None when it did not."""
+    failures = response.get("failures") or []
+    conflicts = int(response.get("version_conflicts") or 0)
+    if not failures and not conflicts:
+        return None
+    parts = []
+    if failures:
+        cause = failures[0].get("cause") or {}
+        parts.append(f"{len(failures)} failure(s); first: {cause.get('type', 'error')}: {cause.get('reason', '')}")
+    if conflicts:
+        parts.append(f"{conflicts} version conflict(s) (documents changed while deleting)")
+    return "; ".join(parts)
+
+
+def mget_errors(docs: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why some documents of an mget could not be read (not the same as not found); None when all could."""
+    failed = [d for d in docs if d.get("error")]
+    if not failed:
+        return None
+    err = failed[0]["error"]
+    text = f"{err.get('type', 'error')}: {err.get('reason', '')}" if isinstance(err, Mapping) else str(err)
+    return f"{len(failed)} document(s) could not be read; first: {failed[0].get('_id')} {text}"
+
+
 def cosine_from_score(score: float) -> float:
     """Both engines report cosine kNN scores as (1 + cos) / 2; give back the cosine."""
     return 2.0 * float(score) - 1.0
@@ -324,6 +370,8 @@ class SearchEngineStore(RemoteStore):
         self._refresh = {"wait_for": "wait_for", "true": "true", "false": "false"}[refresh]
         self._lock = threading.RLock()
         self._schema_value: Any = _UNLOADED  # loaded on first use: constructing never contacts the cluster
+        self._features: ServerFeatures | None = None  # likewise, read before the first other request
+        self._pipelines: set[str] = set()  # search pipelines this store has put (OpenSearch)
 
     @property
     def _schema(self) -> CollectionSchema | None:
@@ -335,7 +383,28 @@ class SearchEngineStore(RemoteStore):
     def _schema(self, value: CollectionSchema | None) -> None:
         self._schema_value = value
 
+    @property
+    def features(self) -> ServerFeatures:
+        """What this cluster's version (and licence) lets it do; read once, before anything else."""
+        if self._features is None:
+            self._features = UNKNOWN  # while reading: the version request itself goes straight through
+            try:
+                self._features = self._load_features()
+            except BaseException:
+                self._features = None  # read again next time
+                raise
+            log_fallbacks(self.url, self._features)
+        return self._features
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        self.features  # noqa: B018 - the version decides how to talk to the cluster (headers, features)
+        return super()._call(what, fn)
+
     # -- engine hooks ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def _load_features(self) -> ServerFeatures:
+        """Read the cluster's version (``GET /``) and decide what it can do."""
+
     @staticmethod
     @abc.abstractmethod
     def _client_transient(exc: BaseException) -> bool:
@@ -403,7 +472,10 @@ class SearchEngineStore(RemoteStore):
                 raise
 
         response = self._call("hybrid search", run)
-        return None if response is None else hits_to_points(response, limit)
+        if response is None:
+            return None
+        self._check_shards("hybrid search", response)
+        return hits_to_points(response, limit)
 
     def _fused_request(
         self,
@@ -432,6 +504,11 @@ class SearchEngineStore(RemoteStore):
 
     def _is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, RetryableBulkError) or self._client_transient(exc)
+
+    def _check_shards(self, what: str, response: Mapping[str, Any]) -> None:
+        failed = shard_failures(response)
+        if failed:
+            raise StoreError(f"{self.url}: {what} incomplete: {failed}")
 
     def _note_client_fusion(self, exc: BaseException) -> None:
         """One log line when the cluster refuses server-side RRF (then fusion runs client-side)."""
@@ -534,12 +611,15 @@ class SearchEngineStore(RemoteStore):
         if not doc_ids or self._schema is None:
             return
         body = {"query": {"terms": {"doc_id": list(doc_ids)}}}
-        self._call(
+        response = self._call(
             "delete by query",
             lambda: self.client.delete_by_query(
                 index=self.index, body=body, refresh=self._refresh != "false", conflicts="proceed"
             ),
         )
+        failed = delete_by_query_failures(response)
+        if failed:
+            raise StoreError(f"{self.url}: delete of {len(doc_ids)} document(s) incomplete: {failed}")
 
     # -- reads -----------------------------------------------------------------------------
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
@@ -547,13 +627,18 @@ class SearchEngineStore(RemoteStore):
         if self._schema is None:
             return 0
         body = {"query": filter_query(conditions)}
-        return int(self._call("count", lambda: self.client.count(index=self.index, body=body))["count"])
+        response = self._call("count", lambda: self.client.count(index=self.index, body=body))
+        self._check_shards("count", response)
+        return int(response["count"])
 
     def get(self, point_ids: Sequence[str], with_sparse: bool = False) -> list[ScoredPoint]:
         if not point_ids or self._schema is None:
             return []
         body = {"docs": [{"_id": pid, "_source": source_filter(with_sparse)} for pid in point_ids]}
         docs = self._call("mget", lambda: self.client.mget(index=self.index, body=body))["docs"]
+        failed = mget_errors(docs)
+        if failed:
+            raise StoreError(f"{self.url}: get failed: {failed}")
         return [hit_to_point(d, 0.0, with_sparse) for d in docs if d.get("found")]
 
     def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
@@ -578,6 +663,7 @@ class SearchEngineStore(RemoteStore):
 
     def _search(self, what: str, body: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
         response = self._call(what, lambda: self.client.search(index=self.index, body=body, **params))
+        self._check_shards(what, response)
         return list(response["hits"]["hits"])
 
     def _search_sparse(
@@ -616,10 +702,15 @@ class SearchEngineStore(RemoteStore):
             return []
         w = query.weight_list(list(parts))
         if self.native_fusion and len(parts) >= 2:
-            fused = self._native_fused(parts, query.limit, query.candidates, query.k, w, query.conditions)
-            if fused is not None:
-                return fused
-            if self.fusion == "server":
-                raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
-            self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
+            if not self.features.fuses(unequal(w)):
+                if self.fusion == "server":
+                    why = "; ".join(self.features.why)
+                    raise StoreError(f"{self.url}: {self.features.server} cannot run this RRF (fusion=server): {why}")
+            else:
+                fused = self._native_fused(parts, query.limit, query.candidates, query.k, w, query.conditions)
+                if fused is not None:
+                    return fused
+                if self.fusion == "server":
+                    raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
+                self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
         return self._client_fused(parts, query.limit, query.candidates, query.k, dict(zip(parts, w)), query.conditions)
