@@ -83,6 +83,7 @@ class Spec:
         self._patches = patches or {}
         self._relax_minmax = frozenset(relax_minmax)
         self._any_of = one_of_to_any_of
+        self._resources: dict[str, referencing.Resource] = {}
         self._registry: referencing.Registry = referencing.Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
         self._routes: list[tuple[int, re.Pattern[str], str, str, dict[str, Any]]] = []
         for file in main:
@@ -111,6 +112,14 @@ class Spec:
         return f"urn:spec:{'strict' if strict else 'open'}:{quote(file, safe='')}:{quote(pointer, safe='')}"
 
     def _retrieve(self, uri: str) -> referencing.Resource:
+        """Build each variant once; later validators find it in the registry (lookups of what a
+        registry had to retrieve are slow, and it does not keep what it retrieved)."""
+        if uri not in self._resources:
+            self._resources[uri] = self._build(uri)
+            self._registry = self._registry.with_resource(uri, self._resources[uri])
+        return self._resources[uri]
+
+    def _build(self, uri: str) -> referencing.Resource:
         _, _, variant, file, pointer = uri.split(":", 4)
         file, pointer = unquote(file), unquote(pointer)
         schema = self._convert(
@@ -185,6 +194,20 @@ class Spec:
         if isinstance(body, list) and node.get("type") == "array":  # NDJSON: bulk action/source pairs
             return self._validate_bulk(method, path, file, node, body)
         return self._errors(method, path, self._convert(file, node, strict=True), body)
+
+    def rejects(self, method: str, path: str, body: Any) -> bool:
+        """Whether the spec refuses this request (stops at the first error: for mutation tests)."""
+        found = self.operation(method, path)
+        if found is None:
+            return True
+        schema = self.body_schema(*found)
+        if schema is None:
+            return body is not None
+        file, node = schema
+        if isinstance(body, list) and node.get("type") == "array":
+            return bool(self._validate_bulk(method, path, file, node, body))
+        validator = jsonschema.Draft202012Validator(self._convert(file, node, strict=True), registry=self._registry)
+        return next(validator.iter_errors(body), None) is not None
 
     def _validate_bulk(self, method: str, path: str, file: str, node: Any, lines: list[Any]) -> list[Finding]:
         """Action lines against the first alternative (the operation container); sources are documents."""
