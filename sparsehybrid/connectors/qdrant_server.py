@@ -35,7 +35,14 @@ from .filters import Condition
 from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
 from .remote import RemoteStore
 from .retry import TRANSIENT_STATUSES, RetryPolicy
-from .server_versions import ServerFeatures, log_fallbacks, parse_version, qdrant_features
+from .server_versions import (
+    QDRANT_METADATA,
+    ServerFeatures,
+    log_fallbacks,
+    parse_version,
+    qdrant_features,
+    version_text,
+)
 from .settings import ConnectionSettings
 
 SCHEMA_KEY = "sparsehybrid"
@@ -144,6 +151,11 @@ class QdrantServerStore(RemoteStore):
         self._bm25: Any = None
         self._schema: CollectionSchema | None = None
         self.features = self._load_features()
+        if not self.features.collection_metadata:
+            raise StoreError(
+                f"{safe_url}: {self.features.server} is older than the oldest supported Qdrant "
+                f"({version_text(QDRANT_METADATA)}: the collection schema lives in collection metadata)"
+            )
         log_fallbacks(self._safe_url, self.features)
         self._schema = self._load_schema()
 

@@ -423,6 +423,12 @@ class SearchEngineStore(RemoteStore):
         self, vector: Sequence[float], limit: int, conditions: Sequence[Condition]
     ) -> dict[str, Any]: ...
 
+    def _check_sparse_query(self) -> None:
+        if not self.features.sparse_query:
+            raise StoreError(
+                f"{self.url}: {self.features.server} has no sparse_vector query (Elasticsearch >= 8.15 has)"
+            )
+
     def _required_sparse_query(self, vector: SparseVector) -> dict[str, Any]:
         """The sparse query of a vector already known to have a positive weight (fused queries)."""
         query = self.sparse_query(vector)
@@ -672,6 +678,7 @@ class SearchEngineStore(RemoteStore):
         body = self.sparse_search_body(vector, limit, conditions, with_sparse) if self._schema is not None else None
         if body is None:
             return []
+        self._check_sparse_query()
         return [hit_to_point(h, h["_score"], with_sparse) for h in self._search("sparse search", body)]
 
     def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
@@ -700,6 +707,8 @@ class SearchEngineStore(RemoteStore):
             parts[BM25] = query.text
         if not parts:
             return []
+        if SPARSE in parts:
+            self._check_sparse_query()
         w = query.weight_list(list(parts))
         if self.native_fusion and len(parts) >= 2:
             if not self.features.fuses(unequal(w)):

@@ -9,8 +9,8 @@ do runs client-side with the same formula; :func:`log_fallbacks` says so in one 
 | backend | server-side RRF | weighted RRF | notes |
 |---|---|---|---|
 | OpenSearch | >= 2.19 (``score-ranker-processor``) | >= 3.1 | weights must sum to 1.0 |
-| Elasticsearch | >= 8.16 with an Enterprise or trial licence | >= 9.2 | 8.x needs ``compatible-with=8`` headers |
-| Qdrant | >= 1.10 (Query API) | >= 1.17, server and qdrant-client | collection metadata >= 1.16 |
+| Elasticsearch | >= 8.16 with an Enterprise or trial licence | >= 9.2 | ``sparse_vector`` query >= 8.15 (else sparse search is refused); 8.x needs ``compatible-with=8`` headers |
+| Qdrant | >= 1.10 (Query API) | >= 1.17, server and qdrant-client | refused below 1.16 (the schema lives in collection metadata) |
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ OPENSEARCH_RRF: Version = (2, 19, 0)
 OPENSEARCH_WEIGHTED_RRF: Version = (3, 1, 0)
 ELASTICSEARCH_RRF: Version = (8, 16, 0)
 ELASTICSEARCH_WEIGHTED_RRF: Version = (9, 2, 0)
+ELASTICSEARCH_SPARSE_QUERY: Version = (8, 15, 0)
 #: Licences under which Elasticsearch runs the ``rrf`` retriever.
 ELASTICSEARCH_RRF_LICENCES = frozenset({"enterprise", "trial"})
 QDRANT_WEIGHTED_RRF: Version = (1, 17, 0)
@@ -53,6 +54,7 @@ class ServerFeatures:
     server: str
     server_rrf: bool = True
     weighted_rrf: bool = True
+    sparse_query: bool = True
     collection_metadata: bool = True
     why: tuple[str, ...] = ()
 
@@ -93,6 +95,7 @@ def elasticsearch_features(version: Version, licence: str | None) -> ServerFeatu
         f"Elasticsearch {version_text(version)}" + (f" ({licence} licence)" if licence else ""),
         server_rrf=version >= ELASTICSEARCH_RRF and licensed,
         weighted_rrf=version >= ELASTICSEARCH_WEIGHTED_RRF,
+        sparse_query=version >= ELASTICSEARCH_SPARSE_QUERY,
         why=tuple(why),
     )
 

@@ -172,6 +172,19 @@ def test_qdrant_1_16_server_gets_no_weights(start, caplog):
     assert query["query"] == {"rrf": {"k": 61}}
 
 
+def test_servers_below_the_supported_range_are_refused_with_one_clear_line(start):
+    with pytest.raises(StoreError, match=r"Qdrant 1\.15\.2 is older than the oldest supported Qdrant \(1\.16\.0"):
+        open_store(f"qdrant://127.0.0.1:{start(QdrantApp('1.15.2')).port}/sh-behaviour")
+    server = start(SearchEngineApp("elasticsearch", "8.14.0"))
+    store, records = filled(server, "elasticsearch")
+    assert store.search_bm25("wing", 3)  # everything but the sparse query works
+    with pytest.raises(StoreError, match=r"Elasticsearch 8\.14\.0 .*has no sparse_vector query"):
+        store.search_sparse(records[0].sparse, 3)
+    with pytest.raises(StoreError, match="has no sparse_vector query"):
+        fuse(store, records[0])
+    assert not any("sparse_vector" in str(r.body) for r in server.requests)
+
+
 def test_qdrant_rrf_query_builds_on_a_client_without_weights(monkeypatch):
     """qdrant-client 1.16's ``Rrf`` has no ``weights`` field and refuses even ``weights=None``."""
     from pydantic import BaseModel, ConfigDict
