@@ -69,6 +69,7 @@ def client_has_rrf_weights() -> bool:
 
 
 def weighted(weights: Sequence[float] | None) -> bool:
+    """Whether Qdrant needs the weights: its weighted RRF is not a scaling, so any weight but 1 counts."""
     return bool(weights) and any(x != 1.0 for x in weights or ())
 
 
