@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..fusion import reciprocal_rank_fusion
 from ..types import PointRecord, ScoredPoint, SparseVector
 from .filters import Condition, check_fields, metadata_field_types, parse_filter
 
@@ -317,6 +318,28 @@ class VectorStore(abc.ABC):
 
     def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         raise NotImplementedError(f"{type(self).__name__} has no native fusion; use sparsehybrid.fusion")
+
+    def _client_fused(
+        self,
+        parts: dict[str, Any],
+        limit: int,
+        candidates: int,
+        k: int,
+        weights: dict[str, float],
+        conditions: list[Condition],
+    ) -> list[ScoredPoint]:
+        """The same RRF run here, one search per retriever: where the server cannot fuse a query."""
+        runs = {
+            SPARSE: lambda v: self._search_sparse(v, candidates, conditions, False),
+            DENSE: lambda v: self._search_dense(v, candidates, conditions),
+            BM25: lambda v: self._search_bm25(v, candidates, conditions),
+        }
+        results = {name: runs[name](value) for name, value in parts.items()}
+        points = {p.id: p for ps in results.values() for p in ps}
+        fused = reciprocal_rank_fusion(
+            {n: [(p.id, p.score) for p in ps] for n, ps in results.items()}, k=k, weights=weights, limit=limit
+        )
+        return [ScoredPoint(id=it.id, score=it.score, payload=points[it.id].payload) for it in fused]
 
     @abc.abstractmethod
     def _search_sparse(

@@ -13,15 +13,24 @@ for a private CA. Options: see :mod:`sparsehybrid.connectors.settings`, plus
 Sparse vectors live in a ``sparse_vector`` field searched with the ``sparse_vector`` query and a
 raw ``query_vector`` (``prune: false``, so no token is skipped); dense vectors in a
 ``dense_vector`` field (float HNSW, cosine) searched with top-level ``knn``; BM25 is a ``match``
-on the analysed text. Hybrid search uses the ``rrf`` retriever (Elasticsearch >= 8.16; the
-license must allow it); where it is refused, fusion runs client-side with the same formula.
+on the analysed text. Hybrid search uses the ``rrf`` retriever (Elasticsearch >= 8.16 with an
+enterprise or trial licence; weighted RRF >= 9.2); where the version or licence (read at the first
+request) rules it out, or the cluster refuses it, fusion runs client-side with the same formula.
+
+**8.x and 9.x clusters.** The 9.x client asks for ``compatible-with=9`` responses, which 8.x
+clusters refuse (400 ``media_type_header_exception``). So the first request (``GET /``) goes out
+as plain JSON, and from then on the compatibility headers ask for the cluster's own major when it
+is older than the client's (:class:`CompatTransport`): one client works with both majors.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from elastic_transport import Transport
 
 from ..types import SparseVector
 from .base import CollectionSchema
@@ -37,8 +46,10 @@ from .search_engine_common import (
     filter_clauses,
     source_filter,
     sparse_features,
+    unequal,
     with_filter,
 )
+from .server_versions import ServerFeatures, elasticsearch_features, parse_version
 
 log = logging.getLogger(__name__)
 #: Elasticsearch's upper bound on ``num_candidates``.
@@ -46,8 +57,39 @@ MAX_NUM_CANDIDATES = 10_000
 
 
 def num_candidates(k: int) -> int:
-    """HNSW candidates per shard: generous (recall), bounded by the engine's limit."""
+    """HNSW candidates per shard: generous (recall), bounded by the engine's limit (and >= k)."""
     return int(min(MAX_NUM_CANDIDATES, max(100, 2 * int(k))))
+
+
+def knn_k(k: int) -> int:
+    """``k`` as Elasticsearch takes it: at most ``num_candidates`` (so at most 10,000)."""
+    return min(int(k), num_candidates(k))
+
+
+_COMPAT = re.compile(r"compatible-with=(\d+)")
+
+
+class CompatTransport(Transport):
+    """Sends the compatibility headers the cluster accepts: none before its version is known
+    (plain JSON, which every major takes), then ``compatible-with`` at most its major."""
+
+    server_major: int | None = None
+
+    def perform_request(self, method: str, target: str, **kwargs: Any) -> Any:
+        headers = kwargs.get("headers")
+        if isinstance(headers, Mapping):
+            headers = dict(headers)
+            for name, value in headers.items():
+                if isinstance(value, str) and _COMPAT.search(value):
+                    headers[name] = self._compat(value)
+            kwargs["headers"] = headers
+        return super().perform_request(method, target, **kwargs)
+
+    def _compat(self, value: str) -> str:
+        if self.server_major is None:
+            return re.sub(r"application/vnd\.elasticsearch\+([\w-]+); compatible-with=\d+", r"application/\1", value)
+        major = self.server_major
+        return _COMPAT.sub(lambda m: f"compatible-with={min(int(m.group(1)), major)}", value)
 
 
 class ElasticsearchStore(SearchEngineStore):
@@ -62,6 +104,18 @@ class ElasticsearchStore(SearchEngineStore):
         if isinstance(exc, elasticsearch.ApiError):
             return exc.meta.status in TRANSIENT_STATUSES
         return isinstance(exc, (ConnectionError, TimeoutError))
+
+    def _load_features(self) -> ServerFeatures:
+        info = self._call("server version", lambda: self.client.info())
+        version = parse_version(info["version"]["number"])
+        transport = self.client.transport
+        if isinstance(transport, CompatTransport):
+            transport.server_major = version[0]
+        try:
+            licence = self.client.license.get()["license"]["type"]
+        except Exception:  # no right to read it (or no licence API): the cluster's refusal decides
+            licence = None
+        return elasticsearch_features(version, licence)
 
     # -- DSL -------------------------------------------------------------------------------
     def index_body(self, schema: CollectionSchema) -> dict[str, Any]:
@@ -88,7 +142,7 @@ class ElasticsearchStore(SearchEngineStore):
         knn: dict[str, Any] = {
             "field": DENSE,
             "query_vector": [float(x) for x in vector],
-            "k": int(k),
+            "k": knn_k(k),
             "num_candidates": num_candidates(k),
         }
         clauses = filter_clauses(conditions)
@@ -108,7 +162,8 @@ class ElasticsearchStore(SearchEngineStore):
         weights: Sequence[float],
         conditions: Sequence[Condition],
     ) -> dict[str, Any]:
-        """An ``rrf`` retriever with one child retriever per part (weights only when not all equal)."""
+        """An ``rrf`` retriever with one child retriever per part; the weighted form (Elasticsearch
+        >= 9.2) only when the weights differ, as equal weights only scale every score."""
         children: list[dict[str, Any]] = []
         for name, value in parts.items():
             if name == SPARSE:
@@ -117,7 +172,7 @@ class ElasticsearchStore(SearchEngineStore):
                 children.append({"knn": self.knn_section(value, candidates, conditions)})
             elif name == BM25:
                 children.append({"standard": {"query": with_filter(self.bm25_query(value), conditions)}})
-        if any(w != 1.0 for w in weights):
+        if unequal(weights):
             children = [{"retriever": c, "weight": float(w)} for c, w in zip(children, weights)]
         return {
             "retriever": {
@@ -162,6 +217,7 @@ def open_elasticsearch(url: str, **options: Any) -> ElasticsearchStore:
         request_timeout=settings.timeout,
         max_retries=0,  # retries are ours (sparsehybrid.connectors.retry), with backoff
         retry_on_timeout=False,
+        transport_class=CompatTransport,
         **kwargs,
     )
     return ElasticsearchStore(client, settings, fusion=fusion, refresh=refresh)

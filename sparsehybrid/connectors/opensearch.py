@@ -15,7 +15,11 @@ Sparse vectors live in a ``rank_features`` field queried with ``neural_sparse`` 
 ``query_tokens`` (no model on the cluster: the client encodes); dense vectors in a ``knn_vector``
 field (Lucene HNSW, cosine); BM25 is a ``match`` on the analysed text. Hybrid search runs in the
 cluster as a ``hybrid`` query through a search pipeline with the ``score-ranker-processor``
-(RRF, OpenSearch >= 2.19); where that is missing it falls back to client-side RRF.
+(RRF, OpenSearch >= 2.19; weighted RRF >= 3.1, its weights summing to 1.0). The pipeline is put
+once per store (a cluster-state write: it needs cluster admin rights); where it is refused
+(403, or no neural-search plugin) fusion falls back to client-side RRF, with one log line.
+OpenSearch before 3.5 fuses per shard, so on a multi-shard index its RRF can differ from
+client-side RRF over the whole index.
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ from .search_engine_common import (
     filter_clauses,
     source_filter,
     sparse_features,
+    unequal,
     with_filter,
 )
+from .server_versions import ServerFeatures, opensearch_features, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +95,21 @@ class OpenSearchStore(SearchEngineStore):
     def dense_search_body(self, vector: Sequence[float], limit: int, conditions: Sequence[Condition]) -> dict[str, Any]:
         return {"query": self.knn_query(vector, limit, conditions), "size": int(limit), "_source": source_filter(False)}
 
+    def _load_features(self) -> ServerFeatures:
+        info = self._call("server version", lambda: self.client.info())
+        return opensearch_features(parse_version(info["version"]["number"]))
+
     @staticmethod
     def rrf_pipeline_body(k: int, weights: Sequence[float]) -> dict[str, Any]:
-        """Search pipeline running RRF over a hybrid query's clauses (score-ranker-processor)."""
+        """Search pipeline running RRF over a hybrid query's clauses (score-ranker-processor).
+
+        Unequal weights are scaled to sum to 1.0, which OpenSearch requires (neural-search
+        ``ScoreCombinationUtil.validateWeights``); scaling does not change the ranking.
+        """
         combination: dict[str, Any] = {"technique": "rrf", "rank_constant": int(k)}
-        if any(w != weights[0] for w in weights):
-            top = max(weights) or 1.0
-            combination["parameters"] = {"weights": [float(w) / top for w in weights]}  # must lie in [0, 1]
+        if unequal(weights):
+            total = float(sum(weights))
+            combination["parameters"] = {"weights": [float(w) / total for w in weights]}
         return {
             "description": "sparsehybrid reciprocal rank fusion",
             "phase_results_processors": [{"score-ranker-processor": {"combination": combination}}],
@@ -126,7 +140,9 @@ class OpenSearchStore(SearchEngineStore):
         body = self.hybrid_search_body(parts, candidates, conditions)
 
         def request() -> Any:
-            self.client.search_pipeline.put(id=name, body=pipeline)
+            if name not in self._pipelines:
+                self.client.search_pipeline.put(id=name, body=pipeline)
+                self._pipelines.add(name)
             return self.client.search(index=self.index, body=body, search_pipeline=name)
 
         return request
@@ -134,8 +150,8 @@ class OpenSearchStore(SearchEngineStore):
     def _refuses_server_fusion(self, exc: BaseException) -> bool:
         from opensearchpy import exceptions as e
 
-        # No neural-search plugin, or no score-ranker-processor: the cluster cannot fuse.
-        return isinstance(exc, e.TransportError) and exc.status_code in (400, 404)
+        # No neural-search plugin, no score-ranker-processor, or no right to put a pipeline (403).
+        return isinstance(exc, e.TransportError) and exc.status_code in (400, 403, 404)
 
 
 def open_opensearch(url: str, **options: Any) -> OpenSearchStore:

@@ -35,6 +35,14 @@ from .filters import Condition
 from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
 from .remote import RemoteStore
 from .retry import TRANSIENT_STATUSES, RetryPolicy
+from .server_versions import (
+    QDRANT_METADATA,
+    ServerFeatures,
+    log_fallbacks,
+    parse_version,
+    qdrant_features,
+    version_text,
+)
 from .settings import ConnectionSettings
 
 SCHEMA_KEY = "sparsehybrid"
@@ -54,16 +62,30 @@ def qdrant_filter(conditions: list[Condition]) -> Any:
     return metadata_filter(m, conditions, m.Range)
 
 
+def client_has_rrf_weights() -> bool:
+    """qdrant-client >= 1.17: ``Rrf`` has ``weights`` (1.16 refuses the keyword, even as None)."""
+    rrf = getattr(_models(), "Rrf", None)
+    return rrf is not None and "weights" in rrf.model_fields
+
+
+def weighted(weights: Sequence[float] | None) -> bool:
+    """Whether Qdrant needs the weights: its weighted RRF is not a scaling, so any weight but 1 counts."""
+    return bool(weights) and any(x != 1.0 for x in weights or ())
+
+
 def rrf_query(k: int, weights: list[float] | None):
     """Server-side RRF matching :func:`sparsehybrid.fusion.reciprocal_rank_fusion`'s ``k``.
 
-    See :func:`~.qdrant_common.qdrant_rrf_k` for the ``k`` offset. Weighted RRF differs in form (Qdrant: ``1 / (rank / w + k_q - 1)``), so weights are passed
-    only when not all 1. Older clients without ``RrfQuery`` get plain ``Fusion.RRF`` (their k).
+    See :func:`~.qdrant_common.qdrant_rrf_k` for the ``k`` offset. Weighted RRF differs in form
+    (Qdrant: ``1 / (rank / w + k_q - 1)``), so weights are passed only when not all 1, and only
+    to a client and server that know them (:func:`client_has_rrf_weights`; the caller checks the
+    server). Older clients without ``RrfQuery`` get plain ``Fusion.RRF`` (their k).
     """
     m = _models()
     if hasattr(m, "RrfQuery"):
-        w = None if not weights or all(x == 1.0 for x in weights) else [float(x) for x in weights]
-        return m.RrfQuery(rrf=m.Rrf(k=qdrant_rrf_k(k), weights=w))
+        if weighted(weights):
+            return m.RrfQuery(rrf=m.Rrf(k=qdrant_rrf_k(k), weights=[float(x) for x in weights or ()]))
+        return m.RrfQuery(rrf=m.Rrf(k=qdrant_rrf_k(k)))
     return m.FusionQuery(fusion=m.Fusion.RRF)
 
 
@@ -129,6 +151,13 @@ class QdrantServerStore(RemoteStore):
         self._lock = threading.RLock()
         self._bm25: Any = None
         self._schema: CollectionSchema | None = None
+        self.features = self._load_features()
+        if not self.features.collection_metadata:
+            raise StoreError(
+                f"{safe_url}: {self.features.server} is older than the oldest supported Qdrant "
+                f"({version_text(QDRANT_METADATA)}: the collection schema lives in collection metadata)"
+            )
+        log_fallbacks(self._safe_url, self.features)
         self._schema = self._load_schema()
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -142,6 +171,14 @@ class QdrantServerStore(RemoteStore):
 
     def _is_transient(self, exc: BaseException) -> bool:
         return _is_transient(exc)
+
+    def _load_features(self) -> ServerFeatures:
+        """From the server's version (``GET /``); local mode has none, only the client counts."""
+        version = None
+        if self._payload_index:  # a server, not local mode
+            info = self._call("server version", lambda: self._client.info())
+            version = parse_version(info.version)
+        return qdrant_features(version, client_has_rrf_weights())
 
     def _load_schema(self) -> CollectionSchema | None:
         if not self._call("collection_exists", lambda: self._client.collection_exists(self.collection)):
@@ -360,8 +397,15 @@ class QdrantServerStore(RemoteStore):
         inputs = fusion_inputs(query, m, self._bm25)
         if not inputs:
             return []
+        weights = query.weight_list([n for n, _ in inputs])
+        if not self.features.fuses(weighted(weights)):
+            ours = {SPARSE: query.sparse, DENSE: query.dense, BM25: query.text}
+            parts = {name: ours[name] for name, _ in inputs}
+            return self._client_fused(
+                parts, query.limit, query.candidates, query.k, dict(zip(parts, weights)), query.conditions
+            )
         prefetch = [m.Prefetch(query=vec, using=name, limit=query.candidates, filter=flt) for name, vec in inputs]
-        fusion = rrf_query(query.k, query.weight_list([n for n, _ in inputs]))
+        fusion = rrf_query(query.k, weights)
         return self._query("hybrid search", prefetch=prefetch, query=fusion, limit=query.limit, query_filter=flt)
 
 

@@ -31,12 +31,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..fusion import reciprocal_rank_fusion
 from ..types import PointRecord, ScoredPoint, SparseVector
 from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, check_vectors
 from .filters import Condition
 from .remote import RemoteStore
 from .retry import RetryPolicy, describe_error
+from .server_versions import UNKNOWN, ServerFeatures, log_fallbacks
 from .settings import ConnectionSettings
 
 T = TypeVar("T")
@@ -178,6 +178,10 @@ def base_mappings(
     return {
         "_meta": {META_KEY: schema.to_dict()},
         "dynamic": "strict",
+        # A first date-like (or numeric-looking) metadata string would otherwise map its field as
+        # date (or number), and a later value that is not would fail its bulk item.
+        "date_detection": False,
+        "numeric_detection": False,
         "dynamic_templates": [
             {
                 "metadata_strings": {
@@ -265,6 +269,47 @@ def bulk_failures(response: Mapping[str, Any]) -> list[tuple[str, int, str]]:
     return out
 
 
+def unequal(weights: Sequence[float]) -> bool:
+    """Whether RRF weights change the ranking (equal weights only scale every score)."""
+    return any(w != weights[0] for w in weights)
+
+
+def shard_failures(response: Mapping[str, Any]) -> str | None:
+    """Why some shards failed a search or count (then its hits are incomplete); None when none did."""
+    shards = response.get("_shards") or {}
+    if not shards.get("failed"):
+        return None
+    first = (shards.get("failures") or [{}])[0]
+    reason = first.get("reason") or {}
+    text = f"{reason.get('type', 'error')}: {reason.get('reason', '')}" if isinstance(reason, Mapping) else str(reason)
+    return f"{shards['failed']} of {shards.get('total', '?')} shard(s) failed; first: {text}"
+
+
+def delete_by_query_failures(response: Mapping[str, Any]) -> str | None:
+    """Why a delete-by-query left documents behind (failures[], version conflicts); None when it did not."""
+    failures = response.get("failures") or []
+    conflicts = int(response.get("version_conflicts") or 0)
+    if not failures and not conflicts:
+        return None
+    parts = []
+    if failures:
+        cause = failures[0].get("cause") or {}
+        parts.append(f"{len(failures)} failure(s); first: {cause.get('type', 'error')}: {cause.get('reason', '')}")
+    if conflicts:
+        parts.append(f"{conflicts} version conflict(s) (documents changed while deleting)")
+    return "; ".join(parts)
+
+
+def mget_errors(docs: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why some documents of an mget could not be read (not the same as not found); None when all could."""
+    failed = [d for d in docs if d.get("error")]
+    if not failed:
+        return None
+    err = failed[0]["error"]
+    text = f"{err.get('type', 'error')}: {err.get('reason', '')}" if isinstance(err, Mapping) else str(err)
+    return f"{len(failed)} document(s) could not be read; first: {failed[0].get('_id')} {text}"
+
+
 def cosine_from_score(score: float) -> float:
     """Both engines report cosine kNN scores as (1 + cos) / 2; give back the cosine."""
     return 2.0 * float(score) - 1.0
@@ -325,6 +370,8 @@ class SearchEngineStore(RemoteStore):
         self._refresh = {"wait_for": "wait_for", "true": "true", "false": "false"}[refresh]
         self._lock = threading.RLock()
         self._schema_value: Any = _UNLOADED  # loaded on first use: constructing never contacts the cluster
+        self._features: ServerFeatures | None = None  # likewise, read before the first other request
+        self._pipelines: set[str] = set()  # search pipelines this store has put (OpenSearch)
 
     @property
     def _schema(self) -> CollectionSchema | None:
@@ -336,7 +383,28 @@ class SearchEngineStore(RemoteStore):
     def _schema(self, value: CollectionSchema | None) -> None:
         self._schema_value = value
 
+    @property
+    def features(self) -> ServerFeatures:
+        """What this cluster's version (and licence) lets it do; read once, before anything else."""
+        if self._features is None:
+            self._features = UNKNOWN  # while reading: the version request itself goes straight through
+            try:
+                self._features = self._load_features()
+            except BaseException:
+                self._features = None  # read again next time
+                raise
+            log_fallbacks(self.url, self._features)
+        return self._features
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        self.features  # noqa: B018 - the version decides how to talk to the cluster (headers, features)
+        return super()._call(what, fn)
+
     # -- engine hooks ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def _load_features(self) -> ServerFeatures:
+        """Read the cluster's version (``GET /``) and decide what it can do."""
+
     @staticmethod
     @abc.abstractmethod
     def _client_transient(exc: BaseException) -> bool:
@@ -354,6 +422,12 @@ class SearchEngineStore(RemoteStore):
     def dense_search_body(
         self, vector: Sequence[float], limit: int, conditions: Sequence[Condition]
     ) -> dict[str, Any]: ...
+
+    def _check_sparse_query(self) -> None:
+        if not self.features.sparse_query:
+            raise StoreError(
+                f"{self.url}: {self.features.server} has no sparse_vector query (Elasticsearch >= 8.15 has)"
+            )
 
     def _required_sparse_query(self, vector: SparseVector) -> dict[str, Any]:
         """The sparse query of a vector already known to have a positive weight (fused queries)."""
@@ -404,7 +478,10 @@ class SearchEngineStore(RemoteStore):
                 raise
 
         response = self._call("hybrid search", run)
-        return None if response is None else hits_to_points(response, limit)
+        if response is None:
+            return None
+        self._check_shards("hybrid search", response)
+        return hits_to_points(response, limit)
 
     def _fused_request(
         self,
@@ -433,6 +510,11 @@ class SearchEngineStore(RemoteStore):
 
     def _is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, RetryableBulkError) or self._client_transient(exc)
+
+    def _check_shards(self, what: str, response: Mapping[str, Any]) -> None:
+        failed = shard_failures(response)
+        if failed:
+            raise StoreError(f"{self.url}: {what} incomplete: {failed}")
 
     def _note_client_fusion(self, exc: BaseException) -> None:
         """One log line when the cluster refuses server-side RRF (then fusion runs client-side)."""
@@ -531,12 +613,15 @@ class SearchEngineStore(RemoteStore):
         if not doc_ids or self._schema is None:
             return
         body = {"query": {"terms": {"doc_id": list(doc_ids)}}}
-        self._call(
+        response = self._call(
             "delete by query",
             lambda: self.client.delete_by_query(
                 index=self.index, body=body, refresh=self._refresh != "false", conflicts="proceed"
             ),
         )
+        failed = delete_by_query_failures(response)
+        if failed:
+            raise StoreError(f"{self.url}: delete of {len(doc_ids)} document(s) incomplete: {failed}")
 
     # -- reads -----------------------------------------------------------------------------
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
@@ -544,13 +629,18 @@ class SearchEngineStore(RemoteStore):
         if self._schema is None:
             return 0
         body = {"query": filter_query(conditions)}
-        return int(self._call("count", lambda: self.client.count(index=self.index, body=body))["count"])
+        response = self._call("count", lambda: self.client.count(index=self.index, body=body))
+        self._check_shards("count", response)
+        return int(response["count"])
 
     def get(self, point_ids: Sequence[str], with_sparse: bool = False) -> list[ScoredPoint]:
         if not point_ids or self._schema is None:
             return []
         body = {"docs": [{"_id": pid, "_source": source_filter(with_sparse)} for pid in point_ids]}
         docs = self._call("mget", lambda: self.client.mget(index=self.index, body=body))["docs"]
+        failed = mget_errors(docs)
+        if failed:
+            raise StoreError(f"{self.url}: get failed: {failed}")
         return [hit_to_point(d, 0.0, with_sparse) for d in docs if d.get("found")]
 
     def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
@@ -575,6 +665,7 @@ class SearchEngineStore(RemoteStore):
 
     def _search(self, what: str, body: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
         response = self._call(what, lambda: self.client.search(index=self.index, body=body, **params))
+        self._check_shards(what, response)
         return list(response["hits"]["hits"])
 
     def _search_sparse(
@@ -583,6 +674,7 @@ class SearchEngineStore(RemoteStore):
         body = self.sparse_search_body(vector, limit, conditions, with_sparse) if self._schema is not None else None
         if body is None:
             return []
+        self._check_sparse_query()
         return [hit_to_point(h, h["_score"], with_sparse) for h in self._search("sparse search", body)]
 
     def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
@@ -611,33 +703,19 @@ class SearchEngineStore(RemoteStore):
             parts[BM25] = query.text
         if not parts:
             return []
+        if SPARSE in parts:
+            self._check_sparse_query()
         w = query.weight_list(list(parts))
         if self.native_fusion and len(parts) >= 2:
-            fused = self._native_fused(parts, query.limit, query.candidates, query.k, w, query.conditions)
-            if fused is not None:
-                return fused
-            if self.fusion == "server":
-                raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
-            self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
+            if not self.features.fuses(unequal(w)):
+                if self.fusion == "server":
+                    why = "; ".join(self.features.why)
+                    raise StoreError(f"{self.url}: {self.features.server} cannot run this RRF (fusion=server): {why}")
+            else:
+                fused = self._native_fused(parts, query.limit, query.candidates, query.k, w, query.conditions)
+                if fused is not None:
+                    return fused
+                if self.fusion == "server":
+                    raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
+                self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
         return self._client_fused(parts, query.limit, query.candidates, query.k, dict(zip(parts, w)), query.conditions)
-
-    def _client_fused(
-        self,
-        parts: dict[str, Any],
-        limit: int,
-        candidates: int,
-        k: int,
-        weights: dict[str, float],
-        conditions: list[Condition],
-    ) -> list[ScoredPoint]:
-        runs = {
-            SPARSE: lambda v: self._search_sparse(v, candidates, conditions, False),
-            DENSE: lambda v: self._search_dense(v, candidates, conditions),
-            BM25: lambda v: self._search_bm25(v, candidates, conditions),
-        }
-        results = {name: runs[name](value) for name, value in parts.items()}
-        points = {p.id: p for ps in results.values() for p in ps}
-        fused = reciprocal_rank_fusion(
-            {n: [(p.id, p.score) for p in ps] for n, ps in results.items()}, k=k, weights=weights, limit=limit
-        )
-        return [ScoredPoint(id=it.id, score=it.score, payload=points[it.id].payload) for it in fused]

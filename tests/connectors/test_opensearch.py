@@ -117,8 +117,9 @@ def test_rrf_search_pipeline_and_hybrid_query(offline):
         {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}
     ]
     weighted = offline.rrf_pipeline_body(20, [2.0, 1.0])
+    # OpenSearch requires combination weights that sum to 1.0
     assert weighted["phase_results_processors"][0]["score-ranker-processor"]["combination"]["parameters"] == {
-        "weights": [1.0, 0.5]
+        "weights": [2.0 / 3.0, 1.0 / 3.0]
     }
     assert offline.pipeline_name(pipeline) != offline.pipeline_name(weighted)
     conds = parse_filter({"lang": "en"})
