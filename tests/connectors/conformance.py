@@ -196,6 +196,18 @@ class StoreConformance:
         finally:
             reopened.close()
 
+    def test_tuned_fusion_is_recorded_kept_by_later_writes_and_reopened(self, store: VectorStore):
+        store.ensure_schema(SCHEMA)
+        setting = {"method": "rrf", "k": 30, "weights": {"sparse": 0.5, "dense": 2.0, "bm25": 0.0}}
+        assert store.save_fusion(setting).fusion == setting
+        store.upsert(make_records(3))  # learning metadata fields saves the schema again
+        reopened = self.reopen(store)
+        try:
+            assert reopened.schema is not None and reopened.schema.fusion == setting
+            assert reopened.save_fusion(None).fusion is None
+        finally:
+            reopened.close()
+
     @pytest.mark.parametrize(
         "change",
         [
