@@ -9,6 +9,7 @@ from sparsehybrid.evaluation.tuning import (
     agreement_weights,
     best_setting,
     candidate_settings,
+    choose_setting,
     cross_validated_run,
     folds_of,
     fused_run,
@@ -91,14 +92,30 @@ def test_each_query_is_scored_with_a_setting_chosen_without_it():
     result = tune(runs, qrels, queries, folds=5, seed=7)
     settings = candidate_settings(list(runs))
     scores = score_settings(runs, qrels, queries, settings)
+    singles = [i for i, s in enumerate(settings) if sum(w > 0 for w in s.weights.values()) == 1]
     for fold in folds_of(queries, 5, 7):
         train = [i for i in range(len(queries)) if i not in fold]
-        expected = settings[best_setting(scores, train)]
+        expected = settings[choose_setting(scores, train, singles, 5, 7)]
         assert {result.per_query_setting[queries[i]] for i in fold} == {expected}
     # The cross-validated run is exactly those settings applied query by query.
     cv_run = cross_validated_run(runs, result, limit=10)
     q = queries[0]
     assert cv_run[q] == fused_run(runs, result.per_query_setting[q], [q], 10)[q]
+
+
+def test_an_overfitting_grid_falls_back_to_plain_rrf():
+    """Plain RRF scores a steady 0.55; 200 other settings score noise around 0.5. The best of them
+    on the training queries beats 0.55 by luck alone; the inner cross-validation sees it does not
+    hold on held-out queries and keeps plain RRF."""
+    rng = random.Random(4)
+    n = 40
+    scores = [[0.55] * n] + [[rng.random() for _ in range(n)] for _ in range(200)] + [[0.3] * n]
+    train = list(range(n))
+    assert best_setting(scores, train) != 0  # the grid alone would pick a lucky setting
+    assert choose_setting(scores, train, singles=[201], inner_folds=5, seed=0) == 0
+    # And where a setting is really better, it is kept.
+    scores[7] = [0.8] * n
+    assert choose_setting(scores, train, singles=[201], inner_folds=5, seed=0) == 7
 
 
 def test_folds_partition_the_queries_and_too_few_queries_is_a_clear_error():
