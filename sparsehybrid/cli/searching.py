@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..connectors.base import StoreError
+from ..connectors.base import StoreError, VectorStore
 from ..types import SearchMode
 from .app import DEFAULT_STORE, app, console, fail
 
@@ -109,23 +109,28 @@ def describe_store(store_url: str) -> dict[str, Any]:
 
     st = open_store(store_url)
     try:
-        schema = st.schema
-        if schema is None:
-            raise ValueError(f"{st.url} holds no collection yet")
-        return {
-            "store": st.url,
-            "documents": len(st.document_states()),
-            "points": st.count(),
-            "sparse_model": schema.sparse_model,
-            "sparse_vocab": schema.sparse_dim,
-            "dense_model": schema.dense_model,
-            "dense_dim": schema.dense_dim,
-            "bm25": {"language": schema.bm25_language, "avg_len": schema.bm25_avg_len} if schema.bm25 else None,
-            "metadata_fields": dict(sorted(schema.metadata_fields.items())),
-            "disk_bytes": st.disk_size(),
-        }
+        return describe_open_store(st)
     finally:
         st.close()
+
+
+def describe_open_store(st: VectorStore) -> dict[str, Any]:
+    """:func:`describe_store` of a store already open (the search service's ``/info``)."""
+    schema = st.schema
+    if schema is None:
+        raise ValueError(f"{st.url} holds no collection yet")
+    return {
+        "store": st.url,
+        "documents": len(st.document_states()),
+        "points": st.count(),
+        "sparse_model": schema.sparse_model,
+        "sparse_vocab": schema.sparse_dim,
+        "dense_model": schema.dense_model,
+        "dense_dim": schema.dense_dim,
+        "bm25": {"language": schema.bm25_language, "avg_len": schema.bm25_avg_len} if schema.bm25 else None,
+        "metadata_fields": dict(sorted(schema.metadata_fields.items())),
+        "disk_bytes": st.disk_size(),
+    }
 
 
 @app.command()
