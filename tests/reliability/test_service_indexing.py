@@ -1,0 +1,121 @@
+"""Searches through ``sparsehybrid serve`` keep succeeding while an index job writes to the same
+embedded store (through the service), see each batch as soon as it is acknowledged, and a
+kill -9 of the service loses nothing acknowledged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import cli_env
+
+from sparsehybrid.client import SearchClient
+from sparsehybrid.connectors import open_store
+from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
+from sparsehybrid.connectors.service_store import ServiceStore
+from sparsehybrid.ingestion.indexing import Indexer
+from sparsehybrid.service import discovery
+
+from .conftest import as_documents, cranfield_rows, free_port
+
+
+def start_service(store: Path, port: int, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "sparsehybrid.cli", "serve", "--store", f"qdrant-edge://{store}", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json()["ready"]:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def tiny_sparse(tiny_splade_dir):
+    from sparsehybrid.encoders.sparse import SparseEncoder
+
+    return SparseEncoder(tiny_splade_dir, max_length=128, batch_size=32)
+
+
+def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_kill_9(tmp_path, cranfield, tiny_sparse):
+    rows = cranfield_rows(cranfield, 300)
+    for i, r in enumerate(rows):
+        r["n"] = i
+    docs = as_documents(rows)
+    path = tmp_path / "idx"
+    first = QdrantEdgeStore(path)
+    Indexer(first, tiny_sparse, bm25=True, batch_size=32).index(docs[:40])
+    first.close()
+
+    port = free_port()
+    proc = start_service(path, port, tmp_path / "serve.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        failures: list[str] = []
+        searches = [0]
+        done = threading.Event()
+
+        def search_loop() -> None:
+            with SearchClient(url, retries=0) as client:
+                while not done.is_set():
+                    try:
+                        client.search("boundary layer flow", top_k=5, mode="hybrid")
+                        searches[0] += 1
+                    except Exception as exc:
+                        failures.append(repr(exc))
+
+        threads = [threading.Thread(target=search_loop) for _ in range(3)]
+        for t in threads:
+            t.start()
+        store = open_store(f"qdrant-edge://{path}")  # the job's view: the service owns the store
+        assert isinstance(store, ServiceStore)
+        seen_within: list[float] = []
+
+        def acknowledged(stats) -> None:  # after each batch is written: searchable at once?
+            if stats.batches_done:
+                t0 = time.monotonic()
+                last = docs[40 + stats.encoded - 1]
+                while not SearchClient(url).search(
+                    last.text[:60], top_k=1, mode="bm25", filter={"n": last.metadata["n"]}
+                ):
+                    assert time.monotonic() - t0 < 5, f"{last.id} not searchable 5 s after its batch was acknowledged"
+                    time.sleep(0.05)
+                seen_within.append(time.monotonic() - t0)
+
+        stats = Indexer(store, tiny_sparse, bm25=True, batch_size=32).index(docs, on_batch=acknowledged)
+        store.close()
+        done.set()
+        for t in threads:
+            t.join()
+        assert stats.added == 260 and not stats.rejected
+        assert failures == [] and searches[0] > 0
+        assert len(seen_within) == stats.batches and max(seen_within) < 5
+        with SearchClient(url) as client:
+            info = client.info()
+            assert info["documents"] == 300
+            for d in docs[40::37]:
+                hits = client.search(d.text[:60], top_k=1, mode="bm25", filter={"n": d.metadata["n"]})
+                assert [h.doc_id for h in hits] == [d.id]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    # The service died without a word: its file is stale, the store opens directly and is whole.
+    assert (path / discovery.SERVICE_FILE).exists() and discovery.read(path) is None
+    reopened = open_store(f"qdrant-edge://{path}")
+    assert isinstance(reopened, QdrantEdgeStore)
+    try:
+        assert reopened.count() == info["points"] and len(reopened.document_states()) == 300
+    finally:
+        reopened.close()
