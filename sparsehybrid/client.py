@@ -10,7 +10,6 @@ Needs only ``httpx`` (``pip install sparsehybrid[client]``).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import time
@@ -215,6 +214,8 @@ class AsyncSearchClient(_Base):
                     raise
                 last = exc
                 if attempt <= self.retries:
+                    import asyncio  # here: importing asyncio costs a sync client ~0.08 s
+
                     await asyncio.sleep(self._delay(attempt))
         assert last is not None
         raise self._give_up(last) from None

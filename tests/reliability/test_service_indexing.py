@@ -22,6 +22,7 @@ from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 from sparsehybrid.connectors.service_store import ServiceStore
 from sparsehybrid.ingestion.indexing import Indexer
 from sparsehybrid.service import discovery
+from sparsehybrid.types import Chunk, PointRecord
 
 from .conftest import as_documents, cranfield_rows, free_port
 
@@ -94,6 +95,9 @@ def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_ki
                 seen_within.append(time.monotonic() - t0)
 
         stats = Indexer(store, tiny_sparse, bm25=True, batch_size=32).index(docs, on_batch=acknowledged)
+        # One more write, acknowledged but never flushed: the kill -9 below must not lose it.
+        late = Chunk("late", 0, "a late arrival", 0, 14, metadata={"n": 999}, content_hash="h")
+        assert store.upsert([PointRecord(late, tiny_sparse.encode_document([late.text])[0])]) == 1
         store.close()
         done.set()
         for t in threads:
@@ -103,7 +107,7 @@ def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_ki
         assert len(seen_within) == stats.batches and max(seen_within) < 5
         with SearchClient(url) as client:
             info = client.info()
-            assert info["documents"] == 300
+            assert info["documents"] == 301
             for d in docs[40::37]:
                 hits = client.search(d.text[:60], top_k=1, mode="bm25", filter={"n": d.metadata["n"]})
                 assert [h.doc_id for h in hits] == [d.id]
@@ -116,6 +120,7 @@ def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_ki
     reopened = open_store(f"qdrant-edge://{path}")
     assert isinstance(reopened, QdrantEdgeStore)
     try:
-        assert reopened.count() == info["points"] and len(reopened.document_states()) == 300
+        assert reopened.count() == info["points"] and len(reopened.document_states()) == 301
+        assert [p.payload["text"] for p in reopened.get([late.point_id])] == ["a late arrival"]
     finally:
         reopened.close()
