@@ -63,6 +63,7 @@ def search(
 ) -> None:
     """Search an index; the encoders are the ones the index was built with."""
     from ..connectors import open_store
+    from ..connectors.service_store import ServiceStore
     from ..search import check_query, open_searcher
 
     if rerank and not reranker:
@@ -74,15 +75,18 @@ def search(
     try:
         check_query(query)  # before loading any model
         st = open_store(store)
-        searcher = open_searcher(
-            st,
-            use_sparse=mode in ("sparse", "hybrid"),
-            use_dense=mode in ("dense", "hybrid"),
-            reranker=reranker if rerank else None,
-            device=device,
-            fusion=fusion,
-            rrf_k=rrf_k,
-            weights=parse_weights(weights),
+        via = st.service_url if isinstance(st, ServiceStore) else None
+        # A running service owns the store: it answers with its warm models (and reranker).
+        searcher: Any = (
+            st.search_client()
+            if isinstance(st, ServiceStore)
+            else open_searcher(
+                st,
+                use_sparse=mode in ("sparse", "hybrid"),
+                use_dense=mode in ("dense", "hybrid"),
+                reranker=reranker if rerank else None,
+                device=device,
+            )
         )
         hits = searcher.search(
             query,
@@ -92,6 +96,9 @@ def search(
             rerank=rerank,
             rerank_top=rerank_top,
             filter=flt,
+            fusion=fusion,
+            rrf_k=rrf_k,
+            weights=parse_weights(weights),
         )
     except CLI_ERRORS as exc:
         fail(str(exc))
@@ -99,7 +106,7 @@ def search(
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
     else:
         print_hits(hits, query)
-        console.print(f"[dim]{hits.timing.total * 1000:.1f} ms[/]")
+        console.print(f"[dim]{hits.timing.total * 1000:.1f} ms{f' (answered by {via})' if via else ''}[/]")
     st.close()
 
 

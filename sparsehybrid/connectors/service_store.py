@@ -19,7 +19,7 @@ from . import base
 from .base import CollectionSchema, StoreError
 from .filters import Condition
 from .remote import RemoteStore
-from .retry import TRANSIENT_STATUSES, RetryPolicy
+from .retry import TRANSIENT_STATUSES, RetryPolicy, call_with_retries, describe_error
 
 #: Errors the service reports by name, raised here as the same class.
 _ERRORS: dict[str, type[Exception]] = {
@@ -50,11 +50,22 @@ class ServiceStore(RemoteStore):
         self.path = path
         self._info = info
         self._lock = threading.RLock()
-        self._policy = policy or RetryPolicy()
+        # Patient enough to ride out a service restart (models load in ~15 s on a busy 2-core machine).
+        self._policy = policy or RetryPolicy(attempts=8, base_delay=1.0, max_delay=8.0)
         self._http = httpx.Client(base_url=info.url, timeout=timeout, headers={WRITE_TOKEN_HEADER: info.token})
 
     def __repr__(self) -> str:
         return f"ServiceStore({self.url!r} via {self._info.url})"
+
+    @property
+    def service_url(self) -> str:
+        return self._info.url
+
+    def search_client(self):
+        """A :class:`~sparsehybrid.client.SearchClient` for the service (``$SPARSEHYBRID_API_KEY`` if it needs one)."""
+        from ..client import SearchClient
+
+        return SearchClient(self._info.url)
 
     # -- RemoteStore ---------------------------------------------------------------------------
     @property
@@ -78,22 +89,46 @@ class ServiceStore(RemoteStore):
 
     def _request(self, what: str, method: str, path: str, body: Any = None) -> Any:
         def send() -> Any:
-            r = self._http.request(method, f"/store/{path}", json=body)
+            try:
+                r = self._http.request(method, f"/store/{path}", json=body)
+            except Exception:
+                self._refresh()  # a restarted service may listen elsewhere; the retry finds it
+                raise
+            if r.status_code == 401 and self._refresh():  # restarted: a new token
+                r = self._http.request(method, f"/store/{path}", json=body)
             if r.status_code >= 400:
                 try:
                     data = r.json()
                 except ValueError:
                     data = {}
-                raise ServiceError(r.status_code, str(data.get("error", "")), str(data.get("detail", r.text)))
+                raise ServiceError(r.status_code, str(data.get("kind", "")), str(data.get("detail", r.text)))
             return r.json()
 
         return self._call(what, send)
 
     def _call(self, what: str, fn: Any) -> Any:
         try:
-            return super()._call(what, fn)
-        except ServiceError as exc:  # not transient: the service's own one-line message, same class
+            return call_with_retries(
+                fn, is_transient=self._is_transient, where=self.url, policy=self.retry_policy, secrets=self.secrets
+            )
+        except ServiceError as exc:  # not transient: the service's own one-line message, as the same class
             raise _ERRORS.get(exc.kind, StoreError)(exc.detail) from None
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self.url}: {what} failed: {describe_error(exc, self.secrets)}") from None
+
+    def _refresh(self) -> bool:
+        """Follow a restarted service (new pid, token, maybe port); True if it changed."""
+        from ..service import discovery
+
+        info = discovery.read(self.path)
+        if info is None or info == self._info:
+            return False
+        self._info = info
+        self._http.base_url = info.url
+        self._http.headers[WRITE_TOKEN_HEADER] = info.token
+        return True
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property

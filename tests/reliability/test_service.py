@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from sparsehybrid.client import AsyncSearchClient, SearchClient
-from sparsehybrid.connectors import StoreUnavailableError
+from sparsehybrid.connectors import CollectionSchema, EncoderMismatchError, StoreUnavailableError
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 from sparsehybrid.ingestion.indexing import Indexer
 from sparsehybrid.search import HybridSearcher
@@ -227,3 +227,28 @@ def test_client_import_loads_no_torch_and_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert float(out[0]) < 2.0  # the target is 0.5 s; loose here, a loaded CI machine must not fail it
     assert int(out[1]) < 100 * 1024  # KiB (VmRSS: ru_maxrss would count the forking parent)
+
+
+def test_an_index_job_follows_a_restarted_service(service, tmp_path):
+    """A service restarted mid-run (systemd, kill -9) has a new token, maybe a new port: the job's
+    store finds it in the service file instead of failing the run."""
+    from sparsehybrid.connectors.retry import RetryPolicy
+    from sparsehybrid.connectors.service_store import ServiceStore
+    from sparsehybrid.service import discovery
+
+    p1, p2 = free_port(), free_port()
+    first = discovery.publish(tmp_path, f"http://127.0.0.1:{p1}")
+    store = ServiceStore(str(tmp_path), first, policy=RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2))
+    with serving(create_app(service, ServiceSettings(), write_token=first.token), p1):
+        assert store.count() == service.store.count() > 0
+    assert first.token not in repr(store) and first.token not in repr(first)
+    second = discovery.publish(tmp_path, f"http://127.0.0.1:{p2}")
+    with serving(create_app(service, ServiceSettings(), write_token=second.token), p2):
+        assert len(store.document_states()) == 120
+        with pytest.raises(EncoderMismatchError, match="sparse encoder mismatch"):  # the same class, the same line
+            store.ensure_schema(CollectionSchema(sparse_model="other/model", sparse_dim=7))
+    with (
+        serving(create_app(service, ServiceSettings(), write_token="another"), p2),
+        pytest.raises(ValueError, match="writes need the token"),
+    ):
+        store.count()

@@ -4,6 +4,7 @@ kill -9 of the service loses nothing acknowledged."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -111,6 +112,14 @@ def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_ki
             for d in docs[40::37]:
                 hits = client.search(d.text[:60], top_k=1, mode="bm25", filter={"n": d.metadata["n"]})
                 assert [h.doc_id for h in hits] == [d.id]
+            # The CLI's `search` on a served store asks the service instead of failing on the lock.
+            want = [h.doc_id for h in client.search("shock waves", top_k=4, mode="sparse")]
+        cmd = [sys.executable, "-m", "sparsehybrid.cli", "search", "shock waves", "--store", f"qdrant-edge://{path}"]
+        out = subprocess.run(
+            [*cmd, "--mode", "sparse", "-k", "4", "--json"], env=cli_env(), capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        assert [h["doc_id"] for h in json.loads(out.stdout)] == want
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -124,3 +133,22 @@ def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_ki
         assert [p.payload["text"] for p in reopened.get([late.point_id])] == ["a late arrival"]
     finally:
         reopened.close()
+
+
+def test_serve_refuses_a_non_loopback_address_without_an_api_key(tmp_path):
+    env = {k: v for k, v in cli_env().items() if k != "SPARSEHYBRID_API_KEY"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparsehybrid.cli",
+        "serve",
+        "--store",
+        f"qdrant-edge://{tmp_path}/idx",
+        "--host",
+        "0.0.0.0",
+    ]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "binding 0.0.0.0 exposes the index beyond this machine: set SPARSEHYBRID_API_KEY" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "idx").exists()  # refused before touching the store
