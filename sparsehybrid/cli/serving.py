@@ -29,6 +29,9 @@ def serve(
     ),
     device: str | None = typer.Option(None),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    wait_for_store: float = typer.Option(
+        0.0, min=0, help="Seconds to wait for an index job that holds the store (started before the service)."
+    ),
 ) -> None:
     """Serve searches over HTTP with warm models; index jobs on the same embedded store write through it."""
     import uvicorn
@@ -44,7 +47,7 @@ def serve(
         settings = ServiceSettings.from_env(host, port, max_top_k=max_top_k, cors_origins=cors_origins(cors_origin))
         settings.check()
         default_weights = parse_weights(weights)
-        st = open_owned_store(store, local_path(store))
+        st = open_owned_store(store, local_path(store), wait_for_store)
         with console.status("loading models"):
             service = SearchService(
                 st,
@@ -76,13 +79,26 @@ def cors_origins(origins: list[str]) -> list[str]:
     return [o.strip() for o in origins if o.strip()]
 
 
-def open_owned_store(url: str, path: str | None):
-    """The store itself, never another service's proxy: one service per embedded store."""
-    from ..connectors import open_store
+def open_owned_store(url: str, path: str | None, wait: float = 0.0):
+    """The store itself, never another service's proxy: one service per embedded store. An index
+    job that opened it directly (before the service ran) holds it until it ends: wait up to ``wait`` s."""
+    import time
+
+    from ..connectors import StoreLockedError, open_store
     from ..service import discovery
 
     if path is not None:
         other = discovery.read(path)
         if other is not None:
             raise ValueError(f"{url} is already served by {other.url} (pid {other.pid}); stop that service first")
-    return open_store(url)
+    deadline, told = time.monotonic() + wait, False
+    while True:
+        try:
+            return open_store(url)
+        except StoreLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            if not told:
+                console.print(f"waiting up to {wait:g} s for the process writing to {url} to finish", soft_wrap=True)
+                told = True
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))

@@ -28,9 +28,13 @@ from sparsehybrid.types import Chunk, PointRecord
 from .conftest import as_documents, cranfield_rows, free_port
 
 
-def start_service(store: Path, port: int, log: Path) -> subprocess.Popen:
+def start_service(store: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "sparsehybrid.cli", "serve", "--store", f"qdrant-edge://{store}", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=cli_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*cmd, *extra], env=cli_env(), stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return wait_ready(proc, port, log)
+
+
+def wait_ready(proc: subprocess.Popen, port: int, log: Path) -> subprocess.Popen:
     deadline = time.monotonic() + 120
     while True:
         assert proc.poll() is None, log.read_text()
@@ -152,3 +156,27 @@ def test_serve_refuses_a_non_loopback_address_without_an_api_key(tmp_path):
     assert "binding 0.0.0.0 exposes the index beyond this machine: set SPARSEHYBRID_API_KEY" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "idx").exists()  # refused before touching the store
+
+
+def test_serve_waits_for_a_job_that_opened_the_store_first(tmp_path, cranfield, tiny_sparse):
+    path, log, port = tmp_path / "idx", tmp_path / "serve.log", free_port()
+    held = QdrantEdgeStore(path)  # an index job that started while no service ran: it holds the lock
+    Indexer(held, tiny_sparse, bm25=True).index(as_documents(cranfield_rows(cranfield, 10)))
+    cmd = [sys.executable, "-m", "sparsehybrid.cli", "serve", "--store", f"qdrant-edge://{path}", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--wait-for-store", "120"], env=cli_env(), stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "waiting up to 120 s for the process writing" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        held.close()  # the job ends
+        wait_ready(proc, port, log)
+        with SearchClient(f"http://127.0.0.1:{port}") as client:
+            assert client.info()["documents"] == 10
+    finally:
+        held.close()
+        proc.terminate()
+        proc.wait(30)
+    assert not (path / discovery.SERVICE_FILE).exists()  # a clean stop withdraws the service file
