@@ -8,6 +8,7 @@ store it already has open. Searches keep running; the engine's one-process lock 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -28,6 +29,31 @@ _ERRORS: dict[str, type[Exception]] = {
     "StoreError": StoreError,
     "ValueError": ValueError,
 }
+
+
+#: How much an index job writing through a service lowers its CPU priority (``nice``; 0: not at
+#: all). Job and service share the machine, and the job's encoding would otherwise take the cores
+#: from the searches the service exists to keep fast; the job only takes longer.
+JOB_NICE_ENV = "SPARSEHYBRID_JOB_NICE"
+_reniced = False
+
+
+def yield_cpu_to_searches() -> int:
+    """Lower this process's CPU priority once (by ``$SPARSEHYBRID_JOB_NICE``, default 10); returns
+    the increment applied. On Linux it applies to this thread and every thread created after it,
+    so it is called when the store is opened, before encoders start their threads."""
+    global _reniced
+    if _reniced:
+        return 0
+    _reniced = True
+    try:
+        step = int(os.environ.get(JOB_NICE_ENV, "10"))
+    except ValueError:
+        raise ValueError(f"{JOB_NICE_ENV} must be an integer (0 to keep the priority)") from None
+    if step > 0 and hasattr(os, "nice"):
+        os.nice(step)
+        return step
+    return 0
 
 
 class ServiceError(Exception):
@@ -53,6 +79,7 @@ class ServiceStore(RemoteStore):
         # Patient enough to ride out a service restart (models load in ~15 s on a busy 2-core machine).
         self._policy = policy or RetryPolicy(attempts=8, base_delay=1.0, max_delay=8.0)
         self._http = httpx.Client(base_url=info.url, timeout=timeout, headers={WRITE_TOKEN_HEADER: info.token})
+        yield_cpu_to_searches()
 
     def __repr__(self) -> str:
         return f"ServiceStore({self.url!r} via {self._info.url})"

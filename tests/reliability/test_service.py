@@ -229,9 +229,10 @@ def test_client_import_loads_no_torch_and_is_light():
     assert int(out[1]) < 100 * 1024  # KiB (VmRSS: ru_maxrss would count the forking parent)
 
 
-def test_an_index_job_follows_a_restarted_service(service, tmp_path):
+def test_an_index_job_follows_a_restarted_service(service, tmp_path, monkeypatch):
     """A service restarted mid-run (systemd, kill -9) has a new token, maybe a new port: the job's
     store finds it in the service file instead of failing the run."""
+    monkeypatch.setenv("SPARSEHYBRID_JOB_NICE", "0")
     from sparsehybrid.connectors.retry import RetryPolicy
     from sparsehybrid.connectors.service_store import ServiceStore
     from sparsehybrid.service import discovery

@@ -54,7 +54,10 @@ def tiny_sparse(tiny_splade_dir):
     return SparseEncoder(tiny_splade_dir, max_length=128, batch_size=32)
 
 
-def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_kill_9(tmp_path, cranfield, tiny_sparse):
+def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_kill_9(
+    tmp_path, cranfield, tiny_sparse, monkeypatch
+):
+    monkeypatch.setenv("SPARSEHYBRID_JOB_NICE", "0")  # the job is this test process: keep its priority
     rows = cranfield_rows(cranfield, 300)
     for i, r in enumerate(rows):
         r["n"] = i
@@ -180,3 +183,16 @@ def test_serve_waits_for_a_job_that_opened_the_store_first(tmp_path, cranfield, 
         proc.terminate()
         proc.wait(30)
     assert not (path / discovery.SERVICE_FILE).exists()  # a clean stop withdraws the service file
+
+
+@pytest.mark.parametrize(("setting", "step"), [(None, 10), ("3", 3), ("0", 0)])
+def test_a_job_writing_through_a_service_yields_the_cpu_to_searches(setting, step):
+    code = (
+        "import os; from sparsehybrid.connectors.service_store import yield_cpu_to_searches as y; "
+        "before = os.nice(0); y(); y(); print(os.nice(0) - before)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SPARSEHYBRID_JOB_NICE"}
+    if setting is not None:
+        env["SPARSEHYBRID_JOB_NICE"] = setting
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == step  # once per process, however many stores it opens
