@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from .app import DEFAULT_STORE, app, console, fail
@@ -68,11 +70,18 @@ def serve(
         api = create_app(service, settings, write_token=info.token if info else None)
         state = "ready" if service.ready else "no collection yet: index into it, the service writes it"
         console.print(f"serving {st.url} on {published_url(host, port)} ({state}); docs at /docs", soft_wrap=True)
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
+        # found: make that one an exit, so the store is closed and the service file withdrawn below.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.run(api, host=host, port=port, log_level=log_level)
     finally:
         if info is not None and path is not None:
             discovery.withdraw(path, info)
         service.close()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def cors_origins(origins: list[str]) -> list[str]:
