@@ -149,6 +149,11 @@ class HybridSearcher:
         self.weights = check_weights(recorded.weights if weights is None else weights, self.retrievers)
         self._last = threading.local()
 
+    def use_fusion(self, setting: FusionSetting) -> None:
+        """Make ``setting`` the default fusion (a service follows a newly recorded one this way)."""
+        weights = check_weights(setting.weights, self.retrievers)
+        self.fusion, self.rrf_k, self.weights = self._check_fusion(setting.method), setting.k, weights
+
     @property
     def retrievers(self) -> list[str]:
         """The retrievers hybrid mode fuses, in a fixed order."""

@@ -271,3 +271,28 @@ class Hit:
                 "sparse_tokens": [list(t) for t in self.explanation.sparse_tokens],
             },
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Hit:
+        """The hit again from :meth:`to_dict`'s form (what the search service sends)."""
+        e = d.get("explanation") or {}
+        span = d.get("span")
+        return cls(
+            doc_id=d["doc_id"],
+            score=float(d["score"]),
+            text=d.get("text", ""),
+            title=d.get("title"),
+            metadata=d.get("metadata") or {},
+            chunk=int(d.get("chunk", 0)),
+            span=(int(span[0]), int(span[1])) if span else None,
+            explanation=Explanation(
+                retrievers=[
+                    RetrieverEvidence(r["retriever"], int(r["rank"]), float(r["score"]))
+                    for r in e.get("retrievers", [])
+                ],
+                fusion=e.get("fusion"),
+                fused_score=e.get("fused_score"),
+                rerank_score=e.get("rerank_score"),
+                sparse_tokens=[(str(t), float(w)) for t, w in e.get("sparse_tokens", [])],
+            ),
+        )

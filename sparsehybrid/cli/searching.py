@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..connectors.base import StoreError
+from ..connectors.base import StoreError, VectorStore
 from ..fusion import FusionSetting
 from ..types import SearchMode
 from .app import DEFAULT_STORE, app, console, fail
@@ -66,6 +66,7 @@ def search(
 ) -> None:
     """Search an index; the encoders are the ones the index was built with."""
     from ..connectors import open_store
+    from ..connectors.service_store import ServiceStore
     from ..search import check_query, open_searcher
 
     if rerank and not reranker:
@@ -77,15 +78,18 @@ def search(
     try:
         check_query(query)  # before loading any model
         st = open_store(store)
-        searcher = open_searcher(
-            st,
-            use_sparse=mode in ("sparse", "hybrid"),
-            use_dense=mode in ("dense", "hybrid"),
-            reranker=reranker if rerank else None,
-            device=device,
-            fusion=fusion,
-            rrf_k=rrf_k,
-            weights=parse_weights(weights),
+        via = st.service_url if isinstance(st, ServiceStore) else None
+        # A running service owns the store: it answers with its warm models (and reranker).
+        searcher: Any = (
+            st.search_client()
+            if isinstance(st, ServiceStore)
+            else open_searcher(
+                st,
+                use_sparse=mode in ("sparse", "hybrid"),
+                use_dense=mode in ("dense", "hybrid"),
+                reranker=reranker if rerank else None,
+                device=device,
+            )
         )
         hits = searcher.search(
             query,
@@ -95,6 +99,9 @@ def search(
             rerank=rerank,
             rerank_top=rerank_top,
             filter=flt,
+            fusion=fusion,
+            rrf_k=rrf_k,
+            weights=parse_weights(weights),
         )
     except CLI_ERRORS as exc:
         fail(str(exc))
@@ -102,7 +109,7 @@ def search(
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
     else:
         print_hits(hits, query)
-        console.print(f"[dim]{hits.timing.total * 1000:.1f} ms[/]")
+        console.print(f"[dim]{hits.timing.total * 1000:.1f} ms{f' (answered by {via})' if via else ''}[/]")
     st.close()
 
 
@@ -112,24 +119,29 @@ def describe_store(store_url: str) -> dict[str, Any]:
 
     st = open_store(store_url)
     try:
-        schema = st.schema
-        if schema is None:
-            raise ValueError(f"{st.url} holds no collection yet")
-        return {
-            "store": st.url,
-            "documents": len(st.document_states()),
-            "points": st.count(),
-            "sparse_model": schema.sparse_model,
-            "sparse_vocab": schema.sparse_dim,
-            "dense_model": schema.dense_model,
-            "dense_dim": schema.dense_dim,
-            "bm25": {"language": schema.bm25_language, "avg_len": schema.bm25_avg_len} if schema.bm25 else None,
-            "metadata_fields": dict(sorted(schema.metadata_fields.items())),
-            "fusion": schema.fusion,
-            "disk_bytes": st.disk_size(),
-        }
+        return describe_open_store(st)
     finally:
         st.close()
+
+
+def describe_open_store(st: VectorStore) -> dict[str, Any]:
+    """:func:`describe_store` of a store already open (the search service's ``/info``)."""
+    schema = st.schema
+    if schema is None:
+        raise ValueError(f"{st.url} holds no collection yet")
+    return {
+        "store": st.url,
+        "documents": len(st.document_states()),
+        "points": st.count(),
+        "sparse_model": schema.sparse_model,
+        "sparse_vocab": schema.sparse_dim,
+        "dense_model": schema.dense_model,
+        "dense_dim": schema.dense_dim,
+        "bm25": {"language": schema.bm25_language, "avg_len": schema.bm25_avg_len} if schema.bm25 else None,
+        "metadata_fields": dict(sorted(schema.metadata_fields.items())),
+        "fusion": schema.fusion,
+        "disk_bytes": st.disk_size(),
+    }
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -32,6 +33,7 @@ def tune(
     `search`, the service and the Python API then use the recorded setting unless told otherwise.
     """
     from ..connectors import StoreError, open_store
+    from ..connectors.service_store import ServiceStore
     from ..evaluation.beir import BeirFormatError, load_beir
     from ..evaluation.tuning import tune as tune_fusion
     from ..search import open_searcher
@@ -42,13 +44,18 @@ def tune(
     except (StoreError, BeirFormatError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     try:
-        searcher = open_searcher(st, device=device, fusion="rrf", rrf_k=60, weights={})
-        runs: dict[str, dict] = {r: {} for r in searcher.retrievers}
+        schema = st.schema
+        if schema is None:
+            raise StoreError(f"{st.url} holds no collection yet: run `sparsehybrid index` first")
+        # A store a running service owns is searched through that service (same search() signature).
+        searcher: Any = st.search_client() if isinstance(st, ServiceStore) else open_searcher(st, device=device)
+        present = {"sparse": schema.sparse_model, "dense": schema.dense_model, "bm25": schema.bm25}
+        runs: dict[str, dict] = {r: {} for r, on in present.items() if on}
         with progress_bar() as bar:
             job = bar.add_task("retrieving", total=len(ds.queries) * len(runs), rate="")
             for r in runs:
                 for qid, text in ds.queries.items():
-                    hits = searcher.search(text, top_k=candidates, mode=r, candidates=candidates, explain=False)  # type: ignore[arg-type]
+                    hits = searcher.search(text, top_k=candidates, mode=r, candidates=candidates, explain=False)
                     runs[r][qid] = [(h.doc_id, h.score) for h in hits]
                     bar.advance(job)
         result = tune_fusion(runs, ds.qrels, list(ds.queries), folds=folds, seed=seed, progress=console.print)

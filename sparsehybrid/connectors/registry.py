@@ -86,7 +86,9 @@ def rebase_local_url(url: str, base: str | os.PathLike[str]) -> str:
 
 
 def _open_qdrant_edge(url: str, **options: Any) -> VectorStore:
-    from .qdrant_edge import QdrantEdgeStore
+    """The store in this process; or, while ``sparsehybrid serve`` owns the directory, a
+    :class:`~.service_store.ServiceStore` that writes through that service."""
+    from ..service import discovery
 
     rest = url.split("://", 1)[1]
     if "#" in rest:
@@ -103,4 +105,11 @@ def _open_qdrant_edge(url: str, **options: Any) -> VectorStore:
         )
     if "exact_dense" in given:
         given["exact_dense"] = str(given["exact_dense"]).lower() in ("1", "true", "yes", "on")
+    service = discovery.read(path)
+    if service is not None and service.pid != os.getpid():
+        from .service_store import ServiceStore
+
+        return ServiceStore(path, service)
+    from .qdrant_edge import QdrantEdgeStore
+
     return QdrantEdgeStore(path, **given)
