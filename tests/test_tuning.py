@@ -13,6 +13,7 @@ from sparsehybrid.evaluation.tuning import (
     cross_validated_run,
     folds_of,
     fused_run,
+    plain_defaults,
     score_settings,
     tune,
 )
@@ -92,10 +93,9 @@ def test_each_query_is_scored_with_a_setting_chosen_without_it():
     result = tune(runs, qrels, queries, folds=5, seed=7)
     settings = candidate_settings(list(runs))
     scores = score_settings(runs, qrels, queries, settings)
-    singles = [i for i, s in enumerate(settings) if sum(w > 0 for w in s.weights.values()) == 1]
     for fold in folds_of(queries, 5, 7):
         train = [i for i in range(len(queries)) if i not in fold]
-        expected = settings[choose_setting(scores, train, singles, 5, 7)]
+        expected = settings[choose_setting(scores, train, plain_defaults(settings), 5, 7)]
         assert {result.per_query_setting[queries[i]] for i in fold} == {expected}
     # The cross-validated run is exactly those settings applied query by query.
     cv_run = cross_validated_run(runs, result, limit=10)
@@ -112,10 +112,10 @@ def test_an_overfitting_grid_falls_back_to_plain_rrf():
     scores = [[0.55] * n] + [[rng.random() for _ in range(n)] for _ in range(200)] + [[0.3] * n]
     train = list(range(n))
     assert best_setting(scores, train) != 0  # the grid alone would pick a lucky setting
-    assert choose_setting(scores, train, singles=[201], inner_folds=5, seed=0) == 0
+    assert choose_setting(scores, train, defaults=[201], inner_folds=5, seed=0) == 0
     # And where a setting is really better, it is kept.
     scores[7] = [0.8] * n
-    assert choose_setting(scores, train, singles=[201], inner_folds=5, seed=0) == 7
+    assert choose_setting(scores, train, defaults=[201], inner_folds=5, seed=0) == 7
 
 
 def test_a_retriever_that_beats_plain_rrf_is_the_fallback_without_needing_significance():
@@ -127,7 +127,7 @@ def test_a_retriever_that_beats_plain_rrf_is_the_fallback_without_needing_signif
     dense = [p + 0.02 + rng.gauss(0, 0.2) for p in plain]  # better on average, far from significant
     noise = [[rng.random() * 0.5 for _ in range(n)] for _ in range(20)]
     scores = [plain, *noise, dense]
-    assert choose_setting(scores, list(range(n)), singles=[21], inner_folds=5, seed=0) == 21
+    assert choose_setting(scores, list(range(n)), defaults=[21], inner_folds=5, seed=0) == 21
 
 
 def test_folds_partition_the_queries_and_too_few_queries_is_a_clear_error():

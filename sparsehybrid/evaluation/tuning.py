@@ -125,24 +125,25 @@ def best_setting(scores: Sequence[Sequence[float]], positions: Sequence[int]) ->
 
 
 def choose_setting(
-    scores: Sequence[Sequence[float]], train: Sequence[int], singles: Sequence[int], inner_folds: int, seed: int
+    scores: Sequence[Sequence[float]], train: Sequence[int], defaults: Sequence[int], inner_folds: int, seed: int
 ) -> int:
     """The setting to use after seeing ``train``.
 
-    The fallback is plain RRF (index 0), or the best single retriever where that beats plain RRF
-    on ``train`` (equal-weight fusion drags a dominant retriever down). The grid's best replaces
+    The fallback is plain RRF over all retrievers (index 0), or whichever of ``defaults`` (see
+    :func:`plain_defaults`) scores higher on ``train``: equal-weight fusion drags a dominant
+    retriever down, and a weak one drags the fusion. The grid's best replaces
     the fallback only if an inner cross-validation on ``train`` shows it winning on held-out
     queries by a margin a paired t-test finds significant: fitted to a few dozen queries, the
     grid's best is often no better on new ones.
     """
-    fallback = _fallback(scores, train, singles)
+    fallback = _fallback(scores, train, defaults)
     if len(train) < 2 * inner_folds:
         return fallback
     grid_held, fallback_held = [], []
     for part in folds_of(list(train), inner_folds, seed + 1):
         test = [train[i] for i in part]
         fit = [i for i in train if i not in set(test)]
-        pick, base = best_setting(scores, fit), _fallback(scores, fit, singles)
+        pick, base = best_setting(scores, fit), _fallback(scores, fit, defaults)
         grid_held += [scores[pick][j] for j in test]
         fallback_held += [scores[base][j] for j in test]
     if _paired_t([a - b for a, b in zip(grid_held, fallback_held)]) > MOVE_T:
@@ -150,11 +151,25 @@ def choose_setting(
     return fallback
 
 
-def _fallback(scores: Sequence[Sequence[float]], positions: Sequence[int], singles: Sequence[int]) -> int:
-    """Plain RRF, or the best single retriever where it scores higher on ``positions``."""
-    single = _best_of(scores, positions, singles)
-    mean_single = _mean([scores[single][j] for j in positions])
-    return single if mean_single > _mean([scores[0][j] for j in positions]) else 0
+def _fallback(scores: Sequence[Sequence[float]], positions: Sequence[int], defaults: Sequence[int]) -> int:
+    """The best on ``positions`` of plain RRF (index 0, which wins ties) and ``defaults``."""
+    return _best_of(scores, positions, sorted({0, *defaults}))
+
+
+def plain_defaults(settings: Sequence[FusionSetting]) -> list[int]:
+    """Indices of the untuned alternatives to plain RRF: each retriever alone, and plain RRF of
+    the learned retrievers without BM25 (the classic sparse + dense hybrid).
+
+    Not every subset: choosing among many untuned fusions on training means is itself noisy
+    (measured on the shared collections, it lost to plain RRF out of fold).
+    """
+    out = []
+    for i, s in enumerate(settings):
+        used = {r for r, w in s.weights.items() if w > 0}
+        unweighted = s.method == "rrf" and s.k == 60 and set(s.weights.values()) <= {0.0, 1.0}
+        if unweighted and (len(used) == 1 or (used == {"sparse", "dense"} and "bm25" in s.weights)):
+            out.append(i)
+    return out
 
 
 def _paired_t(differences: Sequence[float]) -> float:
@@ -229,12 +244,13 @@ def tune(
     singles = [i for i, s in enumerate(settings) if sum(w > 0 for w in s.weights.values()) == 1]
     everything = list(range(len(queries)))
     single = _best_of(scores, everything, singles)
+    defaults = plain_defaults(settings)
     result = TuningResult(
-        retrievers, settings, settings[choose_setting(scores, everything, singles, folds, seed)], folds, seed
+        retrievers, settings, settings[choose_setting(scores, everything, defaults, folds, seed)], folds, seed
     )
     for n, test in enumerate(parts):
         train = [i for i in everything if i not in set(test)]
-        chosen = choose_setting(scores, train, singles, folds, seed)
+        chosen = choose_setting(scores, train, defaults, folds, seed)
         for j in test:
             result.per_query_setting[queries[j]] = settings[chosen]
         result.fold_reports.append(
