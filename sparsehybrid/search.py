@@ -237,7 +237,9 @@ class HybridSearcher:
         for name in names:
             t = time.perf_counter()
             if name == "sparse" and vectors.sparse is not None:
-                points = self.store.search_sparse(vectors.sparse, fetch, filter, with_sparse=True)
+                # Candidates' own sparse vectors are not fetched: only the top hits need them
+                # (explanations), and reading 100 of them back costs more than the search.
+                points = self.store.search_sparse(vectors.sparse, fetch, filter)
             elif name == "dense" and vectors.dense is not None:
                 points = self.store.search_dense(vectors.dense, fetch, filter)
             else:

@@ -134,3 +134,31 @@ def test_native_fusion_matches_client_side_rrf(searcher, index, splade, minilm):
     # The engine fuses chunks, we fuse documents (best chunk per retriever): the heads agree.
     native_docs = list(dict.fromkeys(p.doc_id for p in native))
     assert native_docs[:3] == [h.doc_id for h in client][:3]
+
+
+def test_candidates_carry_no_sparse_vectors_and_only_top_hits_are_fetched_for_explanations(index, splade, minilm):
+    """Reading back every candidate's sparse vector costs more than the search: only the shown hits'."""
+    store = index[0]
+    calls: list[tuple[str, object]] = []
+
+    searcher = HybridSearcher(store, splade, minilm)
+    search_sparse, get = store.search_sparse, store.get
+
+    def spy_search_sparse(*args, **kwargs):
+        calls.append(("search_sparse", kwargs.get("with_sparse", False)))
+        return search_sparse(*args, **kwargs)
+
+    def spy_get(ids, with_sparse=False):
+        calls.append(("get", len(ids)))
+        return get(ids, with_sparse=with_sparse)
+
+    store.search_sparse, store.get = spy_search_sparse, spy_get
+    try:
+        hits = searcher.search("boundary layer transition on a flat plate", top_k=4, mode="hybrid", candidates=50)
+        assert calls == [("search_sparse", False), ("get", 4)]
+        assert all(h.explanation.sparse_tokens for h in hits)
+        calls.clear()
+        searcher.search("boundary layer transition on a flat plate", top_k=4, mode="sparse", explain=False)
+        assert calls == [("search_sparse", False)]
+    finally:
+        del store.search_sparse, store.get
