@@ -5,8 +5,9 @@
 
 Uses the quickstart's example queries plus a few more unless --queries names a file (one per
 line) or a BEIR folder (its queries.jsonl). Each mode runs with explanations on (the default) and
-off; the table shows medians of ``SearchResults.timing`` and of the process CPU time per query
-(on a shared machine wall time includes waiting for a core; CPU time does not). To compare two
+off; the table shows medians of ``SearchResults.timing`` (store = the retrievers plus reading
+the shown hits' payloads) and of the process CPU time per query (on a shared machine wall time
+includes waiting for a core; CPU time does not). To compare two
 versions of the library side by side, run this script with each on ``PYTHONPATH`` in turn.
 """
 
@@ -91,7 +92,7 @@ def main() -> None:
                 cpu.append(time.process_time() - c)
                 total.append(timing.total)
                 encode.append(timing.encode)
-                retrieve.append(sum(timing.retrieve.values()))
+                retrieve.append(sum(timing.retrieve.values()) + getattr(timing, "payloads", 0.0))
                 expl.append(timing.explain)
             print(
                 f"{mode:<8}{'on' if explain else 'off':<9}{p(total, 0.5):>10.1f}{p(total, 0.95):>8.1f}"

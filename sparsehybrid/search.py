@@ -35,6 +35,8 @@ class SearchTiming:
 
     encode: float = 0.0
     retrieve: dict[str, float] = field(default_factory=dict)
+    #: Reading the shown hits' whole payloads after ranking (stores with ``partial_payloads``).
+    payloads: float = 0.0
     fuse: float = 0.0
     rerank: float = 0.0
     explain: float = 0.0
@@ -264,7 +266,7 @@ class HybridSearcher:
             point = full.get(c.point.id)
             if point is not None:  # deleted since the search: the hit keeps what ranking read
                 c.point.payload, c.point.sparse = point.payload, point.sparse
-        timing.retrieve["payloads"] = time.perf_counter() - t
+        timing.payloads = time.perf_counter() - t
 
     def _fuse(
         self,
