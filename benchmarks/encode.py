@@ -1,7 +1,8 @@
-"""Sparse document encoding: sentence-transformers' ``encode_document`` vs the fast path (issue 6).
+"""Document encoding: sentence-transformers' ``encode_document`` vs the fast paths (issues 6, 14).
 
-Both encoders go through :class:`sparsehybrid.encoders.sparse.SparseEncoder` (``fast=False`` /
-``fast=True``) on the same texts, so each includes what a user gets: tokenisation, the model, and
+Both sides go through :class:`sparsehybrid.encoders.sparse.SparseEncoder` (``--encoder sparse``,
+the default) or :class:`sparsehybrid.encoders.dense.DenseEncoder` (``--encoder dense``) with
+``fast=False`` / ``fast=True`` on the same texts, so each includes what a user gets: tokenisation, the model, and
 conversion to ``SparseVector``s. Each one runs in its own fresh subprocess, one after the other,
 which keeps their memory apart and lets us read an honest peak:
 
@@ -17,6 +18,7 @@ machine slow whichever pass they overlap; the load average is printed for contex
 
     python benchmarks/encode.py                       # SPLADE-tiny, Cranfield, 512 documents
     python benchmarks/encode.py --dataset ../shared/datasets/msmarco-5k --limit 1000 --rounds 2
+    python benchmarks/encode.py --encoder dense       # all-MiniLM-L6-v2 (the default dense model)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 ENCODERS = {"st": "sentence-transformers", "fast": "ours (fast path)"}
@@ -75,14 +78,14 @@ def run_worker(args: argparse.Namespace) -> None:
     """Load one encoder, warm it up, time one pass, and pickle the results to ``args.result``."""
     import torch
 
+    from sparsehybrid.encoders.dense import DenseEncoder
     from sparsehybrid.encoders.sparse import SparseEncoder
 
     texts = load_texts(Path(args.dataset), args.limit)
     fast = args.worker == "fast"
     device = None if args.device == "auto" else args.device
-    encoder = SparseEncoder(
-        args.model, device=device, fast=fast, max_length=args.max_length, batch_size=args.batch_size
-    )
+    kind = DenseEncoder if args.encoder == "dense" else SparseEncoder
+    encoder: Any = kind(args.model, device=device, fast=fast, max_length=args.max_length, batch_size=args.batch_size)
     if fast and encoder._fast is None:
         raise SystemExit(f"the fast path does not cover {args.model} (see the INFO log)")
     lengths = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_length)["input_ids"]
@@ -120,7 +123,7 @@ def run_worker(args: argparse.Namespace) -> None:
         "memory": memory,
         "device": encoder.device,
         "threads": torch.get_num_threads(),
-        "vectors": [(v.indices, v.values) for v in vectors],
+        "vectors": vectors if args.encoder == "dense" else [(v.indices, v.values) for v in vectors],
     }
     with open(args.result, "wb") as fh:
         pickle.dump(result, fh)
@@ -141,12 +144,19 @@ def compare(ours: list, theirs: list, k: int) -> tuple[float, int]:
     return max_diff, same_top_k
 
 
+def compare_dense(ours, theirs) -> float:
+    """The smallest cosine between our vector and sentence-transformers' for the same text."""
+    import numpy as np
+
+    return float((np.asarray(ours) * np.asarray(theirs)).sum(axis=1).min())
+
+
 def run_one(kind: str, args: argparse.Namespace, workdir: Path, round_no: int) -> dict:
     result_path = workdir / f"{kind}-{round_no}.pkl"
     command = [
         sys.executable, str(Path(__file__).resolve()),
         "--worker", kind, "--result", str(result_path),
-        "--dataset", str(args.dataset), "--model", args.model, "--max-length", str(args.max_length),
+        "--dataset", str(args.dataset), "--model", args.model, "--encoder", args.encoder, "--max-length", str(args.max_length),
         "--batch-size", str(args.batch_size), "--limit", str(args.limit), "--device", args.device,
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -165,7 +175,8 @@ def main() -> None:
         default=REPO.parent / "shared" / "datasets" / "cranfield",
         help="BEIR folder with corpus.jsonl (default: ../shared/datasets/cranfield from the repo root)",
     )
-    parser.add_argument("--model", default="splade-tiny", help="model alias, hub id or path (resolve_model)")
+    parser.add_argument("--encoder", choices=("sparse", "dense"), default="sparse")
+    parser.add_argument("--model", help="model alias, hub id or path (default: splade-tiny / all-MiniLM-L6-v2)")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=512, help="documents to encode")
@@ -181,6 +192,8 @@ def main() -> None:
         args.dataset = (REPO / args.dataset).resolve()
     if not (args.dataset / "corpus.jsonl").exists():
         parser.error(f"no corpus.jsonl in {args.dataset}")
+    if args.model is None:
+        args.model = "all-MiniLM-L6-v2" if args.encoder == "dense" else "splade-tiny"
     if args.worker:
         run_worker(args)
         return
@@ -194,7 +207,13 @@ def main() -> None:
     load_end = os.getloadavg()[0]
 
     best = {kind: min(results, key=lambda r: r["seconds"]) for kind, results in runs.items()}
-    max_diff, same_top_k = compare(best["fast"]["vectors"], best["st"]["vectors"], args.top_k)
+    if args.encoder == "dense":
+        agreement = (
+            f"min cosine to sentence-transformers = {compare_dense(best['fast']['vectors'], best['st']['vectors']):.7f}"
+        )
+    else:
+        max_diff, same_top_k = compare(best["fast"]["vectors"], best["st"]["vectors"], args.top_k)
+        agreement = f"max |diff| = {max_diff:.2e}"
     n_texts, n_tokens = best["st"]["n_texts"], best["st"]["n_tokens"]
     memory_kind = best["st"]["memory"]["kind"]
 
@@ -219,11 +238,12 @@ def main() -> None:
     if args.rounds > 1:
         ratios = [s["seconds"] / f["seconds"] for s, f in zip(runs["st"], runs["fast"])]
         print(f"per-round speedups: {', '.join(f'{x:.2f}x' for x in ratios)} (median {statistics.median(ratios):.2f}x)")
-    print(f"top-{args.top_k} token sets identical: {same_top_k}/{n_texts} documents")
+    if args.encoder == "sparse":
+        print(f"top-{args.top_k} token sets identical: {same_top_k}/{n_texts} documents")
     ours_rate, st_rate = n_texts / best["fast"]["seconds"], n_texts / best["st"]["seconds"]
     print(
         f"speedup: {ours_rate / st_rate:.1f}x (ours {ours_rate:.1f} docs/s vs sentence-transformers "
-        f"{st_rate:.1f} docs/s), max |diff| = {max_diff:.2e}"
+        f"{st_rate:.1f} docs/s), {agreement}"
     )
 
 

@@ -1,13 +1,20 @@
-"""Query latency per retrieval mode on an existing index (query encoding and explanations included).
+"""Query latency per retrieval mode on an existing index, per stage (query encoding, store, explain).
 
     python benchmarks/search_latency.py --store qdrant-edge://./.sparsehybrid/quickstart
+    python benchmarks/search_latency.py --store qdrant-edge:///tmp/cran --queries ../shared/datasets/cranfield
 
-Uses the quickstart's example queries plus a few more unless --queries names a file (one per line).
+Uses the quickstart's example queries plus a few more unless --queries names a file (one per
+line) or a BEIR folder (its queries.jsonl). Each mode runs with explanations on (the default) and
+off; the table shows medians of ``SearchResults.timing`` (store = the retrievers plus reading
+the shown hits' payloads) and of the process CPU time per query (on a shared machine wall time
+includes waiting for a core; CPU time does not). To compare two
+versions of the library side by side, run this script with each on ``PYTHONPATH`` in turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -27,38 +34,70 @@ EXTRA_QUERIES = [
 ]
 
 
+def load_queries(spec: str | None, limit: int) -> list[str]:
+    from sparsehybrid.quickstart import EXAMPLE_QUERIES
+
+    if spec is None:
+        return (EXAMPLE_QUERIES + EXTRA_QUERIES)[:limit]
+    path = Path(spec)
+    if path.is_dir():
+        lines = (path / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+        return [json.loads(line)["text"] for line in lines if line.strip()][:limit]
+    return [q.strip() for q in path.read_text(encoding="utf-8").splitlines() if q.strip()][:limit]
+
+
+def p(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[max(0, round(q * len(values)) - 1)] * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default="qdrant-edge://./.sparsehybrid/quickstart")
-    ap.add_argument("--queries", help="A text file with one query per line.")
+    ap.add_argument("--queries", help="A text file with one query per line, or a BEIR folder.")
+    ap.add_argument("--limit", type=int, default=60, help="queries to run per mode")
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--candidates", type=int, default=100)
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
     args = ap.parse_args()
 
-    from sparsehybrid import open_searcher, open_store
-    from sparsehybrid.quickstart import EXAMPLE_QUERIES
+    import torch
 
-    queries = (
-        [q.strip() for q in Path(args.queries).read_text(encoding="utf-8").splitlines() if q.strip()]
-        if args.queries
-        else EXAMPLE_QUERIES + EXTRA_QUERIES
-    )
+    import sparsehybrid
+    from sparsehybrid import open_searcher, open_store
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    queries = load_queries(args.queries, args.limit)
     store = open_store(args.store)
     searcher = open_searcher(store)
-    for q in queries[:3]:
+    for q in queries[:5]:
         searcher.search(q)  # warm-up: first calls allocate
     print(
-        f"{args.store}: {store.count()} points, {len(queries)} queries, top_k={args.top_k}, candidates={args.candidates}"
+        f"{sparsehybrid.__file__}\n{args.store}: {store.count()} points, {len(queries)} queries, "
+        f"top_k={args.top_k}, candidates={args.candidates}, torch threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'mode':<8}{'explain':<9}{'total p50':>10}{'p95':>8}{'encode':>8}{'store':>8}{'explain':>9}{'CPU p50':>9}  ms"
     )
     for mode in [*searcher.retrievers, "hybrid"]:
-        lat = []
-        for q in queries:
-            t = time.perf_counter()
-            searcher.search(q, top_k=args.top_k, mode=mode, candidates=args.candidates)
-            lat.append((time.perf_counter() - t) * 1000)
-        lat.sort()
-        p95 = lat[max(0, round(0.95 * len(lat)) - 1)]
-        print(f"{mode:7s} p50 {statistics.median(lat):7.1f} ms   p95 {p95:7.1f} ms")
+        for explain in (True, False):
+            total, encode, retrieve, expl, cpu = [], [], [], [], []
+            for q in queries:
+                c = time.process_time()
+                timing = searcher.search(
+                    q, top_k=args.top_k, mode=mode, candidates=args.candidates, explain=explain
+                ).timing
+                cpu.append(time.process_time() - c)
+                total.append(timing.total)
+                encode.append(timing.encode)
+                retrieve.append(sum(timing.retrieve.values()) + getattr(timing, "payloads", 0.0))
+                expl.append(timing.explain)
+            print(
+                f"{mode:<8}{'on' if explain else 'off':<9}{p(total, 0.5):>10.1f}{p(total, 0.95):>8.1f}"
+                f"{p(encode, 0.5):>8.1f}{p(retrieve, 0.5):>8.1f}{p(expl, 0.5):>9.1f}{statistics.median(cpu) * 1000:>9.1f}"
+            )
     store.close()
 
 

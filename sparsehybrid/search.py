@@ -25,6 +25,8 @@ from .types import Explanation, Hit, RetrieverEvidence, ScoredPoint, SearchMode,
 #: bounds the work a pathological query can cause.
 MAX_QUERY_CHARS = 100_000
 RETRIEVERS = ("sparse", "dense", "bm25")
+#: The payload keys ranking needs (chunks collapse to documents); the rest is read for shown hits only.
+CANDIDATE_FIELDS = ("doc_id",)
 
 
 @dataclass
@@ -33,6 +35,8 @@ class SearchTiming:
 
     encode: float = 0.0
     retrieve: dict[str, float] = field(default_factory=dict)
+    #: Reading the shown hits' whole payloads after ranking (stores with ``partial_payloads``).
+    payloads: float = 0.0
     fuse: float = 0.0
     rerank: float = 0.0
     explain: float = 0.0
@@ -206,8 +210,12 @@ class HybridSearcher:
         if self._fuses_natively(names, method, w, explain):
             ranked = self._native_rrf(vectors, names, fetch, k, filter, timing)
         else:
-            rankings = self._retrieve(vectors, names, fetch, filter, timing)
+            # Reranking reads the candidates' texts: then they come with whole payloads.
+            fields = None if rerank or not self.store.partial_payloads else CANDIDATE_FIELDS
+            rankings = self._retrieve(vectors, names, fetch, filter, timing, fields)
             ranked = self._fuse(rankings, names, method, k, w, timing)
+            if fields is not None:
+                self._read_payloads(ranked[:top_k], explain and self.sparse is not None, timing)
         if rerank:
             ranked = self._rerank(query, ranked, rerank_top, timing)
         hits = [self._hit(c, method if len(names) > 1 else None) for c in ranked[:top_k]]
@@ -240,20 +248,34 @@ class HybridSearcher:
         fetch: int,
         filter: Mapping[str, Any] | None,
         timing: SearchTiming,
+        fields: Sequence[str] | None = None,
     ) -> dict[str, list[ScoredPoint]]:
-        """Each retriever's document ranking (chunks collapsed to their document's best)."""
+        """Each retriever's document ranking (chunks collapsed to their document's best), with
+        only ``fields`` of each payload where the store allows (None: whole payloads)."""
         rankings = {}
         for name in names:
             t = time.perf_counter()
             if name == "sparse" and vectors.sparse is not None:
-                points = self.store.search_sparse(vectors.sparse, fetch, filter, with_sparse=True)
+                # Candidates' own sparse vectors are not fetched: only the top hits need them
+                # (explanations), and reading 100 of them back costs more than the search.
+                points = self.store.search_sparse(vectors.sparse, fetch, filter, fields=fields)
             elif name == "dense" and vectors.dense is not None:
-                points = self.store.search_dense(vectors.dense, fetch, filter)
+                points = self.store.search_dense(vectors.dense, fetch, filter, fields=fields)
             else:
-                points = self.store.search_bm25(vectors.text, fetch, filter)
+                points = self.store.search_bm25(vectors.text, fetch, filter, fields=fields)
             rankings[name] = collapse_to_documents(points)
             timing.retrieve[name] = time.perf_counter() - t
         return rankings
+
+    def _read_payloads(self, shown: list[Candidate], with_sparse: bool, timing: SearchTiming) -> None:
+        """Whole payloads (and sparse vectors, for explanations) of the hits that are shown, in one read."""
+        t = time.perf_counter()
+        full = {p.id: p for p in self.store.get([c.point.id for c in shown], with_sparse=with_sparse)}
+        for c in shown:
+            point = full.get(c.point.id)
+            if point is not None:  # deleted since the search: the hit keeps what ranking read
+                c.point.payload, c.point.sparse = point.payload, point.sparse
+        timing.payloads = time.perf_counter() - t
 
     def _fuse(
         self,

@@ -158,3 +158,38 @@ def test_recorded_fusion_is_the_default_until_a_query_overrides_it(index, splade
     finally:
         store.save_fusion(None)
     assert HybridSearcher(store, splade, minilm).weights == {}
+
+
+def test_candidates_carry_only_doc_ids_and_shown_hits_are_read_whole_in_one_get(index, splade, minilm):
+    """Reading back every candidate's payload and sparse vector costs more than the search itself:
+    ranking reads ``doc_id`` only, the shown hits' payloads (and vectors, to explain) come after."""
+    store = index[0]
+    calls: list[tuple[str, object]] = []
+
+    searcher = HybridSearcher(store, splade, minilm)
+    search_sparse, get = store.search_sparse, store.get
+
+    def spy_search_sparse(*args, **kwargs):
+        calls.append(("search_sparse", kwargs.get("with_sparse", False), kwargs.get("fields")))
+        return search_sparse(*args, **kwargs)
+
+    def spy_get(ids, with_sparse=False):
+        calls.append(("get", len(ids)))
+        return get(ids, with_sparse=with_sparse)
+
+    query = "boundary layer transition on a flat plate"
+    store.partial_payloads = False  # the reference: whole payloads for every candidate
+    reference = [(h.doc_id, h.score, h.text, h.chunk, h.span) for h in searcher.search(query, top_k=4)]
+    del store.partial_payloads
+    store.search_sparse, store.get = spy_search_sparse, spy_get
+    try:
+        hits = searcher.search(query, top_k=4, mode="hybrid", candidates=100)
+        assert calls == [("search_sparse", False, ("doc_id",)), ("get", 4)]
+        assert all(h.explanation.sparse_tokens and h.text and h.span for h in hits)
+        assert [(h.doc_id, h.score, h.text, h.chunk, h.span) for h in hits] == reference
+        calls.clear()
+        hits = searcher.search(query, top_k=4, mode="sparse", explain=False)
+        assert calls == [("search_sparse", False, ("doc_id",)), ("get", 4)]
+        assert all(h.text and not h.explanation.sparse_tokens for h in hits)
+    finally:
+        del store.search_sparse, store.get

@@ -102,6 +102,31 @@ def test_empty_input_and_truncation_of_very_long_texts(splade_tiny):
     assert_same(fast.encode(texts, max_length=128), reference(splade_tiny, texts))
 
 
+def cranfield_queries(n: int) -> list[str]:
+    path = CRANFIELD.parent / "queries.jsonl"
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()[:n]]
+
+
+def test_query_path_matches_encode_query_one_at_a_time_and_batched(splade_tiny):
+    """Issue 14: queries through the fast path, exactly sentence-transformers' ``encode_query``."""
+    fast = FastSpladeEncoder.from_sentence_transformer(splade_tiny)
+    assert fast is not None and fast.covers_queries
+    queries = [*cranfield_queries(40), "wing", "a"]
+    expected = sparse_rows(splade_tiny.encode_query(queries, convert_to_sparse_tensor=True))
+    one_by_one = [fast.encode([q], max_length=128, task="query")[0] for q in queries]
+    assert_same(one_by_one, expected)
+    assert_same(fast.encode(queries, max_length=128, task="query"), expected)
+
+
+def test_sparse_wrapper_encodes_queries_fast_with_unchanged_output(splade):
+    assert splade._fast is not None and splade._fast.covers_queries
+    queries = ["boundary layer transition on a swept wing", "heat transfer at hypersonic speeds"]
+    expected = sparse_rows(splade.model.encode_query(queries, convert_to_sparse_tensor=True))
+    assert_same([splade.encode_query([q])[0] for q in queries], expected)
+
+
 def test_sparse_wrapper_uses_the_fast_path(splade):
     assert splade._fast is not None
     (vec,) = splade.encode_document(["Supersonic flow over a swept wing with boundary layer transition."])
@@ -186,6 +211,10 @@ def test_other_mlm_architectures_match_sentence_transformers(name, tiny_mlm_dir,
     fast = FastSpladeEncoder.from_sentence_transformer(model)
     assert fast is not None
     assert_same(fast.encode(texts, max_length=64), reference(model, texts))
+    assert fast.covers_queries
+    queries = ["wing", "boundary layer"]
+    expected = sparse_rows(model.encode_query(queries, convert_to_sparse_tensor=True))
+    assert_same(fast.encode(queries, max_length=64, task="query"), expected)
 
 
 def test_running_max_over_small_tiles_and_left_padding(tiny_mlm_dir):
@@ -252,3 +281,6 @@ def test_inference_free_router_encodes_documents_fast(tiny_mlm_dir):
     fast = FastSpladeEncoder.from_sentence_transformer(model)
     assert fast is not None
     assert_same(fast.encode(texts, max_length=64), reference(model, texts))
+    assert not fast.covers_queries  # the query route is a lookup table, not the MLM
+    with pytest.raises(ValueError, match="query path"):
+        fast.encode(["wing"], max_length=64, task="query")

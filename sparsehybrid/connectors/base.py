@@ -151,6 +151,9 @@ class VectorStore(abc.ABC):
     capabilities: frozenset[str] = frozenset({"sparse", "dense"})
     #: Whether :meth:`search_fused` runs fusion inside the backend.
     native_fusion: bool = False
+    #: Whether ``_search_*`` take ``fields`` (the payload keys to read). The query layer then
+    #: ranks candidates by id and ``doc_id`` alone and reads whole payloads for the shown hits only.
+    partial_payloads: bool = False
     #: Serialises collection creation and schema updates (set by each backend's constructor).
     _lock: threading.RLock
 
@@ -269,22 +272,44 @@ class VectorStore(abc.ABC):
         }
 
     def search_sparse(
-        self, vector: SparseVector, limit: int, filter: Mapping[str, Any] | None = None, with_sparse: bool = False
+        self,
+        vector: SparseVector,
+        limit: int,
+        filter: Mapping[str, Any] | None = None,
+        with_sparse: bool = False,
+        *,
+        fields: Sequence[str] | None = None,
     ) -> list[ScoredPoint]:
-        """Exact dot-product search over the sparse vectors."""
-        return self._search_sparse(vector, limit, self._conditions(filter), with_sparse)
+        """Exact dot-product search over the sparse vectors.
+
+        ``fields``: the payload keys to read (None: all); stores without ``partial_payloads``
+        return whole payloads anyway.
+        """
+        return self._search_sparse(vector, limit, self._conditions(filter), with_sparse, **self._payload_keys(fields))
 
     def search_dense(
-        self, vector: Sequence[float], limit: int, filter: Mapping[str, Any] | None = None
+        self,
+        vector: Sequence[float],
+        limit: int,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        fields: Sequence[str] | None = None,
     ) -> list[ScoredPoint]:
-        """Nearest neighbours by cosine similarity over the dense vectors."""
-        return self._search_dense(list(map(float, vector)), limit, self._conditions(filter))
+        """Nearest neighbours by cosine similarity over the dense vectors (``fields`` as above)."""
+        return self._search_dense(
+            list(map(float, vector)), limit, self._conditions(filter), **self._payload_keys(fields)
+        )
 
-    def search_bm25(self, text: str, limit: int, filter: Mapping[str, Any] | None = None) -> list[ScoredPoint]:
-        """Lexical BM25 search, computed by the backend itself."""
+    def search_bm25(
+        self, text: str, limit: int, filter: Mapping[str, Any] | None = None, *, fields: Sequence[str] | None = None
+    ) -> list[ScoredPoint]:
+        """Lexical BM25 search, computed by the backend itself (``fields`` as above)."""
         if "bm25" not in self.capabilities:
             raise StoreError(f"{type(self).__name__} has no native BM25")
-        return self._search_bm25(text, limit, self._conditions(filter))
+        return self._search_bm25(text, limit, self._conditions(filter), **self._payload_keys(fields))
+
+    def _payload_keys(self, fields: Sequence[str] | None) -> dict[str, Any]:
+        return {"fields": tuple(fields)} if fields is not None and self.partial_payloads else {}
 
     def search_fused(
         self,

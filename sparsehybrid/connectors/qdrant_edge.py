@@ -89,6 +89,7 @@ class QdrantEdgeStore(VectorStore):
 
     capabilities = frozenset({SPARSE, DENSE, BM25})
     native_fusion = True
+    partial_payloads = True
 
     def __init__(self, path: str | os.PathLike[str], *, exact_dense: bool = False):
         self.path = Path(path)
@@ -267,40 +268,56 @@ class QdrantEdgeStore(VectorStore):
         }
 
     def _query(
-        self, query, using: str, limit: int, conditions: list[Condition], with_sparse: bool = False, params=None
+        self,
+        query,
+        using: str,
+        limit: int,
+        conditions: list[Condition],
+        with_sparse: bool = False,
+        params=None,
+        fields: Sequence[str] | None = None,
     ):
         q = _edge()
         request = q.QueryRequest(
             query=q.Query.Nearest(query, using=using),
             limit=int(limit),
             filter=edge_filter(conditions),
-            with_payload=True,
+            with_payload=list(fields) if fields is not None else True,
             with_vector=[SPARSE] if with_sparse else False,
             params=params,
         )
         return [scored_point(p, p.score) for p in self.shard.query(request)]
 
     def _search_sparse(
-        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
+        self,
+        vector: SparseVector,
+        limit: int,
+        conditions: list[Condition],
+        with_sparse: bool,
+        fields: Sequence[str] | None = None,
     ) -> list[ScoredPoint]:
         if not len(vector) or self._shard is None:
             return []
         qv = _edge().SparseVector(indices=list(vector.indices), values=list(vector.values))
-        return self._query(qv, SPARSE, limit, conditions, with_sparse)
+        return self._query(qv, SPARSE, limit, conditions, with_sparse, fields=fields)
 
-    def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+    def _search_dense(
+        self, vector: list[float], limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
+    ) -> list[ScoredPoint]:
         if self._shard is None:
             return []
         params = _edge().SearchParams(exact=True) if self.exact_dense else None
-        return self._query(vector, DENSE, limit, conditions, params=params)
+        return self._query(vector, DENSE, limit, conditions, params=params, fields=fields)
 
-    def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+    def _search_bm25(
+        self, text: str, limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
+    ) -> list[ScoredPoint]:
         if self._shard is None or self._bm25 is None:  # a collection built without BM25 finds nothing
             return []
         qv = self._bm25.embed_query(text)
         if not len(qv.indices):
             return []
-        return self._query(qv, BM25, limit, conditions)
+        return self._query(qv, BM25, limit, conditions, fields=fields)
 
     def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         """RRF inside the engine: one prefetch per retriever, fused by ``Fusion.Rrf``."""

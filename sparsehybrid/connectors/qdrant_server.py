@@ -125,6 +125,7 @@ class QdrantServerStore(RemoteStore):
 
     capabilities = frozenset({SPARSE, DENSE, BM25})
     native_fusion = True
+    partial_payloads = True
 
     def __init__(
         self,
@@ -341,12 +342,18 @@ class QdrantServerStore(RemoteStore):
             if offset is None:
                 break
 
-    def _query(self, what: str, **kwargs: Any) -> list[ScoredPoint]:
-        response = self._call(what, lambda: self.client.query_points(self.collection, with_payload=True, **kwargs))
+    def _query(self, what: str, fields: Sequence[str] | None = None, **kwargs: Any) -> list[ScoredPoint]:
+        payload = list(fields) if fields is not None else True
+        response = self._call(what, lambda: self.client.query_points(self.collection, with_payload=payload, **kwargs))
         return [scored_point(p, p.score) for p in response.points]
 
     def _search_sparse(
-        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
+        self,
+        vector: SparseVector,
+        limit: int,
+        conditions: list[Condition],
+        with_sparse: bool,
+        fields: Sequence[str] | None = None,
     ) -> list[ScoredPoint]:
         if not len(vector) or self._schema is None:
             return []
@@ -359,9 +366,12 @@ class QdrantServerStore(RemoteStore):
             limit=int(limit),
             query_filter=qdrant_filter(conditions),
             with_vectors=[SPARSE] if with_sparse else False,
+            fields=fields,
         )
 
-    def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+    def _search_dense(
+        self, vector: list[float], limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
+    ) -> list[ScoredPoint]:
         if self._schema is None:
             return []
         params = _models().SearchParams(exact=True) if self.exact_dense else None
@@ -372,6 +382,7 @@ class QdrantServerStore(RemoteStore):
             limit=int(limit),
             query_filter=qdrant_filter(conditions),
             search_params=params,
+            fields=fields,
         )
 
     def _bm25_query(self, text: str):
@@ -382,12 +393,14 @@ class QdrantServerStore(RemoteStore):
             return None
         return _models().SparseVector(indices=list(bm.indices), values=list(bm.values))
 
-    def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
+    def _search_bm25(
+        self, text: str, limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
+    ) -> list[ScoredPoint]:
         qv = self._bm25_query(text) if self._schema is not None else None
         if qv is None:
             return []
         return self._query(
-            "bm25 search", query=qv, using=BM25, limit=int(limit), query_filter=qdrant_filter(conditions)
+            "bm25 search", query=qv, using=BM25, limit=int(limit), query_filter=qdrant_filter(conditions), fields=fields
         )
 
     def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:

@@ -1,4 +1,5 @@
-"""Dense embeddings through ``sentence_transformers.SentenceTransformer``."""
+"""Dense embeddings of a ``sentence_transformers.SentenceTransformer`` model, through the fast path
+(:mod:`.dense_fast`, checked equal at load) where it covers the model."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class DenseEncoder:
     Args:
         model: a hub id, a local path, or ``"all-MiniLM-L6-v2"`` (the offline default).
         device: auto-detected when None (CUDA in half precision when present).
+        fast: use :mod:`.dense_fast` where it covers the model (mean pooling models).
     """
 
     def __init__(
@@ -24,6 +26,7 @@ class DenseEncoder:
         device: str | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
+        fast: bool = True,
     ):
         from sentence_transformers import SentenceTransformer
 
@@ -37,6 +40,11 @@ class DenseEncoder:
         self.max_length: int = int(self.model.max_seq_length or 512)
         self.batch_size = batch_size
         self.dim: int = int(self.model.get_embedding_dimension() or 0)
+        self._fast = None
+        if fast:
+            from .dense_fast import FastDenseEncoder
+
+            self._fast = FastDenseEncoder.from_sentence_transformer(self.model, batch_size=batch_size)
 
     @property
     def tokenizer(self):
@@ -45,6 +53,8 @@ class DenseEncoder:
     def encode_query(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._fast is not None:
+            return self._fast.encode(list(texts), self.max_length, task="query")
         return self.model.encode_query(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
         ).astype(np.float32)
@@ -52,6 +62,8 @@ class DenseEncoder:
     def encode_document(self, texts: Sequence[str], *, show_progress_bar: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._fast is not None:
+            return self._fast.encode(list(texts), self.max_length, task="document")
         return self.model.encode_document(
             list(texts),
             batch_size=self.batch_size,

@@ -105,9 +105,12 @@ class SparseEncoder:
         return vectors
 
     def encode_query(self, texts: Sequence[str]) -> list[SparseVector]:
-        """Queries go through the model's query path (differs for inference-free models)."""
+        """Queries go through the model's query path (differs for inference-free models): the fast
+        path where it covers that route (checked equal at load), else sentence-transformers'."""
         if not texts:
             return []
+        if self._fast is not None and self._fast.covers_queries:
+            return self._fast.encode(list(texts), max_length=self.max_length, task="query")
         out = self.model.encode_query(list(texts), batch_size=self.batch_size, convert_to_sparse_tensor=True)
         return sparse_rows(out)
 

@@ -322,6 +322,23 @@ class StoreConformance:
             dense = store.search_dense(d, 100, filter=spec)
             assert {p.id for p in dense} == {r.id for r in allowed}, spec
 
+    def test_search_with_payload_fields_ranks_the_same(self, store: VectorStore):
+        """``fields`` trims payloads (where the store allows), never the ranking."""
+        records = make_records(60)
+        self._load(store, records)
+        self.settle(store)
+        rng = np.random.default_rng(11)
+        q, d = random_sparse(rng, 40), random_dense(rng)
+        searches = [lambda **kw: store.search_sparse(q, 20, **kw), lambda **kw: store.search_dense(d, 20, **kw)]
+        if "bm25" in store.capabilities:
+            searches.append(lambda **kw: store.search_bm25(records[3].chunk.text, 20, **kw))
+        for search in searches:
+            full, light = search(), search(fields=("doc_id",))
+            assert [(p.id, p.doc_id) for p in light] == [(p.id, p.doc_id) for p in full]
+            assert [p.score for p in light] == pytest.approx([p.score for p in full])
+            if store.partial_payloads:
+                assert all(set(p.payload) == {"doc_id"} for p in light)
+
     def test_unknown_filter_field_refused(self, store: VectorStore):
         self._load(store, make_records(5))
         rng = np.random.default_rng(0)

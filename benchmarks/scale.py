@@ -1,0 +1,250 @@
+"""The embedded store (Qdrant Edge through ``open_store``) as it grows: 10k, 100k (, 1M) points.
+
+Synthetic points shaped like the real ones: SPLADE-tiny-like sparse document vectors (~150
+non-zeros over a 30,522-token vocabulary, token ids drawn from a Zipf-like popularity so common
+tokens collide as in real text, log-normal weights), 384-d unit dense vectors, and ~1 KB texts
+of Zipf-distributed words (the store's BM25 indexes them) in the standard payload. Queries:
+~20 non-zero sparse vectors of the same popularity, random unit dense vectors, 4-word BM25 texts.
+Encoding is excluded: this measures the store and our wrapper around it.
+
+Per size: upsert rate through ``VectorStore.upsert`` (batches of 256, our conversion included),
+``optimize()`` time, process RSS after optimizing, bytes on disk, p50/p95 per mode (sparse,
+dense, bm25 through the ``search_*`` methods, 100 candidates reading only ``doc_id`` as
+``HybridSearcher`` does, and sparse once more with whole payloads; hybrid = ``search_fused``,
+one engine request with RRF over the three, top 10 with payloads), and the queries/s of hybrid requests sent in batches of 32 through
+the engine's ``query_batch``. Sizes run one after another in one process (RSS only grows).
+
+    python benchmarks/scale.py                          # 10k and 100k points
+    python benchmarks/scale.py --sizes 10000 100000 1000000 --dir /big/disk
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+VOCAB = 30522
+DENSE_DIM = 384
+WORDS = [f"w{i}" for i in range(20000)]
+
+
+def zipf_sampler(n: int, rng: random.Random, s: float = 1.0):
+    """Sample ids 0..n-1 with probability ~ 1/(rank+10)^s over a fixed random permutation."""
+    import numpy as np
+
+    weights = 1.0 / (np.arange(n) + 10.0) ** s
+    cdf = np.cumsum(weights / weights.sum())
+    permutation = np.random.default_rng(rng.randrange(2**32)).permutation(n)
+
+    def sample(k: int, gen) -> list[int]:
+        return permutation[np.searchsorted(cdf, gen.random(k))].tolist()
+
+    return sample
+
+
+def trusted_sparse(indices: list[int], values: list[float]):
+    """A SparseVector without re-validating synthetic data (unique indices, finite weights)."""
+    from sparsehybrid.types import SparseVector
+
+    vector = object.__new__(SparseVector)
+    object.__setattr__(vector, "indices", tuple(indices))
+    object.__setattr__(vector, "values", tuple(values))
+    return vector
+
+
+class Synthetic:
+    def __init__(self, seed: int = 0):
+        import numpy as np
+
+        self.rng = random.Random(seed)
+        self.gen = np.random.default_rng(seed)
+        self.tokens = zipf_sampler(VOCAB, self.rng)
+        self.words = zipf_sampler(len(WORDS), self.rng)
+
+    def sparse(self, nnz: int):
+        ids = list(dict.fromkeys(self.tokens(nnz * 2, self.gen)))[:nnz]
+        values = self.gen.lognormal(-0.5, 0.6, len(ids)).round(4).tolist()
+        return trusted_sparse(ids, values)
+
+    def dense(self, n: int):
+        import numpy as np
+
+        x = self.gen.standard_normal((n, DENSE_DIM)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def text(self, n_words: int) -> str:
+        return " ".join(WORDS[i] for i in self.words(n_words, self.gen))
+
+    def records(self, start: int, n: int):
+        from sparsehybrid.types import Chunk, PointRecord
+
+        dense = self.dense(n)
+        out = []
+        for j in range(n):
+            text = self.text(170)  # ~1 KB
+            chunk = Chunk(doc_id=f"d{start + j}", chunk=0, text=text, start=0, end=len(text), title=None)
+            nnz = int(self.gen.integers(100, 200))
+            out.append(PointRecord(chunk, self.sparse(nnz), dense[j].tolist()))
+        return out
+
+
+def rss_mib() -> float:
+    match = re.search(r"^VmRSS:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def percentile(seconds: list[float], q: float) -> float:
+    ordered = sorted(seconds)
+    return ordered[max(0, round(q * len(ordered)) - 1)] * 1000
+
+
+def timed(fn, items) -> list[float]:
+    out = []
+    for item in items:
+        t = time.perf_counter()
+        fn(item)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def measure(size: int, root: Path, n_queries: int, batch: int, seed: int) -> dict:
+    from sparsehybrid import open_store
+    from sparsehybrid.connectors.base import CollectionSchema
+    from sparsehybrid.connectors.qdrant_common import qdrant_rrf_k
+    from sparsehybrid.connectors.qdrant_edge import _edge
+    from sparsehybrid.search import CANDIDATE_FIELDS
+
+    path = root / f"scale-{size}"
+    shutil.rmtree(path, ignore_errors=True)
+    store = open_store(f"qdrant-edge://{path}")
+    store.ensure_schema(
+        CollectionSchema(
+            sparse_model="synthetic", sparse_dim=VOCAB, dense_model="synthetic", dense_dim=DENSE_DIM, bm25_avg_len=170.0
+        )
+    )
+    data = Synthetic(seed)
+    upsert_seconds = 0.0
+    for start in range(0, size, batch):
+        records = data.records(start, min(batch, size - start))
+        t = time.perf_counter()
+        store.upsert(records)
+        upsert_seconds += time.perf_counter() - t
+    t = time.perf_counter()
+    store.flush()
+    store.optimize()
+    optimize_seconds = time.perf_counter() - t
+    result = {
+        "size": size,
+        "upsert_per_s": size / upsert_seconds,
+        "optimize_s": optimize_seconds,
+        "rss_mib": rss_mib(),
+        "disk_mib": (store.disk_size() or 0) / 2**20,
+    }
+
+    queries = Synthetic(seed + 1)
+    sparse_q = [queries.sparse(int(queries.gen.integers(12, 30))) for _ in range(n_queries)]
+    dense_q = queries.dense(n_queries).tolist()
+    text_q = [queries.text(4) for _ in range(n_queries)]
+    k = 100
+    light = CANDIDATE_FIELDS  # what HybridSearcher reads per candidate
+    modes = {
+        "sparse_full": timed(lambda i: store.search_sparse(sparse_q[i], k), range(n_queries)),
+        "sparse": timed(lambda i: store.search_sparse(sparse_q[i], k, fields=light), range(n_queries)),
+        "dense": timed(lambda i: store.search_dense(dense_q[i], k, fields=light), range(n_queries)),
+        "bm25": timed(lambda i: store.search_bm25(text_q[i], k, fields=light), range(n_queries)),
+        "hybrid": timed(
+            lambda i: store.search_fused(sparse=sparse_q[i], dense=dense_q[i], text=text_q[i], limit=10, candidates=k),
+            range(n_queries),
+        ),
+    }
+    for mode, seconds in modes.items():
+        result[f"{mode}_p50"] = percentile(seconds, 0.5)
+        result[f"{mode}_p95"] = percentile(seconds, 0.95)
+
+    # Batched hybrid: the same requests as search_fused builds, 32 per engine call.
+    q = _edge()
+    shard = store.shard  # type: ignore[attr-defined]
+    bm25 = store._bm25  # type: ignore[attr-defined]
+
+    def request(i: int):
+        bm = bm25.embed_query(text_q[i])
+        inputs = [
+            ("sparse", q.SparseVector(indices=list(sparse_q[i].indices), values=list(sparse_q[i].values))),
+            ("dense", dense_q[i]),
+            ("bm25", q.SparseVector(indices=list(bm.indices), values=list(bm.values))),
+        ]
+        return q.QueryRequest(
+            prefetches=[q.Prefetch(limit=k, query=q.Query.Nearest(v, using=n)) for n, v in inputs],
+            query=q.Fusion.Rrf(k=qdrant_rrf_k(60)),
+            limit=10,
+            with_payload=True,
+        )
+
+    t = time.perf_counter()
+    for s in range(0, n_queries, 32):
+        shard.query_batch(q.QueryBatchRequest(queries=[request(i) for i in range(s, min(n_queries, s + 32))]))
+    result["batched_qps"] = n_queries / (time.perf_counter() - t)
+    result["sequential_qps"] = n_queries / sum(modes["hybrid"])
+    store.close()
+    shutil.rmtree(path, ignore_errors=True)
+    return result
+
+
+COLUMNS = [
+    ("size", "points", "{:>10,}"),
+    ("upsert_per_s", "upsert/s", "{:>10.0f}"),
+    ("optimize_s", "optimize s", "{:>11.1f}"),
+    ("rss_mib", "RSS MiB", "{:>9.0f}"),
+    ("disk_mib", "disk MiB", "{:>9.0f}"),
+    ("sparse_full_p50", "sparse+payloads p50", "{:>20.2f}"),
+    ("sparse_p50", "sparse p50", "{:>11.2f}"),
+    ("sparse_p95", "p95", "{:>7.2f}"),
+    ("dense_p50", "dense p50", "{:>10.2f}"),
+    ("dense_p95", "p95", "{:>7.2f}"),
+    ("bm25_p50", "bm25 p50", "{:>9.2f}"),
+    ("bm25_p95", "p95", "{:>7.2f}"),
+    ("hybrid_p50", "hybrid p50", "{:>11.2f}"),
+    ("hybrid_p95", "p95", "{:>7.2f}"),
+    ("sequential_qps", "hybrid q/s", "{:>11.0f}"),
+    ("batched_qps", "batched q/s", "{:>12.0f}"),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=256, help="points per upsert")
+    ap.add_argument("--dir", type=Path, help="where the stores go (default: a temporary folder)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    root = args.dir or Path(tempfile.mkdtemp(prefix="sparsehybrid-scale-"))
+    root.mkdir(parents=True, exist_ok=True)
+
+    print(f"Qdrant Edge via open_store, {args.queries} queries per mode, load average {os.getloadavg()[0]:.1f}")
+    header = "".join(f"{label:>{len(fmt.format(0))}}" for _, label, fmt in COLUMNS)
+    print(header + "   (latencies in ms)")
+    rows = []
+    for size in args.sizes:
+        row = measure(size, root, args.queries, args.batch, args.seed)
+        rows.append(row)
+        print("".join(fmt.format(row[key]) for key, _, fmt in COLUMNS), flush=True)
+    if len(rows) > 1:
+        first = rows[0]
+        print("growth vs the first size (x):")
+        for row in rows[1:]:
+            growth = {key: row[key] / first[key] for key, _, _ in COLUMNS if first[key]}
+            print(f"  {row['size']:,}: " + ", ".join(f"{key} {value:.2f}" for key, value in growth.items()))
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    if args.dir is None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
