@@ -13,7 +13,6 @@ from sparsehybrid.evaluation.tuning import (
     cross_validated_run,
     folds_of,
     fused_run,
-    plain_defaults,
     score_settings,
     tune,
 )
@@ -95,7 +94,7 @@ def test_each_query_is_scored_with_a_setting_chosen_without_it():
     scores = score_settings(runs, qrels, queries, settings)
     for fold in folds_of(queries, 5, 7):
         train = [i for i in range(len(queries)) if i not in fold]
-        expected = settings[choose_setting(scores, train, plain_defaults(settings), 5, 7)]
+        expected = settings[best_setting(scores, train)]
         assert {result.per_query_setting[queries[i]] for i in fold} == {expected}
     # The cross-validated run is exactly those settings applied query by query.
     cv_run = cross_validated_run(runs, result, limit=10)
@@ -103,31 +102,12 @@ def test_each_query_is_scored_with_a_setting_chosen_without_it():
     assert cv_run[q] == fused_run(runs, result.per_query_setting[q], [q], 10)[q]
 
 
-def test_an_overfitting_grid_falls_back_to_plain_rrf():
-    """Plain RRF scores a steady 0.55; 200 other settings score noise around 0.5. The best of them
-    on the training queries beats 0.55 by luck alone; the inner cross-validation sees it does not
-    hold on held-out queries and keeps plain RRF."""
-    rng = random.Random(4)
-    n = 40
-    scores = [[0.55] * n] + [[rng.random() for _ in range(n)] for _ in range(200)] + [[0.3] * n]
-    train = list(range(n))
-    assert best_setting(scores, train) != 0  # the grid alone would pick a lucky setting
-    assert choose_setting(scores, train, defaults=[201], inner_folds=5, seed=0) == 0
-    # And where a setting is really better, it is kept.
-    scores[7] = [0.8] * n
-    assert choose_setting(scores, train, defaults=[201], inner_folds=5, seed=0) == 7
-
-
-def test_a_retriever_that_beats_plain_rrf_is_the_fallback_without_needing_significance():
-    """Equal-weight RRF below the best retriever (the case that motivates tuning): with no
-    significant grid win, tuning falls back to that retriever, not to plain RRF."""
-    rng = random.Random(5)
-    n = 30
-    plain = [0.40 + rng.gauss(0, 0.2) for _ in range(n)]
-    dense = [p + 0.02 + rng.gauss(0, 0.2) for p in plain]  # better on average, far from significant
-    noise = [[rng.random() * 0.5 for _ in range(n)] for _ in range(20)]
-    scores = [plain, *noise, dense]
-    assert choose_setting(scores, list(range(n)), defaults=[21], inner_folds=5, seed=0) == 21
+def test_too_few_training_queries_keep_plain_rrf():
+    scores = [[0.5] * 9, [0.9] * 9]
+    assert choose_setting(scores, list(range(9))) == 0  # 9 queries: not enough to choose
+    scores = [[0.5] * 12, [0.9] * 12]
+    assert choose_setting(scores, list(range(12))) == 1
+    assert choose_setting([[0.5] * 12, [0.5] * 12], list(range(12))) == 0  # ties go to plain RRF
 
 
 def test_folds_partition_the_queries_and_too_few_queries_is_a_clear_error():

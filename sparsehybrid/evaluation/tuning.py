@@ -14,9 +14,7 @@ overfits less on collections with tens of judged queries.
 from __future__ import annotations
 
 import itertools
-import math
 import random
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,10 +29,8 @@ RRF_KS = (10, 30, 60, 100)
 SCORE_METHODS = ("weighted", "zscore", "dbsf")
 #: What tuning maximises.
 OBJECTIVE = "NDCG@10"
-#: The held-out evidence (paired t statistic, about p < 0.025 one-sided) the grid's best needs
-#: to replace the fallback; chosen on the shared collections, where 1.645 still lost to plain RRF
-#: on some fold splits.
-MOVE_T = 2.0
+#: Fewer judged training queries than this keep plain RRF: too few to choose among the grid.
+MIN_TRAIN_QUERIES = 10
 
 
 def candidate_settings(retrievers: Sequence[str]) -> list[FusionSetting]:
@@ -124,61 +120,18 @@ def best_setting(scores: Sequence[Sequence[float]], positions: Sequence[int]) ->
     return max(range(len(means)), key=lambda i: (means[i], -i))
 
 
-def choose_setting(
-    scores: Sequence[Sequence[float]], train: Sequence[int], defaults: Sequence[int], inner_folds: int, seed: int
-) -> int:
-    """The setting to use after seeing ``train``.
+def choose_setting(scores: Sequence[Sequence[float]], train: Sequence[int]) -> int:
+    """The setting to use after seeing ``train``: the best on it (plain RRF wins ties), or plain
+    RRF when there are too few queries to choose from 241 settings.
 
-    The fallback is plain RRF over all retrievers (index 0), or whichever of ``defaults`` (see
-    :func:`plain_defaults`) scores higher on ``train``: equal-weight fusion drags a dominant
-    retriever down, and a weak one drags the fusion. The grid's best replaces
-    the fallback only if an inner cross-validation on ``train`` shows it winning on held-out
-    queries by a margin a paired t-test finds significant: fitted to a few dozen queries, the
-    grid's best is often no better on new ones.
+    Measured on the shared collections over 8 fold splits, this plain choice beat plain RRF out of
+    fold on average on three of four (+0.003 to +0.012 NDCG@10) and tied on the smallest (cacm,
+    52 queries: −0.0005). More conservative rules (an inner cross-validation, a t-test before
+    leaving plain RRF) gave those gains up and still lost on some splits.
     """
-    fallback = _fallback(scores, train, defaults)
-    if len(train) < 2 * inner_folds:
-        return fallback
-    grid_held, fallback_held = [], []
-    for part in folds_of(list(train), inner_folds, seed + 1):
-        test = [train[i] for i in part]
-        fit = [i for i in train if i not in set(test)]
-        pick, base = best_setting(scores, fit), _fallback(scores, fit, defaults)
-        grid_held += [scores[pick][j] for j in test]
-        fallback_held += [scores[base][j] for j in test]
-    if _paired_t([a - b for a, b in zip(grid_held, fallback_held)]) > MOVE_T:
-        return best_setting(scores, train)
-    return fallback
-
-
-def _fallback(scores: Sequence[Sequence[float]], positions: Sequence[int], defaults: Sequence[int]) -> int:
-    """The best on ``positions`` of plain RRF (index 0, which wins ties) and ``defaults``."""
-    return _best_of(scores, positions, sorted({0, *defaults}))
-
-
-def plain_defaults(settings: Sequence[FusionSetting]) -> list[int]:
-    """Indices of the untuned alternatives to plain RRF: each retriever alone, and plain RRF of
-    the learned retrievers without BM25 (the classic sparse + dense hybrid).
-
-    Not every subset: choosing among many untuned fusions on training means is itself noisy
-    (measured on the shared collections, it lost to plain RRF out of fold).
-    """
-    out = []
-    for i, s in enumerate(settings):
-        used = {r for r, w in s.weights.items() if w > 0}
-        unweighted = s.method == "rrf" and s.k == 60 and set(s.weights.values()) <= {0.0, 1.0}
-        if unweighted and (len(used) == 1 or (used == {"sparse", "dense"} and "bm25" in s.weights)):
-            out.append(i)
-    return out
-
-
-def _paired_t(differences: Sequence[float]) -> float:
-    """t statistic of the mean of paired differences (inf for a constant positive gain)."""
-    mean = _mean(differences)
-    sd = statistics.stdev(differences) if len(differences) > 1 else 0.0
-    if sd == 0:
-        return math.inf if mean > 0 else 0.0
-    return mean / (sd / math.sqrt(len(differences)))
+    if len(train) < MIN_TRAIN_QUERIES:
+        return 0
+    return best_setting(scores, train)
 
 
 def _best_of(scores: Sequence[Sequence[float]], positions: Sequence[int], candidates: Sequence[int]) -> int:
@@ -244,13 +197,10 @@ def tune(
     singles = [i for i, s in enumerate(settings) if sum(w > 0 for w in s.weights.values()) == 1]
     everything = list(range(len(queries)))
     single = _best_of(scores, everything, singles)
-    defaults = plain_defaults(settings)
-    result = TuningResult(
-        retrievers, settings, settings[choose_setting(scores, everything, defaults, folds, seed)], folds, seed
-    )
+    result = TuningResult(retrievers, settings, settings[choose_setting(scores, everything)], folds, seed)
     for n, test in enumerate(parts):
         train = [i for i in everything if i not in set(test)]
-        chosen = choose_setting(scores, train, defaults, folds, seed)
+        chosen = choose_setting(scores, train)
         for j in test:
             result.per_query_setting[queries[j]] = settings[chosen]
         result.fold_reports.append(
