@@ -7,6 +7,7 @@ lets every hit say which retriever found it at which rank.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -56,6 +57,11 @@ def ordered(items: dict[str, FusedItem], limit: int | None) -> list[FusedItem]:
     """Best first. Ties: better best-rank first, then id, so equal inputs always give the same order."""
     out = sorted(items.values(), key=lambda it: (-it.score, min(it.ranks.values()), it.id))
     return out[:limit] if limit is not None else out
+
+
+def mean_and_deviation(scores: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation of one retriever's scores (0 for a single score)."""
+    return statistics.fmean(scores), statistics.pstdev(scores) if len(scores) > 1 else 0.0
 
 
 def normalised_sum(

@@ -6,15 +6,13 @@ Qdrant's ``Fusion.DBSF``.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 
-from .common import FusedItem, Ranking, normalised_sum
+from .common import FusedItem, Ranking, mean_and_deviation, normalised_sum
 
 
 def _three_sigma(scores: Sequence[float]):
-    mu = statistics.fmean(scores)
-    sd = statistics.pstdev(scores) if len(scores) > 1 else 0.0
+    mu, sd = mean_and_deviation(scores)
     lo, hi = mu - 3 * sd, mu + 3 * sd
     span = (hi - lo) or 1.0
     return lambda s: min(1.0, max(0.0, (s - lo) / span))

@@ -5,16 +5,14 @@ Montague and Aslam, "Relevance Score Normalization for Metasearch", CIKM 2001.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 
-from .common import FusedItem, Ranking, normalised_sum
+from .common import FusedItem, Ranking, mean_and_deviation, normalised_sum
 
 
 def _zscore(scores: Sequence[float]):
-    mu = statistics.fmean(scores)
-    sd = (statistics.pstdev(scores) if len(scores) > 1 else 0.0) or 1.0
-    return lambda s: (s - mu) / sd
+    mu, sd = mean_and_deviation(scores)
+    return lambda s: (s - mu) / (sd or 1.0)
 
 
 def zscore_fusion(
