@@ -24,8 +24,7 @@ import logging
 
 import numpy as np
 
-from .splade_fast import _NO_LENGTH_LIMIT, _SELF_CHECK_TEXTS, _cpu_workers, _pad_batch, _run_single_threaded_workers
-from .splade_fast import task_prompt as _task_prompt
+from .splade_fast import _SELF_CHECK_TEXTS, _cpu_workers, batch_features, run_batches, tokens_longest_first
 
 logger = logging.getLogger(__name__)
 
@@ -90,17 +89,8 @@ class FastDenseEncoder:
         dim = int(self.model.get_embedding_dimension() or 0)
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
-        length = getattr(self.transformer, f"{task}_length", None) or int(max_length)
-        if length >= _NO_LENGTH_LIMIT:
-            length = None
-        prompt = _task_prompt(self.model, task)
-        if prompt:
-            texts = [prompt + t for t in texts]
         tokenizer = self.transformer.tokenizer
-        encoded = tokenizer(texts, truncation="longest_first", max_length=length, return_attention_mask=False)
-        ids = encoded["input_ids"]
-        token_types = encoded.get("token_type_ids")
-        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        ids, token_types, order = tokens_longest_first(self.transformer, self.model, texts, max_length, task)
         device = next(self.transformer.parameters()).device
         workers = workers or _cpu_workers(device, len(texts))
         batch_size = min(self.batch_size, -(-len(texts) // workers))
@@ -110,12 +100,7 @@ class FastDenseEncoder:
         out = np.empty((len(texts), dim), dtype=np.float32)
 
         def encode_batch(batch: list[int]) -> None:
-            features = _pad_batch(
-                tokenizer,
-                [ids[i] for i in batch],
-                {"token_type_ids": [token_types[i] for i in batch]} if token_types is not None else {},
-            )
-            features = {key: tensor.to(device) for key, tensor in features.items()}
+            features = batch_features(tokenizer, ids, token_types, batch, device)
             with torch.inference_mode():
                 tokens = self.transformer(dict(features, modality="text"))["token_embeddings"]
                 mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
@@ -123,11 +108,7 @@ class FastDenseEncoder:
                 pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
                 out[batch] = pooled.cpu().numpy()
 
-        if workers == 1:
-            for batch in batches:
-                encode_batch(batch)
-        else:
-            _run_single_threaded_workers(encode_batch, batches, workers)
+        run_batches(encode_batch, batches, workers)
         return out
 
 

@@ -226,21 +226,8 @@ class FastSpladeEncoder:
         """
         import torch
 
-        # sentence-transformers prefers a per-task length over the module's max length. Some
-        # tokenizers report a sentinel (1e30) for "no limit": truncate at the model's own limit then.
-        length = getattr(self.transformer, f"{task}_length", None) or int(max_length)
-        if length >= _NO_LENGTH_LIMIT:
-            length = None
-        prompt = task_prompt(self.model, task)
-        if prompt:
-            texts = [prompt + t for t in texts]
-
         tokenizer = self.transformer.tokenizer
-        encoded = tokenizer(texts, truncation="longest_first", max_length=length, return_attention_mask=False)
-        ids = encoded["input_ids"]
-        token_types = encoded.get("token_type_ids")
-        # Longest first (sentence-transformers sorts too): a batch holds texts of similar length.
-        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        ids, token_types, order = tokens_longest_first(self.transformer, self.model, texts, max_length, task)
 
         decoder = self._decoder()
         device = decoder.weight.device
@@ -253,12 +240,7 @@ class FastSpladeEncoder:
         max_active_dims = getattr(self.model, "max_active_dims", None)
 
         def encode_batch(batch: list[int]) -> None:
-            features = _pad_batch(
-                tokenizer,
-                [ids[i] for i in batch],
-                {"token_type_ids": [token_types[i] for i in batch]} if token_types is not None else {},
-            )
-            features = {key: tensor.to(device) for key, tensor in features.items()}
+            features = batch_features(tokenizer, ids, token_types, batch, device)
             with torch.inference_mode():  # thread-local: each worker enters it itself
                 pooled = self._pool(self._hidden_states(features), features["attention_mask"])
                 if max_active_dims:
@@ -266,11 +248,7 @@ class FastSpladeEncoder:
                 sink(batch, pooled)
 
         with self._decoder_capture(decoder):
-            if workers == 1:
-                for batch in batches:
-                    encode_batch(batch)
-            else:
-                _run_single_threaded_workers(encode_batch, batches, workers)
+            run_batches(encode_batch, batches, workers)
 
     @contextmanager
     def _decoder_capture(self, decoder):
@@ -376,6 +354,43 @@ class FastSpladeEncoder:
 # ---------------------------------------------------------------------- helpers
 
 
+def tokens_longest_first(transformer, model, texts: list[str], max_length: int, task: str):
+    """Token ids (and token type ids, or None) of ``texts`` as sentence-transformers would make
+    them for ``task``, with the positions ordered longest first (a batch then holds texts of
+    similar length; sentence-transformers sorts too)."""
+    # sentence-transformers prefers a per-task length over the module's max length. Some
+    # tokenizers report a sentinel (1e30) for "no limit": truncate at the model's own limit then.
+    length = getattr(transformer, f"{task}_length", None) or int(max_length)
+    if length >= _NO_LENGTH_LIMIT:
+        length = None
+    prompt = task_prompt(model, task)
+    if prompt:
+        texts = [prompt + t for t in texts]
+    encoded = transformer.tokenizer(texts, truncation="longest_first", max_length=length, return_attention_mask=False)
+    ids = encoded["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+    return ids, encoded.get("token_type_ids"), order
+
+
+def batch_features(tokenizer, ids, token_types, batch: list[int], device) -> dict[str, Any]:
+    """The padded model inputs of the texts at positions ``batch``, on ``device``."""
+    features = _pad_batch(
+        tokenizer,
+        [ids[i] for i in batch],
+        {"token_type_ids": [token_types[i] for i in batch]} if token_types is not None else {},
+    )
+    return {key: tensor.to(device) for key, tensor in features.items()}
+
+
+def run_batches(fn, batches: list, workers: int) -> None:
+    """``fn`` on every batch: in this thread, or on single-threaded workers."""
+    if workers == 1:
+        for batch in batches:
+            fn(batch)
+    else:
+        _run_single_threaded_workers(fn, batches, workers)
+
+
 def task_prompt(model, task: str = "document") -> str | None:
     """The prompt sentence-transformers' ``encode_document`` / ``encode_query`` would prepend
     (None or "" for most models): the task's named prompt, else the model's default prompt."""
@@ -389,23 +404,23 @@ def task_prompt(model, task: str = "document") -> str | None:
 
 def _document_modules(model) -> list:
     """The modules ``encode_document`` runs: a Router's document route, else the whole model."""
+    return _route_modules(model, "document")
+
+
+def _route_modules(model, task: str) -> list:
+    """The modules ``encode_<task>`` runs: a Router's route for ``task``, else the whole model."""
     modules = list(model.children()) if hasattr(model, "children") else list(model)
     router_type = _router_type()
     if modules and router_type is not None and isinstance(modules[0], router_type):
         router = modules[0]
-        route = router._resolve_route(task="document", modality="text")
+        route = router._resolve_route(task=task, modality="text")
         modules = list(router.sub_modules[route]) + modules[1:]
     return modules
 
 
 def _query_route_reason(model, document_modules: list) -> str | None:
     """Why ``encode_query`` runs other modules than ``encode_document`` (None: the same ones)."""
-    modules = list(model.children()) if hasattr(model, "children") else list(model)
-    router_type = _router_type()
-    if modules and router_type is not None and isinstance(modules[0], router_type):
-        router = modules[0]
-        route = router._resolve_route(task="query", modality="text")
-        modules = list(router.sub_modules[route]) + modules[1:]
+    modules = _route_modules(model, "query")
     if len(modules) != len(document_modules) or any(a is not b for a, b in zip(modules, document_modules)):
         return f"the query route ({[type(m).__name__ for m in modules]}) differs from the document route"
     if getattr(document_modules[0], "query_expansion", None):
