@@ -116,8 +116,7 @@ def folds_of(queries: Sequence[object], n_folds: int, seed: int) -> list[list[in
 
 def best_setting(scores: Sequence[Sequence[float]], positions: Sequence[int]) -> int:
     """Index of the setting with the highest mean over ``positions`` (the first on ties)."""
-    means = [_mean([row[i] for i in positions]) for row in scores]
-    return max(range(len(means)), key=lambda i: (means[i], -i))
+    return _best_of(scores, positions, range(len(scores)))
 
 
 def choose_setting(scores: Sequence[Sequence[float]], train: Sequence[int]) -> int:
