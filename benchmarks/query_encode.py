@@ -4,7 +4,10 @@ Both sides are the library's own encoders (``SparseEncoder`` / ``DenseEncoder`` 
 and ``fast=True``) loaded in one process and called alternately, one query at a time, on the same
 queries, so a busy neighbour slows both alike. Prints median wall and CPU milliseconds per query
 (on a shared machine wall time includes waiting for a core; process CPU time does not) and the
-ratios, and checks that both sides return the same vectors.
+ratios, and checks that both sides return the same vectors. "ours" is what a search uses: SPLADE
+and MiniLM queries through ONNX Runtime (``encoders/onnx_export.py``), an inference-free model's
+queries through its table (``encoders/static_lookup.py``; a SPLADE-tiny body with a random query
+table stands in for one, as none ships offline).
 
     python benchmarks/query_encode.py --queries ../shared/datasets/cranfield --threads 1
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,8 +40,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     queries = load_queries(args.queries, args.limit)
+    inference_free = inference_free_model(tempfile.mkdtemp(prefix="inference-free-"))
     pairs = {
         "sparse (SPLADE-tiny)": (SparseEncoder(fast=False), SparseEncoder()),
+        "sparse (inference-free)": (SparseEncoder(inference_free, fast=False), SparseEncoder(inference_free)),
         "dense (all-MiniLM-L6-v2)": (DenseEncoder(fast=False), DenseEncoder()),
     }
     print(
@@ -68,6 +74,25 @@ def main() -> None:
             f"{label:<26}{wall['st']:>9.2f}{wall['ours']:>11.2f}{wall['st'] / wall['ours']:>6.2f}x"
             f"{cpu['st']:>9.2f}{cpu['ours']:>10.2f}{cpu['st'] / cpu['ours']:>6.2f}x  {what} {worst:.2e}"
         )
+
+
+def inference_free_model(path: str) -> str:
+    """SPLADE-tiny's documents with a static query table (random weights: an inference-free model's
+    shape, for timing only), saved to ``path``."""
+    import torch
+    from sentence_transformers import SparseEncoder as STSparseEncoder
+    from sentence_transformers.base.modules import Router
+    from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding
+
+    from sparsehybrid.encoders.models import resolve_model
+
+    mlm = STSparseEncoder(resolve_model("splade-tiny")[0], device="cpu")
+    table = torch.rand(len(mlm.tokenizer.get_vocab()), generator=torch.Generator().manual_seed(0))
+    router = Router.for_query_document(
+        query_modules=[SparseStaticEmbedding(tokenizer=mlm.tokenizer, weight=table)], document_modules=[mlm[0], mlm[1]]
+    )
+    STSparseEncoder(modules=[router], device="cpu").save(path)
+    return path
 
 
 if __name__ == "__main__":

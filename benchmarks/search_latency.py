@@ -7,8 +7,10 @@ Uses the quickstart's example queries plus a few more unless --queries names a f
 line) or a BEIR folder (its queries.jsonl). Each mode runs with explanations on (the default) and
 off; the table shows medians of ``SearchResults.timing`` (store = the retrievers plus reading
 the shown hits' payloads) and of the process CPU time per query (on a shared machine wall time
-includes waiting for a core; CPU time does not). To compare two
-versions of the library side by side, run this script with each on ``PYTHONPATH`` in turn.
+includes waiting for a core; CPU time does not). Hybrid runs twice, query by query side by side:
+``hybrid`` encodes the sparse and dense query vectors at once (the default on two cores or more),
+``hyb-seq`` one after the other. To compare two versions of the library side by side, run this
+script with each on ``PYTHONPATH`` in turn.
 """
 
 from __future__ import annotations
@@ -81,22 +83,32 @@ def main() -> None:
     print(
         f"{'mode':<8}{'explain':<9}{'total p50':>10}{'p95':>8}{'encode':>8}{'store':>8}{'explain':>9}{'CPU p50':>9}  ms"
     )
-    for mode in [*searcher.retrievers, "hybrid"]:
-        for explain in (True, False):
-            total, encode, retrieve, expl, cpu = [], [], [], [], []
-            for q in queries:
+    variants = [(mode, True) for mode in searcher.retrievers]
+    if searcher.sparse is not None and searcher.dense is not None:
+        variants += [("hybrid", True), ("hybrid", False)]  # run side by side, query by query
+    else:
+        variants.append(("hybrid", True))
+    for explain in (True, False):
+        rows: dict[tuple[str, bool], dict[str, list[float]]] = {}
+        for q in queries:
+            for mode, parallel in variants:
+                searcher.parallel_encode = parallel
+                row = rows.setdefault((mode, parallel), {k: [] for k in ("total", "encode", "store", "explain", "cpu")})
                 c = time.process_time()
                 timing = searcher.search(
                     q, top_k=args.top_k, mode=mode, candidates=args.candidates, explain=explain
                 ).timing
-                cpu.append(time.process_time() - c)
-                total.append(timing.total)
-                encode.append(timing.encode)
-                retrieve.append(sum(timing.retrieve.values()) + getattr(timing, "payloads", 0.0))
-                expl.append(timing.explain)
+                row["cpu"].append(time.process_time() - c)
+                row["total"].append(timing.total)
+                row["encode"].append(timing.encode)
+                row["store"].append(sum(timing.retrieve.values()) + getattr(timing, "payloads", 0.0))
+                row["explain"].append(timing.explain)
+        for (mode, parallel), row in rows.items():
+            label = mode if parallel else "hyb-seq"
             print(
-                f"{mode:<8}{'on' if explain else 'off':<9}{p(total, 0.5):>10.1f}{p(total, 0.95):>8.1f}"
-                f"{p(encode, 0.5):>8.1f}{p(retrieve, 0.5):>8.1f}{p(expl, 0.5):>9.1f}{statistics.median(cpu) * 1000:>9.1f}"
+                f"{label:<8}{'on' if explain else 'off':<9}{p(row['total'], 0.5):>10.1f}{p(row['total'], 0.95):>8.1f}"
+                f"{p(row['encode'], 0.5):>8.1f}{p(row['store'], 0.5):>8.1f}{p(row['explain'], 0.5):>9.1f}"
+                f"{statistics.median(row['cpu']) * 1000:>9.1f}"
             )
     store.close()
 

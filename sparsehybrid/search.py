@@ -9,9 +9,11 @@ chunks, the store fuses natively in one request instead (identical ranking, fewe
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +71,19 @@ class QueryVectors:
     text: str
     sparse: SparseVector | None = None
     dense: Any = None
+
+
+_ENCODE_POOL: ThreadPoolExecutor | None = None
+_ENCODE_POOL_LOCK = threading.Lock()
+
+
+def _encode_pool() -> ThreadPoolExecutor:
+    """The threads that encode dense query vectors beside sparse ones (one pool per process)."""
+    global _ENCODE_POOL
+    with _ENCODE_POOL_LOCK:
+        if _ENCODE_POOL is None:
+            _ENCODE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sparsehybrid-encode")
+        return _ENCODE_POOL
 
 
 def collapse_to_documents(points: Sequence[ScoredPoint]) -> list[ScoredPoint]:
@@ -152,6 +167,8 @@ class HybridSearcher:
         self.rrf_k = recorded.k if rrf_k is None else int(rrf_k)
         self.weights = check_weights(recorded.weights if weights is None else weights, self.retrievers)
         self._last = threading.local()
+        #: Encode a hybrid query's sparse and dense vectors at once (when there are cores for it).
+        self.parallel_encode = (os.cpu_count() or 1) > 1
 
     def use_fusion(self, setting: FusionSetting) -> None:
         """Make ``setting`` the default fusion (a service follows a newly recorded one this way)."""
@@ -234,10 +251,19 @@ class HybridSearcher:
         """Encode only for the retrievers in use (BM25 alone encodes nothing)."""
         t = time.perf_counter()
         vectors = QueryVectors(query)
-        if "sparse" in names and self.sparse is not None:
-            vectors.sparse = self.sparse.encode_query([query])[0]
-        if "dense" in names and self.dense is not None:
-            vectors.dense = self.dense.encode_query([query])[0]
+        sparse = self.sparse if "sparse" in names else None
+        dense = self.dense if "dense" in names else None
+        if sparse is not None and dense is not None and self.parallel_encode:
+            # Both encoders release the GIL in their kernels: on two cores or more the query's
+            # dense vector costs no extra wall time while its sparse vector is made.
+            dense_vector = _encode_pool().submit(dense.encode_query, [query])
+            vectors.sparse = sparse.encode_query([query])[0]
+            vectors.dense = dense_vector.result()[0]
+        else:
+            if sparse is not None:
+                vectors.sparse = sparse.encode_query([query])[0]
+            if dense is not None:
+                vectors.dense = dense.encode_query([query])[0]
         timing.encode = time.perf_counter() - t
         return vectors
 

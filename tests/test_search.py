@@ -193,3 +193,29 @@ def test_candidates_carry_only_doc_ids_and_shown_hits_are_read_whole_in_one_get(
         assert all(h.text and not h.explanation.sparse_tokens for h in hits)
     finally:
         del store.search_sparse, store.get
+
+
+def test_sparse_and_dense_query_vectors_are_made_at_once_with_the_same_hits(index, splade, minilm):
+    """Hybrid queries encode their dense vector on another thread while the sparse one is made;
+    the hits are exactly those of encoding one after the other."""
+    import threading
+
+    threads: list[str] = []
+
+    class Watched:
+        def __init__(self, encoder):
+            self.encoder, self.name, self.dim = encoder, encoder.name, encoder.dim
+
+        def encode_query(self, texts):
+            threads.append(threading.current_thread().name)
+            return self.encoder.encode_query(texts)
+
+    searcher = HybridSearcher(index[0], splade, Watched(minilm))
+    searcher.parallel_encode = True
+    text = "heat transfer in laminar boundary layers"
+    together = searcher.search(text, top_k=10, mode="hybrid", explain=False)
+    assert len(threads) == 1 and threads[0].startswith("sparsehybrid-encode")
+    searcher.parallel_encode = False
+    apart = searcher.search(text, top_k=10, mode="hybrid", explain=False)
+    assert threads[-1] == threading.current_thread().name
+    assert [(h.doc_id, h.score) for h in together] == [(h.doc_id, h.score) for h in apart]

@@ -284,3 +284,34 @@ def test_inference_free_router_encodes_documents_fast(tiny_mlm_dir):
     assert not fast.covers_queries  # the query route is a lookup table, not the MLM
     with pytest.raises(ValueError, match="query path"):
         fast.encode(["wing"], max_length=64, task="query")
+
+
+def test_inference_free_queries_are_a_table_lookup_equal_to_sentence_transformers(tiny_mlm_dir):
+    """The query route of an inference-free model runs no network: a lookup reproduces it exactly."""
+    import torch
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.base.modules import Router
+    from sentence_transformers.sparse_encoder.modules import SparseStaticEmbedding, SpladePooling
+
+    from sparsehybrid.encoders.static_lookup import StaticQueryLookup
+
+    mlm = load_sparse(tiny_mlm_dir)
+    torch.manual_seed(1)
+    table = torch.rand(len(mlm.tokenizer.get_vocab())) - 0.2  # some tokens weigh nothing
+    router = Router.for_query_document(
+        query_modules=[SparseStaticEmbedding(tokenizer=mlm.tokenizer, weight=table)],
+        document_modules=[mlm[0], SpladePooling(pooling_strategy="max")],
+    )
+    model = SparseEncoder(modules=[router], device="cpu")
+    lookup = StaticQueryLookup.from_sentence_transformer(model)
+    assert lookup is not None
+    queries = [*cranfield_texts(4), "wing wing flutter", "Übergang — naïve café", "[CLS] x [SEP]", " "]
+    assert_same(lookup.encode(queries), reference_queries(model, queries))
+
+    assert StaticQueryLookup.from_sentence_transformer(mlm) is None  # plain SPLADE: its query runs the MLM
+    model.prompts = {"query": "query: "}
+    assert StaticQueryLookup.from_sentence_transformer(model) is None  # a prompt: sentence-transformers' path
+
+
+def reference_queries(model, texts: list[str]) -> list[SparseVector]:
+    return sparse_rows(model.encode_query(texts, convert_to_sparse_tensor=True))

@@ -21,10 +21,22 @@ and ``encode_query`` (cosine within 1e-4); anything else, or any disagreement, f
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .splade_fast import _SELF_CHECK_TEXTS, _cpu_workers, batch_features, run_batches, tokens_longest_first
+from .splade_fast import (
+    _SELF_CHECK_TEXTS,
+    _cpu_workers,
+    batch_features,
+    run_batches,
+    sample_features,
+    tokens_longest_first,
+)
+
+if TYPE_CHECKING:
+    from .onnx_export import OnnxGraph
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +55,10 @@ class FastDenseEncoder:
         self.model = model
         self.transformer = transformer
         self.batch_size = max(1, int(batch_size))
+        #: ONNX Runtime graph of the model (see :mod:`.onnx_export`), and the tasks it runs.
+        self.onnx: OnnxGraph | None = None
+        self.onnx_tasks: frozenset[str] = frozenset()
+        self._references: dict[str, np.ndarray] = {}
 
     @classmethod
     def from_sentence_transformer(cls, model, batch_size: int = 32) -> FastDenseEncoder | None:
@@ -55,32 +71,58 @@ class FastDenseEncoder:
             fast = cls(model, model[0], batch_size=batch_size)
             reason = fast._self_check()
             if reason is None:
+                fast._attach_onnx(("query",))
                 return fast
         logger.info("fast dense path not used: %s", reason)
         return None
 
-    def _self_check(self) -> str | None:
-        """Both tasks, both ways, on a padded batch; any disagreement means not covered."""
+    def _self_check(self, tasks: Sequence[str] = ("document", "query")) -> str | None:
+        """``tasks``, both ways, on a padded batch; any disagreement means not covered."""
         import torch
 
         texts = list(_SELF_CHECK_TEXTS)
         max_length = int(self.transformer.max_seq_length or 512)
         half = next(self.transformer.parameters()).dtype not in (torch.float32, torch.float64)
         floor = 1 - 1e-3 if half else MIN_COSINE
-        for task in ("document", "query"):
+        for task in tasks:
             try:
                 ours = self.encode(texts, max_length, task=task, workers=1)
-                reference = self.model.encode_query if task == "query" else self.model.encode_document
-                theirs = reference(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+                if task not in self._references:  # sentence-transformers' answer does not change
+                    reference = self.model.encode_query if task == "query" else self.model.encode_document
+                    self._references[task] = np.asarray(
+                        reference(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False),
+                        dtype=np.float32,
+                    )
+                theirs = self._references[task]
             except Exception as exc:
                 return f"self-check failed to run ({type(exc).__name__}: {exc})"
-            theirs = np.asarray(theirs, dtype=np.float32)
             if ours.shape != theirs.shape:
                 return f"self-check shape mismatch: {ours.shape} vs sentence-transformers {theirs.shape}"
             cosine = float((ours * theirs).sum(axis=1).min())
             if not cosine >= floor:
                 return f"self-check disagrees with sentence-transformers on {task}s (cosine {cosine:.6f} < {floor})"
         return None
+
+    def _attach_onnx(self, tasks: Sequence[str]) -> None:
+        """Run ``tasks`` through an ONNX Runtime export of this model where that reproduces
+        sentence-transformers (the same self-check as the torch path); else keep torch."""
+        import torch
+
+        from .onnx_export import dense_graph, load_or_export, onnx_enabled
+
+        if not onnx_enabled(next(self.transformer.parameters()).device):
+            return
+        sample = sample_features(self.transformer, self.model)
+        onnx = load_or_export(
+            dense_graph(self.transformer, list(sample)), sample, "mean-normalize", torch.get_num_threads()
+        )
+        if onnx is None:
+            return
+        self.onnx, self.onnx_tasks = onnx, frozenset(tasks)
+        reason = self._self_check(tasks)
+        if reason is not None:
+            logger.info("ONNX Runtime path not used: %s", reason)
+            self.onnx, self.onnx_tasks = None, frozenset()
 
     def encode(self, texts: list[str], max_length: int, task: str = "document", workers: int | None = None):
         """(len(texts) × dim) float32 L2-normalised rows, in input order."""
@@ -92,7 +134,8 @@ class FastDenseEncoder:
         tokenizer = self.transformer.tokenizer
         ids, token_types, order = tokens_longest_first(self.transformer, self.model, texts, max_length, task)
         device = next(self.transformer.parameters()).device
-        workers = workers or _cpu_workers(device, len(texts))
+        onnx = self.onnx if task in self.onnx_tasks else None
+        workers = 1 if onnx is not None else workers or _cpu_workers(device, len(texts))
         batch_size = min(self.batch_size, -(-len(texts) // workers))
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         if self.model.training or self.transformer.training:
@@ -101,6 +144,9 @@ class FastDenseEncoder:
 
         def encode_batch(batch: list[int]) -> None:
             features = batch_features(tokenizer, ids, token_types, batch, device)
+            if onnx is not None:
+                out[batch] = onnx.run(features)
+                return
             with torch.inference_mode():
                 tokens = self.transformer(dict(features, modality="text"))["token_embeddings"]
                 mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)

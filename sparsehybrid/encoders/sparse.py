@@ -83,6 +83,11 @@ class SparseEncoder:
             self._fast = FastSpladeEncoder.from_sentence_transformer(self.model, batch_size=batch_size)
             if self._fast is None:
                 logger.info("fast SPLADE path does not cover %s; using sentence-transformers' encoder", self.name)
+        self._lookup = None
+        if fast:
+            from .static_lookup import StaticQueryLookup
+
+            self._lookup = StaticQueryLookup.from_sentence_transformer(self.model)
 
     @property
     def tokenizer(self):
@@ -109,6 +114,8 @@ class SparseEncoder:
         path where it covers that route (checked equal at load), else sentence-transformers'."""
         if not texts:
             return []
+        if self._lookup is not None:  # inference-free: a table read, checked equal at load
+            return self._lookup.encode(list(texts))
         if self._fast is not None and self._fast.covers_queries:
             return self._fast.encode(list(texts), max_length=self.max_length, task="query")
         out = self.model.encode_query(list(texts), batch_size=self.batch_size, convert_to_sparse_tensor=True)

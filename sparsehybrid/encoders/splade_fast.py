@@ -32,9 +32,12 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..types import SparseVector
+
+if TYPE_CHECKING:
+    from .onnx_export import OnnxGraph
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +117,10 @@ class FastSpladeEncoder:
         self.tile_tokens = tile_tokens
         #: Whether :meth:`encode` covers ``task="query"`` (set by :meth:`from_sentence_transformer`).
         self.covers_queries = False
+        #: ONNX Runtime graph of the document route (see :mod:`.onnx_export`), and the tasks it runs.
+        self.onnx: OnnxGraph | None = None
+        self.onnx_tasks: frozenset[str] = frozenset()
+        self._references: dict[str, Any] = {}  # sentence-transformers' self-check vectors, per task
         self._capture = threading.local()
 
     # ------------------------------------------------------------------ construction
@@ -145,9 +152,32 @@ class FastSpladeEncoder:
             reason = fast._self_check("query")
         if reason is None:
             fast.covers_queries = True
+            fast._attach_onnx(("query",))
         else:
             logger.info("fast SPLADE path not used for queries: %s", reason)
         return fast
+
+    def _attach_onnx(self, tasks: Sequence[str]) -> None:
+        """Run ``tasks`` through an ONNX Runtime export of this model where that reproduces
+        sentence-transformers (the same self-check as the torch path); else keep torch."""
+        import torch
+
+        from .onnx_export import load_or_export, onnx_enabled, splade_graph
+
+        if not onnx_enabled(self._decoder().weight.device):
+            return
+        sample = sample_features(self.transformer, self.model)
+        graph = splade_graph(self.transformer, list(sample), self.activation)
+        onnx = load_or_export(graph, sample, f"splade:{self.activation}", torch.get_num_threads())
+        if onnx is None:
+            return
+        self.onnx, self.onnx_tasks = onnx, frozenset(tasks)
+        for task in tasks:
+            reason = self._self_check(task)
+            if reason is not None:
+                logger.info("ONNX Runtime path not used: %s", reason)
+                self.onnx, self.onnx_tasks = None, frozenset()
+                return
 
     def _self_check(self, task: str = "document") -> str | None:
         """Encode a few texts both ways; any disagreement means this model is not covered."""
@@ -162,12 +192,17 @@ class FastSpladeEncoder:
                 texts, max_length, lambda positions, pooled: rows.update(zip(positions, pooled)), workers=1, task=task
             )
             ours = torch.stack([rows[i] for i in range(len(texts))]).float().cpu()
-            reference = self.model.encode_query if task == "query" else self.model.encode_document
-            with torch.inference_mode():
-                theirs = reference(
-                    texts, convert_to_tensor=True, convert_to_sparse_tensor=False, show_progress_bar=False
-                )
-            theirs = theirs.float().cpu()
+            if task not in self._references:  # sentence-transformers' answer does not change
+                reference = self.model.encode_query if task == "query" else self.model.encode_document
+                with torch.inference_mode():
+                    self._references[task] = (
+                        reference(
+                            texts, convert_to_tensor=True, convert_to_sparse_tensor=False, show_progress_bar=False
+                        )
+                        .float()
+                        .cpu()
+                    )
+            theirs = self._references[task]
         except Exception as exc:
             return f"self-check failed to run ({type(exc).__name__}: {exc})"
         if ours.shape != theirs.shape:
@@ -231,7 +266,8 @@ class FastSpladeEncoder:
 
         decoder = self._decoder()
         device = decoder.weight.device
-        workers = workers or _cpu_workers(device, len(texts))
+        onnx = self.onnx if task in self.onnx_tasks else None
+        workers = 1 if onnx is not None else workers or _cpu_workers(device, len(texts))
         batch_size = min(self.batch_size, -(-len(texts) // workers))  # every worker gets a batch
         batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
         if self.model.training or self.transformer.training:
@@ -242,7 +278,10 @@ class FastSpladeEncoder:
         def encode_batch(batch: list[int]) -> None:
             features = batch_features(tokenizer, ids, token_types, batch, device)
             with torch.inference_mode():  # thread-local: each worker enters it itself
-                pooled = self._pool(self._hidden_states(features), features["attention_mask"])
+                if onnx is not None:
+                    pooled = torch.from_numpy(onnx.run(features))
+                else:
+                    pooled = self._pool(self._hidden_states(features), features["attention_mask"])
                 if max_active_dims:
                     pooled = _keep_top_k(pooled, int(max_active_dims))
                 sink(batch, pooled)
@@ -380,6 +419,13 @@ def batch_features(tokenizer, ids, token_types, batch: list[int], device) -> dic
         {"token_type_ids": [token_types[i] for i in batch]} if token_types is not None else {},
     )
     return {key: tensor.to(device) for key, tensor in features.items()}
+
+
+def sample_features(transformer, model) -> dict[str, Any]:
+    """The self-check texts as one padded query batch: the sample an ONNX export is traced on."""
+    max_length = int(transformer.max_seq_length or 512)
+    ids, token_types, order = tokens_longest_first(transformer, model, list(_SELF_CHECK_TEXTS), max_length, "query")
+    return batch_features(transformer.tokenizer, ids, token_types, order, "cpu")
 
 
 def run_batches(fn, batches: list, workers: int) -> None:
