@@ -66,17 +66,18 @@ class OnnxGraph:
     """
 
     def __init__(self, path: Path, input_names: Sequence[str], threads: int):
+        self.path = path
+        self.input_names = list(input_names)
+        self.threads = max(1, threads)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
+        options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         # Idle pool threads sleep instead of spinning: a service shares its cores with index jobs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
-        self.path = path
-        self.input_names = list(input_names)
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def run(self, features: Mapping[str, Any]) -> np.ndarray:
         feed = {name: np.ascontiguousarray(features[name].cpu().numpy(), dtype=np.int64) for name in self.input_names}
