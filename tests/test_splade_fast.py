@@ -315,3 +315,18 @@ def test_inference_free_queries_are_a_table_lookup_equal_to_sentence_transformer
 
 def reference_queries(model, texts: list[str]) -> list[SparseVector]:
     return sparse_rows(model.encode_query(texts, convert_to_sparse_tensor=True))
+
+
+@pytest.mark.parametrize("length", [8, 64, None])
+def test_direct_tokenization_equals_the_transformers_tokenizer(length):
+    """Single queries skip transformers' tokenizer wrapper; the ids and token types stay its own."""
+    from transformers import AutoTokenizer
+
+    from sparsehybrid.encoders.models import resolve_model
+    from sparsehybrid.encoders.splade_fast import _tokenize
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("splade-tiny")[0])
+    texts = [*cranfield_texts(5), "", "  ", "Übergang — naïve café 12.5% [SEP] x", "wing " * 300]
+    expected = tokenizer(texts, truncation="longest_first", max_length=length, return_attention_mask=False)
+    ids, token_types = _tokenize(tokenizer, texts, length)
+    assert ids == expected["input_ids"] and token_types == expected["token_type_ids"]

@@ -34,7 +34,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: Bump when a graph recipe changes: old cached exports are then never read again.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 #: ``SPARSEHYBRID_ONNX`` values that turn the ONNX Runtime path off.
 _OFF = frozenset({"0", "off", "no", "false"})
 
@@ -163,12 +163,15 @@ def splade_graph(transformer, input_names: Sequence[str], activation: str):
         def forward(self, *inputs):
             features = dict(zip(input_names, inputs))
             logits = self.transformer(dict(features, modality="text"))["token_embeddings"]
-            weights = torch.log1p(torch.relu(logits))
+            # log1p ∘ relu is monotone, so it commutes with the max: take the max over real tokens
+            # first (padded positions at -inf never win) and apply it to one row per text, not to
+            # every (token, vocabulary entry) as sentence-transformers does. Same values exactly.
+            padded = features["attention_mask"].unsqueeze(-1) == 0
+            pooled = logits.masked_fill(padded, float("-inf")).amax(dim=1)
+            weights = torch.log1p(torch.relu(pooled))
             if activation == "log1p_relu":
                 weights = torch.log1p(weights)
-            # Weights are >= 0, so a zeroed padded position never wins the max.
-            weights = weights * features["attention_mask"].unsqueeze(-1).to(weights.dtype)
-            return weights.amax(dim=1)
+            return weights
 
     return SpladeGraph()
 
