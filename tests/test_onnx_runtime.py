@@ -123,3 +123,18 @@ def test_a_graph_that_disagrees_is_dropped(cache, tiny_splade_dir, monkeypatch):
     monkeypatch.setattr(onnx_export.OnnxGraph, "run", lambda self, features: real_run(self, features) * 1.01)
     encoder = SparseEncoder(tiny_splade_dir, max_length=64)
     assert encoder._fast.onnx is None and encoder._fast.covers_queries
+
+
+def test_a_batch_onnx_runtime_fails_on_is_computed_by_torch(cache, tiny_splade_dir, monkeypatch, caplog):
+    encoder = SparseEncoder(tiny_splade_dir, max_length=64)
+    expected = sparse_reference(encoder, QUERIES)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions")
+
+    monkeypatch.setattr(encoder._fast.onnx.session, "run", failing)
+    with caplog.at_level("WARNING", logger="sparsehybrid.encoders.onnx_export"):
+        ours = as_dense(encoder.encode_query(QUERIES), expected.shape[1])
+        encoder.encode_query(QUERIES)
+    assert np.abs(ours - expected).max() < 1e-4
+    assert caplog.text.count("ONNX Runtime failed on a batch") == 1

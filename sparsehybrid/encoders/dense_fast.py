@@ -144,8 +144,9 @@ class FastDenseEncoder:
 
         def encode_batch(batch: list[int]) -> None:
             features = batch_features(tokenizer, ids, token_types, batch, device)
-            if onnx is not None:
-                out[batch] = onnx.run(features)
+            array = onnx.run(features) if onnx is not None else None
+            if array is not None:
+                out[batch] = array
                 return
             with torch.inference_mode():
                 tokens = self.transformer(dict(features, modality="text"))["token_embeddings"]

@@ -69,6 +69,7 @@ class OnnxGraph:
         self.path = path
         self.input_names = list(input_names)
         self.threads = max(1, threads)
+        self._failed = False
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -79,9 +80,17 @@ class OnnxGraph:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
-    def run(self, features: Mapping[str, Any]) -> np.ndarray:
+    def run(self, features: Mapping[str, Any]) -> np.ndarray | None:
+        """The graph's output, or None when ONNX Runtime fails on these inputs (logged once): the
+        caller then computes the batch with torch, so one odd input never fails a search."""
         feed = {name: np.ascontiguousarray(features[name].cpu().numpy(), dtype=np.int64) for name in self.input_names}
-        return self.session.run(None, feed)[0]
+        try:
+            return self.session.run(None, feed)[0]
+        except Exception as exc:
+            if not self._failed:
+                self._failed = True
+                logger.warning("ONNX Runtime failed on a batch, torch computes it: %s", str(exc).splitlines()[0][:200])
+            return None
 
     def __repr__(self) -> str:
         return f"OnnxGraph({self.path.name})"

@@ -278,8 +278,9 @@ class FastSpladeEncoder:
         def encode_batch(batch: list[int]) -> None:
             features = batch_features(tokenizer, ids, token_types, batch, device)
             with torch.inference_mode():  # thread-local: each worker enters it itself
-                if onnx is not None:
-                    pooled = torch.from_numpy(onnx.run(features))
+                array = onnx.run(features) if onnx is not None else None
+                if array is not None:
+                    pooled = torch.from_numpy(array)
                 else:
                     pooled = self._pool(self._hidden_states(features), features["attention_mask"])
                 if max_active_dims:
