@@ -9,6 +9,10 @@ off; the table shows medians of ``SearchResults.timing`` (store = the retrievers
 the shown hits' payloads) and of the process CPU time per query (on a shared machine wall time
 includes waiting for a core; CPU time does not). To compare two
 versions of the library side by side, run this script with each on ``PYTHONPATH`` in turn.
+
+``--batch N`` adds throughput: per mode (explanations off and on), queries/s of ``search_batch``
+over batches of N queries beside a loop of single ``search`` calls over the same queries, run
+alternately (best of ``--rounds``) so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    ap.add_argument(
+        "--batch", type=int, help="also compare search_batch over batches of this size with single searches"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the --batch comparison")
+    ap.add_argument("--skip-latency", action="store_true", help="only the --batch comparison")
     args = ap.parse_args()
 
     import torch
@@ -81,7 +90,7 @@ def main() -> None:
     print(
         f"{'mode':<8}{'explain':<9}{'total p50':>10}{'p95':>8}{'encode':>8}{'store':>8}{'explain':>9}{'CPU p50':>9}  ms"
     )
-    for mode in [*searcher.retrievers, "hybrid"]:
+    for mode in [*searcher.retrievers, "hybrid"] if not args.skip_latency else []:
         for explain in (True, False):
             total, encode, retrieve, expl, cpu = [], [], [], [], []
             for q in queries:
@@ -98,7 +107,32 @@ def main() -> None:
                 f"{mode:<8}{'on' if explain else 'off':<9}{p(total, 0.5):>10.1f}{p(total, 0.95):>8.1f}"
                 f"{p(encode, 0.5):>8.1f}{p(retrieve, 0.5):>8.1f}{p(expl, 0.5):>9.1f}{statistics.median(cpu) * 1000:>9.1f}"
             )
+    if args.batch:
+        throughput(searcher, queries, [*searcher.retrievers, "hybrid"], args)
     store.close()
+
+
+def throughput(searcher, queries: list[str], modes: list[str], args) -> None:
+    """Queries/s: search_batch in batches of ``args.batch`` vs a loop of single searches."""
+    options = {"top_k": args.top_k, "candidates": args.candidates}
+    batches = [queries[i : i + args.batch] for i in range(0, len(queries), args.batch)]
+    print(f"\nthroughput, batches of {args.batch}, best of {args.rounds} alternating rounds")
+    print(f"{'mode':<8}{'explain':<9}{'loop q/s':>10}{'batch q/s':>11}{'speed-up':>10}")
+    for mode in modes:
+        for explain in (False, True):
+            loop, batch = float("inf"), float("inf")
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                for q in queries:
+                    searcher.search(q, mode=mode, explain=explain, **options)
+                loop = min(loop, time.perf_counter() - t)
+                t = time.perf_counter()
+                for b in batches:
+                    searcher.search_batch(b, mode=mode, explain=explain, **options)
+                batch = min(batch, time.perf_counter() - t)
+            n = len(queries)
+            print(f"{mode:<8}{'on' if explain else 'off':<9}{n / loop:>10.0f}{n / batch:>11.0f}{loop / batch:>9.2f}x")
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
