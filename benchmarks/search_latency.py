@@ -87,9 +87,10 @@ def main() -> None:
         f"top_k={args.top_k}, candidates={args.candidates}, torch threads {torch.get_num_threads()}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"{'mode':<8}{'explain':<9}{'total p50':>10}{'p95':>8}{'encode':>8}{'store':>8}{'explain':>9}{'CPU p50':>9}  ms"
-    )
+    if not args.skip_latency:
+        print(
+            f"{'mode':<8}{'explain':<9}{'total p50':>10}{'p95':>8}{'encode':>8}{'store':>8}{'explain':>9}{'CPU p50':>9}  ms"
+        )
     for mode in [*searcher.retrievers, "hybrid"] if not args.skip_latency else []:
         for explain in (True, False):
             total, encode, retrieve, expl, cpu = [], [], [], [], []
