@@ -11,6 +11,10 @@ includes waiting for a core; CPU time does not). Hybrid runs twice, query by que
 ``hybrid`` encodes the sparse and dense query vectors at once (the default on two cores or more),
 ``hyb-seq`` one after the other. To compare two versions of the library side by side, run this
 script with each on ``PYTHONPATH`` in turn.
+
+``--batch N`` adds throughput: per mode (explanations off and on), queries/s of ``search_batch``
+over batches of N queries beside a loop of single ``search`` calls over the same queries, run
+alternately (best of ``--rounds``) so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    ap.add_argument(
+        "--batch", type=int, help="also compare search_batch over batches of this size with single searches"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the --batch comparison")
+    ap.add_argument("--skip-latency", action="store_true", help="only the --batch comparison")
     args = ap.parse_args()
 
     import torch
@@ -80,6 +89,15 @@ def main() -> None:
         f"top_k={args.top_k}, candidates={args.candidates}, torch threads {torch.get_num_threads()}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
+    if not args.skip_latency:
+        latency(searcher, queries, args)
+    if args.batch:
+        throughput(searcher, queries, [*searcher.retrievers, "hybrid"], args)
+    store.close()
+
+
+def latency(searcher, queries: list[str], args) -> None:
+    """Per mode and explain setting: medians of each stage and of the CPU time per query."""
     print(
         f"{'mode':<8}{'explain':<9}{'total p50':>10}{'p95':>8}{'encode':>8}{'store':>8}{'explain':>9}{'CPU p50':>9}  ms"
     )
@@ -110,7 +128,30 @@ def main() -> None:
                 f"{p(row['encode'], 0.5):>8.1f}{p(row['store'], 0.5):>8.1f}{p(row['explain'], 0.5):>9.1f}"
                 f"{statistics.median(row['cpu']) * 1000:>9.1f}"
             )
-    store.close()
+    searcher.parallel_encode = True
+
+
+def throughput(searcher, queries: list[str], modes: list[str], args) -> None:
+    """Queries/s: search_batch in batches of ``args.batch`` vs a loop of single searches."""
+    options = {"top_k": args.top_k, "candidates": args.candidates}
+    batches = [queries[i : i + args.batch] for i in range(0, len(queries), args.batch)]
+    print(f"\nthroughput, batches of {args.batch}, best of {args.rounds} alternating rounds")
+    print(f"{'mode':<8}{'explain':<9}{'loop q/s':>10}{'batch q/s':>11}{'speed-up':>10}")
+    for mode in modes:
+        for explain in (False, True):
+            loop, batch = float("inf"), float("inf")
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                for q in queries:
+                    searcher.search(q, mode=mode, explain=explain, **options)
+                loop = min(loop, time.perf_counter() - t)
+                t = time.perf_counter()
+                for b in batches:
+                    searcher.search_batch(b, mode=mode, explain=explain, **options)
+                batch = min(batch, time.perf_counter() - t)
+            n = len(queries)
+            print(f"{mode:<8}{'on' if explain else 'off':<9}{n / loop:>10.0f}{n / batch:>11.0f}{loop / batch:>9.2f}x")
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ chunks, the store fuses natively in one request instead (identical ranking, fewe
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .connectors.base import CollectionSchema, StoreError, VectorStore
+from .connectors.base import BM25, DENSE, FUSED, SPARSE, CollectionSchema, StoreError, StoreQuery, VectorStore
 from .connectors.filters import parse_filter
 from .encoders.protocols import DenseQueryEncoder, PassageReranker, SparseQueryEncoder
 from .fusion import FUSIONS, FusionSetting, fuse
@@ -209,17 +210,7 @@ class HybridSearcher:
         """
         t0 = time.perf_counter()
         query = check_query(query)
-        if top_k < 1 or candidates < 1:
-            raise ValueError("top_k and candidates must be >= 1")
-        parse_filter(filter)  # fail on a malformed filter before encoding anything
-        names = self._names_for(mode)
-        if rerank and self.reranker is None:
-            raise ValueError("rerank=True needs a reranker (HybridSearcher(..., reranker=Reranker(model)))")
-        method = self._check_fusion(fusion) if fusion is not None else self.fusion
-        k = self.rrf_k if rrf_k is None else int(rrf_k)
-        w = check_weights(weights, self.retrievers) if weights is not None else self.weights
-        names = _weighted_in(names, w)
-        w = {n: x for n, x in w.items() if n in names}
+        names, method, k, w = self._options(top_k, mode, candidates, rerank, filter, fusion, rrf_k, weights)
         timing = SearchTiming()
         fetch = max(candidates, top_k, rerank_top if rerank else 0)
 
@@ -242,9 +233,70 @@ class HybridSearcher:
         self._last.timing = timing
         return SearchResults(hits, timing)
 
-    def search_batch(self, queries: Sequence[str], **kwargs: Any) -> list[SearchResults]:
-        """:meth:`search` for each query (same options for all), in order."""
-        return [self.search(q, **kwargs) for q in queries]
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        top_k: int = 10,
+        mode: SearchMode = "hybrid",
+        candidates: int = 100,
+        rerank: bool = False,
+        rerank_top: int = 50,
+        filter: Mapping[str, Any] | None = None,
+        explain: bool = True,
+        *,
+        fusion: str | None = None,
+        rrf_k: int | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> list[SearchResults]:
+        """:meth:`search` for each query (same options for all), in order, for throughput.
+
+        Each encoder encodes all queries in one call, the store runs every retrieval in one
+        batch request (:meth:`VectorStore.search_batch`: one ``query_batch`` on Qdrant Edge) and
+        the shown hits' payloads are read in one ``get``. Given the same query vectors the hits,
+        their order, scores and explanations are those of :meth:`search`; an encoder's batch
+        may differ from its single-query output in the last float bits (padding changes the
+        arithmetic), so scores can differ by ~1e-6. Every result carries the batch's timing.
+        """
+        t0 = time.perf_counter()
+        texts = [check_query(q) for q in queries]
+        names, method, k, w = self._options(top_k, mode, candidates, rerank, filter, fusion, rrf_k, weights)
+        timing = SearchTiming()
+        if not texts:
+            return []
+        fetch = max(candidates, top_k, rerank_top if rerank else 0)
+        with_tokens = explain and self.sparse is not None
+        native = self._fuses_natively(names, method, w, explain)
+        fields = None if native or rerank or not self.store.partial_payloads else CANDIDATE_FIELDS
+
+        batch = self._encode_batch(texts, names, timing)
+        requests = [self._store_queries(vectors, names, fetch, k, filter, fields, native) for vectors in batch]
+        answers = self._retrieve_batch(requests, timing)
+        steps = [SearchTiming() for _ in texts]  # per query, summed into the batch's timing
+        if native:
+            ranked = [[Candidate(p, p.score, {}) for p in collapse_to_documents(points[0])] for points in answers]
+        else:
+            ranked = [
+                self._fuse(dict(zip(names, map(collapse_to_documents, points))), names, method, k, w, step)
+                for points, step in zip(answers, steps)
+            ]
+            if fields is not None:
+                self._read_payloads_batch([r[:top_k] for r in ranked], with_tokens, timing)
+        t = time.perf_counter()
+        explained = self._explain_vectors(batch, names) if with_tokens else batch
+        timing.explain = time.perf_counter() - t
+        results = []
+        for text, vectors, candidates_, step in zip(texts, explained, ranked, steps):
+            if rerank:
+                candidates_ = self._rerank(text, candidates_, rerank_top, step)
+            hits = [self._hit(c, method if len(names) > 1 else None) for c in candidates_[:top_k]]
+            if with_tokens and hits:
+                self._explain_sparse(vectors, hits, candidates_[:top_k], step)
+            results.append(SearchResults(hits, timing))
+        timing.fuse, timing.rerank = sum(x.fuse for x in steps), sum(x.rerank for x in steps)
+        timing.explain += sum(x.explain for x in steps)
+        timing.total = time.perf_counter() - t0
+        self._last.timing = timing
+        return results
 
     # -- the steps -----------------------------------------------------------------------------
     def _encode(self, query: str, names: list[str], timing: SearchTiming) -> QueryVectors:
@@ -420,7 +472,115 @@ class HybridSearcher:
                 hit.explanation.sparse_tokens = self.sparse.explain_overlap(qs, vec)
         timing.explain = time.perf_counter() - t
 
+    # -- batches -------------------------------------------------------------------------------
+    def _encode_batch(self, texts: list[str], names: list[str], timing: SearchTiming) -> list[QueryVectors]:
+        """:meth:`_encode` for every query: one ``encode_query`` call per encoder in use."""
+        t = time.perf_counter()
+        batch = [QueryVectors(text) for text in texts]
+        if "sparse" in names and self.sparse is not None:
+            for vectors, sparse in zip(batch, self.sparse.encode_query(texts)):
+                vectors.sparse = sparse
+        if "dense" in names and self.dense is not None:
+            for vectors, dense in zip(batch, self.dense.encode_query(texts)):
+                vectors.dense = dense
+        timing.encode = time.perf_counter() - t
+        return batch
+
+    def _explain_vectors(self, batch: list[QueryVectors], names: list[str]) -> list[QueryVectors]:
+        """What :meth:`_explain_sparse` reads per query: the retrieval vectors where the sparse
+        query is among them, else every sparse query for explanations in one call (kept out of
+        the vectors the retrievers saw)."""
+        if "sparse" in names or self.sparse is None:
+            return batch
+        texts = [vectors.text for vectors in batch]
+        return [QueryVectors(text, sparse=sparse) for text, sparse in zip(texts, self.sparse.encode_query(texts))]
+
+    def _retrieve_batch(self, requests: list[list[StoreQuery]], timing: SearchTiming) -> list[list[list[ScoredPoint]]]:
+        """Every query's store requests in one :meth:`VectorStore.search_batch` call; per query,
+        each request's points."""
+        t = time.perf_counter()
+        answers = iter(self.store.search_batch([r for per_query in requests for r in per_query]))
+        out = [[next(answers) for _ in per_query] for per_query in requests]
+        timing.retrieve["batch"] = time.perf_counter() - t
+        return out
+
+    @staticmethod
+    def _store_queries(
+        vectors: QueryVectors,
+        names: list[str],
+        fetch: int,
+        k: int,
+        filter: Mapping[str, Any] | None,
+        fields: Sequence[str] | None,
+        native: bool,
+    ) -> list[StoreQuery]:
+        """What :meth:`_native_rrf` (``native``) or :meth:`_retrieve` ask the store for one query."""
+        if native:
+            text = vectors.text if "bm25" in names else None
+            fused = StoreQuery(
+                FUSED,
+                fetch,
+                sparse=vectors.sparse,
+                dense=vectors.dense,
+                text=text,
+                candidates=fetch,
+                k=k,
+                filter=filter,
+            )
+            return [fused]
+        out = []
+        for name in names:
+            if name == "sparse" and vectors.sparse is not None:
+                out.append(StoreQuery(SPARSE, fetch, sparse=vectors.sparse, filter=filter, fields=fields))
+            elif name == "dense" and vectors.dense is not None:
+                out.append(StoreQuery(DENSE, fetch, dense=vectors.dense, filter=filter, fields=fields))
+            else:
+                out.append(StoreQuery(BM25, fetch, text=vectors.text, filter=filter, fields=fields))
+        return out
+
+    def _read_payloads_batch(self, shown: list[list[Candidate]], with_sparse: bool, timing: SearchTiming) -> None:
+        """:meth:`_read_payloads` for every query's shown hits in one read. A document shown by
+        several queries gets its own copy of the payload in each."""
+        t = time.perf_counter()
+        ids = list(dict.fromkeys(c.point.id for per_query in shown for c in per_query))
+        full = {p.id: p for p in self.store.get(ids, with_sparse=with_sparse)} if ids else {}
+        used: set[str] = set()
+        for per_query in shown:
+            for c in per_query:
+                point = full.get(c.point.id)
+                if point is None:  # deleted since the search: the hit keeps what ranking read
+                    continue
+                payload = copy.deepcopy(point.payload) if c.point.id in used else point.payload
+                c.point.payload, c.point.sparse = payload, point.sparse
+                used.add(c.point.id)
+        timing.payloads = time.perf_counter() - t
+
     # -- validation ----------------------------------------------------------------------------
+    def _options(
+        self,
+        top_k: int,
+        mode: str,
+        candidates: int,
+        rerank: bool,
+        filter: Mapping[str, Any] | None,
+        fusion: str | None,
+        rrf_k: int | None,
+        weights: Mapping[str, float] | None,
+    ) -> tuple[list[str], str, int, dict[str, float]]:
+        """A search's checked options: the retrievers to query, the fusion method, its k and weights."""
+        if top_k < 1 or candidates < 1:
+            raise ValueError("top_k and candidates must be >= 1")
+        parse_filter(filter)  # fail on a malformed filter before encoding anything
+        names = self._names_for(mode)
+        if rerank and self.reranker is None:
+            raise ValueError("rerank=True needs a reranker (HybridSearcher(..., reranker=Reranker(model)))")
+        method = self._check_fusion(fusion) if fusion is not None else self.fusion
+        k = self.rrf_k if rrf_k is None else int(rrf_k)
+        w = check_weights(weights, self.retrievers) if weights is not None else self.weights
+        names = _weighted_in(names, w)
+        w = {n: x for n, x in w.items() if n in names}
+        return names, method, k, w
+
     @staticmethod
     def _check_fusion(fusion: str) -> str:
         if fusion not in FUSIONS:

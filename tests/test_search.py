@@ -1,12 +1,15 @@
 """End-to-end on real data: index a Cranfield subset into Qdrant Edge, search it every way."""
 
 import csv
+import itertools
 import json
+from collections import Counter
 
+import numpy as np
 import pytest
 
 from sparsehybrid import Document, HybridSearcher, Indexer, open_store
-from sparsehybrid.connectors import EncoderMismatchError, FilterError
+from sparsehybrid.connectors import EncoderMismatchError, FilterError, VectorStore
 from sparsehybrid.ingestion.sources import open_source
 
 N_QUERIES = 12
@@ -219,3 +222,174 @@ def test_sparse_and_dense_query_vectors_are_made_at_once_with_the_same_hits(inde
     apart = searcher.search(text, top_k=10, mode="hybrid", explain=False)
     assert threads[-1] == threading.current_thread().name
     assert [(h.doc_id, h.score) for h in together] == [(h.doc_id, h.score) for h in apart]
+
+
+# -- search_batch ------------------------------------------------------------------------------
+class OneAtATime:
+    """An encoder that encodes a list of queries one by one (counting the list calls): its batch
+    vectors are bit-identical to single-query ones, so a batch must reproduce ``search`` exactly.
+    (A real encoder's padded batch differs in the last float bits; see the test after.)"""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode_query(self, texts):
+        self.calls += 1
+        rows = [self.inner.encode_query([t])[0] for t in texts]
+        return np.stack(rows) if rows and isinstance(rows[0], np.ndarray) else rows
+
+
+def assert_same_hits(got, want, what):
+    """Equal hits (ids, scores, texts, spans, explanations) in equal order, except that hits with
+    equal scores may come in either order, and differ at the cut-off, when the engine fused them
+    (its RRF breaks ties by no fixed rule: two identical ``search`` calls can differ there too)."""
+    assert [h.score for h in got] == [h.score for h in want], what
+    runs = [list(g) for _, g in itertools.groupby(range(len(want)), key=lambda i: want[i].score)]
+    for n, run in enumerate(runs):
+        g, w = {got[i].doc_id: got[i] for i in run}, {want[i].doc_id: want[i] for i in run}
+        if len(run) == 1 or n < len(runs) - 1:
+            assert g == w, what
+        else:
+            assert all(g[d] == w[d] for d in g.keys() & w.keys()), what
+
+
+BATCH_OPTIONS = [
+    {},
+    {"explain": False},  # native fusion where the collection allows
+    {"explain": False, "candidates": 20, "top_k": 5},
+    {"mode": "sparse"},
+    {"mode": "dense", "top_k": 3},
+    {"mode": "bm25"},
+    {"mode": "bm25", "explain": False},
+    {"filter": {"half": "a"}},
+    {"filter": {"n": {"gte": 40}}, "explain": False},
+    {"fusion": "zscore", "top_k": 20},
+    {"fusion": "weighted", "weights": {"sparse": 2.0, "bm25": 0.0}},
+    {"fusion": "dbsf", "explain": False, "filter": {"half": "b"}},
+    {"rrf_k": 10, "weights": {"dense": 0.0}, "explain": False},
+    {"weights": {"sparse": 1.5}, "candidates": 30},
+]
+
+
+@pytest.mark.parametrize(
+    "options", BATCH_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults"
+)
+def test_search_batch_equals_search_per_query(index, splade, minilm, cranfield_subset, options):
+    _, queries, _ = cranfield_subset
+    texts = [q["text"] for q in queries] + ["zzzqqq unknownword"]
+    searcher = HybridSearcher(index[0], OneAtATime(splade), OneAtATime(minilm))
+    batch = searcher.search_batch(texts, **options)
+    assert len(batch) == len(texts)
+    for text, got in zip(texts, batch):
+        assert_same_hits(got, searcher.search(text, **options), (text, options))
+    timing = batch[0].timing  # the batch's: one store call for every retrieval of every query
+    assert all(r.timing is timing for r in batch) and list(timing.retrieve) == ["batch"]
+    assert timing.total >= timing.encode + timing.retrieve["batch"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"explain": False},
+        {"explain": False, "candidates": 20, "top_k": 5, "filter": {"half": "a"}},
+        {"explain": False, "rrf_k": 10, "weights": {"dense": 0.0}},
+    ],
+)
+def test_search_batch_equals_search_with_engine_fusion(index, splade, minilm, cranfield_subset, monkeypatch, options):
+    """The engine-fused path (single-chunk collections): the subset has multi-chunk documents, so
+    it is taken here by marking the collection single-chunk (both paths then fuse chunks alike)."""
+    store = index[0]
+    monkeypatch.setattr(store.schema, "multi_chunk", False)
+    texts = [q["text"] for q in cranfield_subset[1]]
+    searcher = HybridSearcher(store, OneAtATime(splade), OneAtATime(minilm))
+    assert searcher._fuses_natively(searcher.retrievers, "rrf", {}, explain=False)
+    for text, got in zip(texts, searcher.search_batch(texts, **options)):
+        want = searcher.search(text, **options)
+        assert "fused" in searcher.last_timing.retrieve
+        assert_same_hits(got, want, (text, options))
+
+
+class ShardSpy:
+    """Counts the Qdrant Edge shard calls a search makes."""
+
+    def __init__(self, shard):
+        self.shard, self.calls = shard, Counter()
+
+    def __getattr__(self, name):
+        method = getattr(self.shard, name)
+
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+@pytest.mark.parametrize(
+    ("options", "single_chunk", "expected"),
+    [
+        ({}, False, {"query_batch": 1, "retrieve": 1}),  # retrievals, then the shown hits' payloads and vectors
+        ({"explain": False}, True, {"query_batch": 1}),  # one engine-fused request per query, in one batch
+        ({"explain": False}, False, {"query_batch": 1, "retrieve": 1}),
+        ({"fusion": "zscore", "explain": False}, False, {"query_batch": 1, "retrieve": 1}),
+        ({"mode": "bm25"}, False, {"query_batch": 1, "retrieve": 1}),
+    ],
+)
+def test_search_batch_is_one_engine_batch_call_and_one_encode_per_encoder(
+    index, splade, minilm, cranfield_subset, monkeypatch, options, single_chunk, expected
+):
+    store = index[0]
+    if single_chunk:
+        monkeypatch.setattr(store.schema, "multi_chunk", False)
+    texts = [q["text"] for q in cranfield_subset[1]]
+    sparse, dense = OneAtATime(splade), OneAtATime(minilm)
+    searcher = HybridSearcher(store, sparse, dense)
+    spy = ShardSpy(store.shard)
+    monkeypatch.setattr(store, "_shard", spy)
+    results = searcher.search_batch(texts, **options)
+    assert all(results) and spy.calls == expected
+    uses_sparse = options.get("mode", "hybrid") == "hybrid" or options.get("explain", True)
+    assert (sparse.calls, dense.calls) == (int(uses_sparse), int(options.get("mode", "hybrid") == "hybrid"))
+    spy.calls.clear()
+    searcher.search(texts[0], **options)
+    assert "query_batch" not in spy.calls  # search itself is unchanged: its own requests
+
+
+def test_search_batch_with_real_batched_encoding_matches_search(searcher, cranfield_subset):
+    """Real encoders pad a batch, which moves scores in the last float bits, never the ranking here."""
+    texts = [q["text"] for q in cranfield_subset[1]]
+    for options in ({}, {"explain": False}, {"mode": "dense"}):
+        for text, got in zip(texts, searcher.search_batch(texts, **options)):
+            want = searcher.search(text, **options)
+            assert [h.doc_id for h in got] == [h.doc_id for h in want], (text, options)
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], rel=1e-5)
+
+
+def test_search_batch_checks_like_search(searcher):
+    assert searcher.search_batch([]) == []
+    with pytest.raises(ValueError, match="empty"):
+        searcher.search_batch(["flow", " "])
+    with pytest.raises(ValueError, match="top_k"):
+        searcher.search_batch(["flow"], top_k=0)
+    with pytest.raises(FilterError):
+        searcher.search_batch(["flow"], filter={"nope": 1})
+    with pytest.raises(ValueError, match="reranker"):
+        searcher.search_batch(["flow"], rerank=True)
+
+
+def test_search_batch_on_a_store_without_a_batch_request_loops(index, splade, minilm, cranfield_subset):
+    """The protocol's default (one search per request) answers as Qdrant Edge's query_batch does."""
+    store = index[0]
+    texts = [q["text"] for q in cranfield_subset[1]][:4]
+    searcher = HybridSearcher(store, OneAtATime(splade), OneAtATime(minilm))
+    native = searcher.search_batch(texts, explain=False, fusion="zscore")
+    store.search_batch = lambda queries: VectorStore.search_batch(store, queries)
+    try:
+        looped = searcher.search_batch(texts, explain=False, fusion="zscore")
+    finally:
+        del store.search_batch
+    for got, want in zip(looped, native):
+        assert_same_hits(got, want, "default loop")

@@ -5,6 +5,7 @@ from .base import (
     EncoderMismatchError,
     StoreError,
     StoreLockedError,
+    StoreQuery,
     StoreUnavailableError,
     VectorStore,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "FilterError",
     "StoreError",
     "StoreLockedError",
+    "StoreQuery",
     "StoreUnavailableError",
     "VectorStore",
     "open_store",

@@ -20,6 +20,8 @@ from .filters import Condition, check_fields, metadata_field_types, parse_filter
 SCHEMA_VERSION = 1
 #: The named vectors (and retrievers) every backend stores: learned sparse, dense, native BM25.
 SPARSE, DENSE, BM25 = "sparse", "dense", "bm25"
+#: :class:`StoreQuery`'s name for a :meth:`VectorStore.search_fused` request.
+FUSED = "fused"
 
 
 class StoreError(RuntimeError):
@@ -129,6 +131,39 @@ class FusedQuery:
 
     def weight_list(self, names: Sequence[str]) -> list[float]:
         return [float(self.weights.get(n, 1.0)) for n in names]
+
+
+@dataclass(frozen=True)
+class StoreQuery:
+    """One retrieval of a :meth:`VectorStore.search_batch`: the arguments of one ``search_*`` call.
+
+    ``retriever`` names the call: ``"sparse"`` (``sparse``, ``with_sparse``), ``"dense"``
+    (``dense``), ``"bm25"`` (``text``) or ``"fused"`` (:meth:`VectorStore.search_fused` over any of
+    the three, with ``candidates``, ``k`` and ``weights``). ``limit``, ``filter`` and ``fields``
+    mean what they mean there (``fields`` is ignored for ``"fused"``, which reads whole payloads).
+    """
+
+    retriever: str
+    limit: int
+    sparse: SparseVector | None = None
+    dense: Sequence[float] | None = None
+    text: str | None = None
+    filter: Mapping[str, Any] | None = None
+    fields: Sequence[str] | None = None
+    with_sparse: bool = False
+    candidates: int = 100
+    k: int = 60
+    weights: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        needs = {SPARSE: self.sparse, DENSE: self.dense, BM25: self.text}
+        if self.retriever == FUSED:
+            return
+        if self.retriever not in needs:
+            raise ValueError(f"unknown retriever {self.retriever!r}; choose sparse, dense, bm25 or fused")
+        if needs[self.retriever] is None:
+            what = "text" if self.retriever == BM25 else f"a {self.retriever} vector"
+            raise ValueError(f"a {self.retriever} query needs {what}")
 
 
 def check_vectors(record: PointRecord, schema: CollectionSchema) -> None:
@@ -327,6 +362,21 @@ class VectorStore(abc.ABC):
 
         Scores are ``sum(w / (k + rank))`` with 1-based ranks, as :mod:`sparsehybrid.fusion`.
         """
+        query = self._fused_query(sparse, dense, text, limit, candidates, k, weights, filter)
+        return self._search_fused(query) if query is not None else []
+
+    def _fused_query(
+        self,
+        sparse: SparseVector | None,
+        dense: Sequence[float] | None,
+        text: str | None,
+        limit: int,
+        candidates: int,
+        k: int,
+        weights: Mapping[str, float] | None,
+        filter: Mapping[str, Any] | None,
+    ) -> FusedQuery | None:
+        """The validated :class:`FusedQuery` of a :meth:`search_fused` call; None when it finds nothing."""
         query = FusedQuery(
             sparse=sparse if sparse is not None and len(sparse) else None,
             dense=[float(x) for x in dense] if dense is not None else None,
@@ -338,8 +388,38 @@ class VectorStore(abc.ABC):
             conditions=self._conditions(filter),
         )
         if self.schema is None or not query.retrievers:
-            return []
-        return self._search_fused(query)
+            return None
+        return query
+
+    def search_batch(self, queries: Sequence[StoreQuery]) -> list[list[ScoredPoint]]:
+        """Each query's results, in order, exactly as its own ``search_*`` call returns them.
+
+        Backends with a batch request override this to send every query in one (Qdrant's
+        ``query_batch``); this default runs them one after another, so every backend has it.
+        """
+        return [self.search_one(q) for q in queries]
+
+    def search_one(self, query: StoreQuery) -> list[ScoredPoint]:
+        """The ``search_*`` call that ``query`` describes."""
+        if query.retriever == SPARSE:
+            assert query.sparse is not None  # checked by StoreQuery
+            return self.search_sparse(query.sparse, query.limit, query.filter, query.with_sparse, fields=query.fields)
+        if query.retriever == DENSE:
+            assert query.dense is not None
+            return self.search_dense(query.dense, query.limit, query.filter, fields=query.fields)
+        if query.retriever == BM25:
+            assert query.text is not None
+            return self.search_bm25(query.text, query.limit, query.filter, fields=query.fields)
+        return self.search_fused(
+            sparse=query.sparse,
+            dense=query.dense,
+            text=query.text,
+            limit=query.limit,
+            candidates=query.candidates,
+            k=query.k,
+            weights=query.weights,
+            filter=query.filter,
+        )
 
     def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         raise NotImplementedError(f"{type(self).__name__} has no native fusion; use sparsehybrid.fusion")

@@ -16,7 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from ..types import PointRecord, ScoredPoint, SparseVector
-from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, StoreLockedError, VectorStore
+from .base import (
+    BM25,
+    DENSE,
+    FUSED,
+    SPARSE,
+    CollectionSchema,
+    FusedQuery,
+    StoreError,
+    StoreLockedError,
+    StoreQuery,
+    VectorStore,
+)
 from .filters import Condition
 from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
 
@@ -267,7 +278,7 @@ class QdrantEdgeStore(VectorStore):
             if p.payload.get("chunk", 0) == 0
         }
 
-    def _query(
+    def _request(
         self,
         query,
         using: str,
@@ -278,7 +289,7 @@ class QdrantEdgeStore(VectorStore):
         fields: Sequence[str] | None = None,
     ):
         q = _edge()
-        request = q.QueryRequest(
+        return q.QueryRequest(
             query=q.Query.Nearest(query, using=using),
             limit=int(limit),
             filter=edge_filter(conditions),
@@ -286,7 +297,25 @@ class QdrantEdgeStore(VectorStore):
             with_vector=[SPARSE] if with_sparse else False,
             params=params,
         )
+
+    def _run(self, request) -> list[ScoredPoint]:
+        """One request's results; None (a query that finds nothing) sends nothing."""
+        if request is None:
+            return []
         return [scored_point(p, p.score) for p in self.shard.query(request)]
+
+    def _sparse_request(
+        self,
+        vector: SparseVector,
+        limit: int,
+        conditions: list[Condition],
+        with_sparse: bool,
+        fields: Sequence[str] | None = None,
+    ):
+        if not len(vector) or self._shard is None:
+            return None
+        qv = _edge().SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return self._request(qv, SPARSE, limit, conditions, with_sparse, fields=fields)
 
     def _search_sparse(
         self,
@@ -296,45 +325,87 @@ class QdrantEdgeStore(VectorStore):
         with_sparse: bool,
         fields: Sequence[str] | None = None,
     ) -> list[ScoredPoint]:
-        if not len(vector) or self._shard is None:
-            return []
-        qv = _edge().SparseVector(indices=list(vector.indices), values=list(vector.values))
-        return self._query(qv, SPARSE, limit, conditions, with_sparse, fields=fields)
+        return self._run(self._sparse_request(vector, limit, conditions, with_sparse, fields))
+
+    def _dense_request(
+        self, vector: list[float], limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
+    ):
+        if self._shard is None:
+            return None
+        params = _edge().SearchParams(exact=True) if self.exact_dense else None
+        return self._request(vector, DENSE, limit, conditions, params=params, fields=fields)
 
     def _search_dense(
         self, vector: list[float], limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
     ) -> list[ScoredPoint]:
-        if self._shard is None:
-            return []
-        params = _edge().SearchParams(exact=True) if self.exact_dense else None
-        return self._query(vector, DENSE, limit, conditions, params=params, fields=fields)
+        return self._run(self._dense_request(vector, limit, conditions, fields))
+
+    def _bm25_request(self, text: str, limit: int, conditions: list[Condition], fields: Sequence[str] | None = None):
+        if self._shard is None or self._bm25 is None:  # a collection built without BM25 finds nothing
+            return None
+        qv = self._bm25.embed_query(text)
+        if not len(qv.indices):
+            return None
+        return self._request(qv, BM25, limit, conditions, fields=fields)
 
     def _search_bm25(
         self, text: str, limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
     ) -> list[ScoredPoint]:
-        if self._shard is None or self._bm25 is None:  # a collection built without BM25 finds nothing
-            return []
-        qv = self._bm25.embed_query(text)
-        if not len(qv.indices):
-            return []
-        return self._query(qv, BM25, limit, conditions, fields=fields)
+        return self._run(self._bm25_request(text, limit, conditions, fields))
 
-    def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
+    def _fused_request(self, query: FusedQuery):
         """RRF inside the engine: one prefetch per retriever, fused by ``Fusion.Rrf``."""
         q = _edge()
         flt = edge_filter(query.conditions)
         inputs = fusion_inputs(query, q, self._bm25)
         if not inputs or self._shard is None:
-            return []
+            return None
         prefetches = [
             q.Prefetch(limit=query.candidates, query=q.Query.Nearest(vec, using=name), filter=flt)
             for name, vec in inputs
         ]
-        request = q.QueryRequest(
+        return q.QueryRequest(
             prefetches=prefetches,
             query=q.Fusion.Rrf(k=qdrant_rrf_k(query.k), weights=query.weight_list([n for n, _ in inputs])),
             limit=query.limit,
             filter=flt,
             with_payload=True,
         )
-        return [scored_point(p, p.score) for p in self.shard.query(request)]
+
+    def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
+        return self._run(self._fused_request(query))
+
+    # -- batches -----------------------------------------------------------------------------
+    def search_batch(self, queries: Sequence[StoreQuery]) -> list[list[ScoredPoint]]:
+        """Every query in one ``EdgeShard.query_batch`` call (the requests ``search_*`` would send)."""
+        requests = [self._batch_request(query) for query in queries]
+        sent = [r for r in requests if r is not None]
+        if not sent:
+            return [[] for _ in requests]
+        answers = iter(self.shard.query_batch(_edge().QueryBatchRequest(queries=sent)))
+        return [[scored_point(p, p.score) for p in next(answers)] if r is not None else [] for r in requests]
+
+    def _batch_request(self, query: StoreQuery):
+        """The request the matching ``search_*`` call sends (validated the same way), or None."""
+        if query.retriever == FUSED:
+            fused = self._fused_query(
+                query.sparse,
+                query.dense,
+                query.text,
+                query.limit,
+                query.candidates,
+                query.k,
+                query.weights,
+                query.filter,
+            )
+            return self._fused_request(fused) if fused is not None else None
+        conditions = self._conditions(query.filter)
+        fields = self._payload_keys(query.fields).get("fields")
+        if query.retriever == SPARSE:
+            assert query.sparse is not None  # checked by StoreQuery
+            return self._sparse_request(query.sparse, query.limit, conditions, query.with_sparse, fields)
+        if query.retriever == DENSE:
+            assert query.dense is not None
+            return self._dense_request(list(map(float, query.dense)), query.limit, conditions, fields)
+        assert query.text is not None
+        return self._bm25_request(query.text, query.limit, conditions, fields)

@@ -62,8 +62,7 @@ class SearchService:
 
     def search_batch(self, queries: list[str], **options: Any) -> list[SearchResults]:
         with self.search_lock:
-            searcher = self.searcher
-            return [searcher.search(q, **options) for q in queries]
+            return self.searcher.search_batch(queries, **options)
 
     def record_fusion(self, setting: dict[str, Any] | None) -> dict[str, Any] | None:
         """Record the collection's fusion (``sparsehybrid tune`` through the service) and, unless

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from sparsehybrid.connectors import open_store
-from sparsehybrid.connectors.base import CollectionSchema, EncoderMismatchError, VectorStore
+from sparsehybrid.connectors.base import CollectionSchema, EncoderMismatchError, StoreQuery, VectorStore
 from sparsehybrid.connectors.filters import FilterError, matches, parse_filter
 from sparsehybrid.fusion import reciprocal_rank_fusion
 from sparsehybrid.types import Chunk, PointRecord, SparseVector
@@ -139,6 +139,21 @@ FILTERS = [
     {"city": "서울"},
     {"lang": "en", "flag": True, "year": {"lte": 2005}},
 ]
+
+
+def assert_same_ranking(got: list, want: list, what: object = "") -> None:
+    """The same points with the same scores, payloads and vectors, in the same order, except that
+    points with equal scores may come in any order and, at the cut-off, be different ones: the
+    engine breaks ties by no fixed rule (two identical RRF requests to Qdrant can differ there)."""
+    assert [p.score for p in got] == [p.score for p in want], what
+    runs = [list(g) for _, g in itertools.groupby(range(len(want)), key=lambda i: want[i].score)]
+    for n, run in enumerate(runs):
+        g = {got[i].id: (got[i].payload, got[i].sparse) for i in run}
+        w = {want[i].id: (want[i].payload, want[i].sparse) for i in run}
+        if n < len(runs) - 1:
+            assert g == w, what
+        else:  # the last tie may be cut at the limit: whatever both chose, each point is right
+            assert all(g[i] == w[i] for i in g.keys() & w.keys()), what
 
 
 class StoreConformance:
@@ -442,6 +457,41 @@ class StoreConformance:
             rare_en = {r.id for r in records if RARE in r.chunk.text.split() and r.chunk.metadata["lang"] == "en"}
             bm25_top = store.search_bm25(RARE, 1, filter={"lang": "en"})[0].id
             assert bm25_top in rare_en and bm25_top in {p.id for p in got}
+
+    def test_search_batch_returns_what_each_search_returns(self, store: VectorStore):
+        """A batch (native or the default loop) answers every query as its own ``search_*`` call."""
+        records = make_records(120, seed=10)
+        self._load(store, records)
+        self.settle(store)
+        rng = np.random.default_rng(15)
+        q, d = random_sparse(rng, 25), random_dense(rng)
+        queries = [
+            StoreQuery("sparse", 20, sparse=q),
+            StoreQuery("sparse", 7, sparse=q, filter={"lang": "en"}, fields=("doc_id",), with_sparse=True),
+            StoreQuery("sparse", 5, sparse=SparseVector([], [])),  # finds nothing, sends nothing
+            StoreQuery("dense", 15, dense=d, filter={"year": {"gte": 2000}}),
+            StoreQuery("dense", 3, dense=np.array(d, dtype=np.float32), fields=("doc_id", "chunk")),
+        ]
+        if "bm25" in store.capabilities:
+            queries += [StoreQuery("bm25", 10, text=RARE), StoreQuery("bm25", 10, text="the", filter={"lang": "en"})]
+        if store.native_fusion:
+            text = RARE if "bm25" in store.capabilities else None
+            queries += [
+                StoreQuery("fused", 10, sparse=q, dense=d, text=text, candidates=30),
+                StoreQuery("fused", 5, sparse=q, dense=d, candidates=20, k=10, filter={"lang": "ko"}),
+            ]
+        batch = store.search_batch(queries)
+        assert len(batch) == len(queries)
+        for query, got in zip(queries, batch):
+            assert_same_ranking(got, store.search_one(query), query)
+        assert batch[0] and not batch[2]
+        assert store.search_batch([]) == []
+        with pytest.raises(FilterError):
+            store.search_batch([StoreQuery("dense", 5, dense=d, filter={"langauge": "en"})])
+        with pytest.raises(ValueError, match="needs a sparse vector"):
+            StoreQuery("sparse", 5)
+        with pytest.raises(ValueError, match="unknown retriever"):
+            StoreQuery("splade", 5, sparse=q)
 
     # -- scale and text ----------------------------------------------------------------------
     def test_large_upsert_is_paged(self, store: VectorStore):
