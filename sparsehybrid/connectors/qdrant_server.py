@@ -30,7 +30,17 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from ..types import PointRecord, ScoredPoint, SparseVector
-from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, StoreLockedError
+from .base import (
+    BM25,
+    DENSE,
+    FUSED,
+    SPARSE,
+    CollectionSchema,
+    FusedQuery,
+    StoreError,
+    StoreLockedError,
+    StoreQuery,
+)
 from .filters import Condition
 from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
 from .remote import RemoteStore
@@ -347,6 +357,54 @@ class QdrantServerStore(RemoteStore):
         response = self._call(what, lambda: self.client.query_points(self.collection, with_payload=payload, **kwargs))
         return [scored_point(p, p.score) for p in response.points]
 
+    # Each retrieval is built once as ``query_points`` arguments (None: nothing to ask), so a
+    # single search and a batch send the same request.
+    def _sparse_args(
+        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
+    ) -> dict[str, Any] | None:
+        if not len(vector) or self._schema is None:
+            return None
+        qv = _models().SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return {
+            "query": qv,
+            "using": SPARSE,
+            "limit": int(limit),
+            "query_filter": qdrant_filter(conditions),
+            "with_vectors": [SPARSE] if with_sparse else False,
+        }
+
+    def _dense_args(self, vector: list[float], limit: int, conditions: list[Condition]) -> dict[str, Any] | None:
+        if self._schema is None:
+            return None
+        params = _models().SearchParams(exact=True) if self.exact_dense else None
+        return {
+            "query": vector,
+            "using": DENSE,
+            "limit": int(limit),
+            "query_filter": qdrant_filter(conditions),
+            "search_params": params,
+        }
+
+    def _bm25_args(self, text: str, limit: int, conditions: list[Condition]) -> dict[str, Any] | None:
+        qv = self._bm25_query(text) if self._schema is not None else None
+        if qv is None:
+            return None
+        return {"query": qv, "using": BM25, "limit": int(limit), "query_filter": qdrant_filter(conditions)}
+
+    def _fused_args(self, query: FusedQuery) -> dict[str, Any] | None:
+        """RRF in the server: one prefetch per retriever, fused by the Query API. Raises
+        :class:`_ServerCannotFuse` where this server version cannot fuse the query."""
+        m = _models()
+        flt = qdrant_filter(query.conditions)
+        inputs = fusion_inputs(query, m, self._bm25)
+        if not inputs:
+            return None
+        weights = query.weight_list([n for n, _ in inputs])
+        if not self.features.fuses(weighted(weights)):
+            raise _ServerCannotFuse
+        prefetch = [m.Prefetch(query=vec, using=name, limit=query.candidates, filter=flt) for name, vec in inputs]
+        return {"prefetch": prefetch, "query": rrf_query(query.k, weights), "limit": query.limit, "query_filter": flt}
+
     def _search_sparse(
         self,
         vector: SparseVector,
@@ -355,35 +413,14 @@ class QdrantServerStore(RemoteStore):
         with_sparse: bool,
         fields: Sequence[str] | None = None,
     ) -> list[ScoredPoint]:
-        if not len(vector) or self._schema is None:
-            return []
-        m = _models()
-        qv = m.SparseVector(indices=list(vector.indices), values=list(vector.values))
-        return self._query(
-            "sparse search",
-            query=qv,
-            using=SPARSE,
-            limit=int(limit),
-            query_filter=qdrant_filter(conditions),
-            with_vectors=[SPARSE] if with_sparse else False,
-            fields=fields,
-        )
+        args = self._sparse_args(vector, limit, conditions, with_sparse)
+        return self._query("sparse search", fields=fields, **args) if args is not None else []
 
     def _search_dense(
         self, vector: list[float], limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
     ) -> list[ScoredPoint]:
-        if self._schema is None:
-            return []
-        params = _models().SearchParams(exact=True) if self.exact_dense else None
-        return self._query(
-            "dense search",
-            query=vector,
-            using=DENSE,
-            limit=int(limit),
-            query_filter=qdrant_filter(conditions),
-            search_params=params,
-            fields=fields,
-        )
+        args = self._dense_args(vector, limit, conditions)
+        return self._query("dense search", fields=fields, **args) if args is not None else []
 
     def _bm25_query(self, text: str):
         if self._bm25 is None:
@@ -396,30 +433,98 @@ class QdrantServerStore(RemoteStore):
     def _search_bm25(
         self, text: str, limit: int, conditions: list[Condition], fields: Sequence[str] | None = None
     ) -> list[ScoredPoint]:
-        qv = self._bm25_query(text) if self._schema is not None else None
-        if qv is None:
-            return []
-        return self._query(
-            "bm25 search", query=qv, using=BM25, limit=int(limit), query_filter=qdrant_filter(conditions), fields=fields
-        )
+        args = self._bm25_args(text, limit, conditions)
+        return self._query("bm25 search", fields=fields, **args) if args is not None else []
 
     def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
-        """RRF in the server: one prefetch per retriever, fused by the Query API."""
-        m = _models()
-        flt = qdrant_filter(query.conditions)
-        inputs = fusion_inputs(query, m, self._bm25)
-        if not inputs:
-            return []
+        try:
+            args = self._fused_args(query)
+        except _ServerCannotFuse:
+            return self._client_fused_query(query)
+        return self._query("hybrid search", **args) if args is not None else []
+
+    def _client_fused_query(self, query: FusedQuery) -> list[ScoredPoint]:
+        inputs = fusion_inputs(query, _models(), self._bm25)
         weights = query.weight_list([n for n, _ in inputs])
-        if not self.features.fuses(weighted(weights)):
-            ours = {SPARSE: query.sparse, DENSE: query.dense, BM25: query.text}
-            parts = {name: ours[name] for name, _ in inputs}
-            return self._client_fused(
-                parts, query.limit, query.candidates, query.k, dict(zip(parts, weights)), query.conditions
+        ours = {SPARSE: query.sparse, DENSE: query.dense, BM25: query.text}
+        parts = {name: ours[name] for name, _ in inputs}
+        return self._client_fused(
+            parts, query.limit, query.candidates, query.k, dict(zip(parts, weights)), query.conditions
+        )
+
+    def search_batch(self, queries: Sequence[StoreQuery]) -> list[list[ScoredPoint]]:
+        """Every query in one ``POST /collections/{name}/points/query/batch`` (the requests the
+        single ``search_*`` calls send); a fused query this server version cannot fuse runs on
+        its own, fused here, as :meth:`search_fused` does."""
+        m = _models()
+        plans: list[Any] = []
+        for query in queries:
+            try:
+                plans.append(self._batch_args(query))
+            except _ServerCannotFuse:
+                plans.append(_ServerCannotFuse)
+        requests = [
+            m.QueryRequest(
+                query=args.get("query"),
+                using=args.get("using"),
+                prefetch=args.get("prefetch"),
+                filter=args.get("query_filter"),
+                params=args.get("search_params"),
+                limit=args["limit"],
+                with_payload=list(fields) if fields is not None else True,
+                with_vector=args.get("with_vectors", False),
             )
-        prefetch = [m.Prefetch(query=vec, using=name, limit=query.candidates, filter=flt) for name, vec in inputs]
-        fusion = rrf_query(query.k, weights)
-        return self._query("hybrid search", prefetch=prefetch, query=fusion, limit=query.limit, query_filter=flt)
+            for args, fields in (p for p in plans if isinstance(p, tuple))
+        ]
+        answers = iter(
+            self._call("batch search", lambda: self.client.query_batch_points(self.collection, requests=requests))
+            if requests
+            else []
+        )
+        results: list[list[ScoredPoint]] = []
+        for query, plan in zip(queries, plans):
+            if plan is _ServerCannotFuse:
+                results.append(self.search_one(query))
+            elif plan is None:
+                results.append([])
+            else:
+                results.append([scored_point(p, p.score) for p in next(answers).points])
+        return results
+
+    def _batch_args(self, query: StoreQuery) -> tuple[dict[str, Any], Sequence[str] | None] | None:
+        """(``query_points`` arguments, payload fields) of ``query``, validated as its ``search_*``
+        call validates it; None when that call would return nothing without asking."""
+        if query.retriever == FUSED:
+            fused = self._fused_query(
+                query.sparse,
+                query.dense,
+                query.text,
+                query.limit,
+                query.candidates,
+                query.k,
+                query.weights,
+                query.filter,
+            )
+            args = self._fused_args(fused) if fused is not None else None
+            return (args, None) if args is not None else None
+        conditions = self._conditions(query.filter)
+        fields = self._payload_keys(query.fields).get("fields")
+        if query.retriever == SPARSE:
+            assert query.sparse is not None  # checked by StoreQuery
+            args = self._sparse_args(query.sparse, query.limit, conditions, query.with_sparse)
+        elif query.retriever == DENSE:
+            assert query.dense is not None
+            args = self._dense_args(list(map(float, query.dense)), query.limit, conditions)
+        else:
+            assert query.text is not None
+            if "bm25" not in self.capabilities:
+                raise StoreError(f"{type(self).__name__} has no native BM25")
+            args = self._bm25_args(query.text, query.limit, conditions)
+        return (args, fields) if args is not None else None
+
+
+class _ServerCannotFuse(Exception):
+    """This server version cannot fuse the query (e.g. weighted RRF before 1.17): fuse it here."""
 
 
 def _local_location(url: str) -> tuple[str, dict[str, str]]:

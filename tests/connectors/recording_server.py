@@ -334,6 +334,7 @@ class QdrantApp(FakeApp):
         ("POST", C + r"/points", "retrieve"),
         ("POST", C + r"/points/scroll", "scroll"),
         ("POST", C + r"/points/query", "query"),
+        ("POST", C + r"/points/query/batch", "query_batch"),
     ]
 
     def __init__(self, version: str):
@@ -429,8 +430,12 @@ class QdrantApp(FakeApp):
         return _ok({"points": points, "next_page_offset": after})
 
     def query(self, req: Captured, name: str) -> Reply:
-        body = req.body or {}
+        return _ok(self._answer(name, req.body or {}))
+
+    def query_batch(self, req: Captured, name: str) -> Reply:
+        return _ok([self._answer(name, search) for search in (req.body or {}).get("searches", [])])
+
+    def _answer(self, name: str, body: dict) -> dict:
         limit = int(body.get("limit") or 10)
         points = list(self.collections[name].points.values())[:limit]
-        scored = [{**self._record(p, body.get("with_vector")), "version": 1, "score": 1.0} for p in points]
-        return _ok({"points": scored})
+        return {"points": [{**self._record(p, body.get("with_vector")), "version": 1, "score": 1.0} for p in points]}

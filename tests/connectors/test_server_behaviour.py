@@ -257,3 +257,33 @@ def test_bulk_partial_failures_and_overload(start, flavor, version):
     server.fail(bulk, "/_bulk", 429, {"error": {"type": "too_many_requests"}, "status": 429})
     assert store.upsert(records[:1]) == 1  # both retried, then written
     assert len([r for r in server.requests if r.path == "/_bulk"]) == 4
+
+
+@pytest.mark.parametrize("version", ["1.16.0", "1.17.0"])
+def test_qdrant_batch_is_one_request_and_unfusable_queries_run_on_their_own(start, version):
+    """search_batch sends every retrieval the single calls would send in one /points/query/batch;
+    a weighted fusion a 1.16 server cannot do is fused here, as search_fused does."""
+    from sparsehybrid.connectors.base import StoreQuery
+
+    server = start(QdrantApp(version))
+    store, records = filled(server, "qdrant")
+    r = records[0]
+    queries = [
+        StoreQuery("sparse", 3, sparse=r.sparse, fields=("doc_id",)),
+        StoreQuery("dense", 2, dense=r.dense),
+        StoreQuery("fused", 3, sparse=r.sparse, dense=r.dense, candidates=10),
+        StoreQuery("fused", 3, sparse=r.sparse, dense=r.dense, candidates=10, weights=WEIGHTS),
+    ]
+    singles = [store.search_one(q) for q in queries]
+    sent_alone = [x.body for x in server.requests if x.path.endswith("/points/query")]
+    server.clear()
+    assert [[p.id for p in got] for got in store.search_batch(queries)] == [[p.id for p in s] for s in singles]
+    (batch,) = [x.body["searches"] for x in server.requests if x.path.endswith("/points/query/batch")]
+    alone = [x.body for x in server.requests if x.path.endswith("/points/query")]
+    if version == "1.16.0":  # the weighted fusion: one search per retriever, fused here
+        assert len(batch) == 3 and len(alone) == 2 and sent_alone[-2:] == alone
+    else:
+        assert len(batch) == 4 and not alone
+    for one, in_batch in zip(sent_alone, batch):  # the same request, in a batch: filter / params renamed
+        assert one["limit"] == in_batch["limit"] and one.get("using") == in_batch.get("using")
+        assert one.get("with_payload") == in_batch.get("with_payload")

@@ -19,7 +19,7 @@ import pytest
 from conftest import missing_shared, shared_dir
 
 from sparsehybrid.connectors import open_store
-from sparsehybrid.connectors.base import VectorStore
+from sparsehybrid.connectors.base import StoreQuery, VectorStore
 
 from .conformance import SCHEMA, make_records
 from .recording_server import Captured, QdrantApp, RecordingServer, SearchEngineApp
@@ -57,6 +57,17 @@ def workload(store: VectorStore) -> None:
     store.search_fused(sparse=q.sparse, dense=q.dense, limit=5, candidates=20, filter=FILTER)
     store.search_fused(
         sparse=q.sparse, dense=q.dense, text="wing", limit=5, candidates=20, weights={"sparse": 2.0, "dense": 1.0}
+    )
+    store.search_batch(
+        [
+            StoreQuery("sparse", 5, sparse=q.sparse, fields=("doc_id",)),
+            StoreQuery("dense", 5, dense=q.dense, filter=FILTER),
+            StoreQuery("bm25", 5, text="wing flow"),
+            StoreQuery("fused", 5, sparse=q.sparse, dense=q.dense, text="wing", candidates=20),
+            StoreQuery(
+                "fused", 5, sparse=q.sparse, dense=q.dense, candidates=20, weights={"sparse": 2.0, "dense": 1.0}
+            ),
+        ]
     )
     assert store.count() > 0
     store.count(filter=FILTER)
@@ -139,6 +150,7 @@ EXPECTED = {
         "PUT /collections/{name}/index",
         "PUT /collections/{name}/points",
         "POST /collections/{name}/points/query",
+        "POST /collections/{name}/points/query/batch",
         "POST /collections/{name}/points/count",
         "POST /collections/{name}/points",
         "POST /collections/{name}/points/scroll",
@@ -163,8 +175,8 @@ def test_server_fusion_is_what_each_version_supports():
 
     assert all("parameters" not in str(p) for p in pipelines("2.19.0"))  # weighted RRF: >= 3.1
     weighted = [p for p in pipelines("3.1.0") if "parameters" in str(p)]
-    (combination,) = [p["phase_results_processors"][0]["score-ranker-processor"]["combination"] for p in weighted]
-    assert sum(combination["parameters"]["weights"]) == pytest.approx(1.0)
+    combinations = [p["phase_results_processors"][0]["score-ranker-processor"]["combination"] for p in weighted]
+    assert combinations and all(sum(c["parameters"]["weights"]) == pytest.approx(1.0) for c in combinations)
 
     def retrievers(version):
         return [str(r.body) for r in captured_requests("elasticsearch", version) if "retriever" in (r.body or {})]
