@@ -32,7 +32,17 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..types import PointRecord, ScoredPoint, SparseVector
-from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, StoreError, check_vectors
+from .base import (
+    BM25,
+    DENSE,
+    FUSED,
+    SPARSE,
+    CollectionSchema,
+    FusedQuery,
+    StoreError,
+    StoreQuery,
+    check_vectors,
+)
 from .filters import Condition
 from .remote import RemoteStore
 from .retry import RetryPolicy, describe_error
@@ -691,6 +701,65 @@ class SearchEngineStore(RemoteStore):
             for h in self._search("bm25 search", self.bm25_search_body(text, limit, conditions))
         ]
 
+    def search_batch(self, queries: Sequence[StoreQuery]) -> list[list[ScoredPoint]]:
+        """Every sparse, dense and BM25 query in one ``_msearch`` (the bodies the single calls
+        send); fused queries run on their own (their pipelines and retrievers are per request)."""
+        plans = [self._msearch_plan(query) for query in queries]
+        lines: list[dict[str, Any]] = []
+        for plan in plans:
+            if isinstance(plan, tuple):
+                lines += [{"index": self.index}, plan[1]]
+        responses = iter(
+            self._call("batch search", lambda: self.client.msearch(body=lines))["responses"] if lines else []
+        )
+        results: list[list[ScoredPoint]] = []
+        for query, plan in zip(queries, plans):
+            if plan is None:
+                results.append([])
+            elif not isinstance(plan, tuple):
+                results.append(self.search_one(query))
+            else:
+                what, _, to_points = plan
+                response = next(responses)
+                if "error" in response:
+                    raise StoreError(f"{self.url}: {what} failed: {_error_line(response['error'])}")
+                self._check_shards(what, response)
+                results.append(to_points(response["hits"]["hits"]))
+        return results
+
+    def _msearch_plan(self, query: StoreQuery) -> Any:
+        """(what, body, hits -> points) of one retrieval as its ``search_*`` call builds it; None
+        when that call would return nothing without asking; the query itself for fused ones."""
+        if query.retriever == FUSED:
+            return query
+        conditions = self._conditions(query.filter)
+        if self._schema is None:
+            return None
+        if query.retriever == SPARSE:
+            assert query.sparse is not None  # checked by StoreQuery
+            with_sparse = query.with_sparse
+            body = self.sparse_search_body(query.sparse, query.limit, conditions, with_sparse)
+            if body is None:
+                return None
+            self._check_sparse_query()
+            return "sparse search", body, lambda hits: [hit_to_point(h, h["_score"], with_sparse) for h in hits]
+        if query.retriever == DENSE:
+            assert query.dense is not None
+            limit = int(query.limit)
+            body = self.dense_search_body(list(map(float, query.dense)), limit, conditions)
+            return (
+                "dense search",
+                body,
+                lambda hits: [hit_to_point(h, cosine_from_score(h["_score"])) for h in hits][:limit],
+            )
+        assert query.text is not None
+        if "bm25" not in self.capabilities:
+            raise StoreError(f"{type(self).__name__} has no native BM25")
+        if not query.text.strip():
+            return None
+        body = self.bm25_search_body(query.text, query.limit, conditions)
+        return "bm25 search", body, lambda hits: [hit_to_point(h, h["_score"]) for h in hits]
+
     def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         """RRF in the engine where the cluster supports it, else client-side with the same formula."""
         assert self._schema is not None  # search_fused returns early without a collection
@@ -719,3 +788,11 @@ class SearchEngineStore(RemoteStore):
                     raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
                 self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
         return self._client_fused(parts, query.limit, query.candidates, query.k, dict(zip(parts, w)), query.conditions)
+
+
+def _error_line(error: Any) -> str:
+    """One line from an ``_msearch`` item's error (an object with type and reason, or a string)."""
+    if isinstance(error, Mapping):
+        cause = (error.get("root_cause") or [error])[0]
+        return f"{cause.get('type', 'error')}: {cause.get('reason', '')}"[:300]
+    return str(error)[:300]

@@ -69,7 +69,7 @@ class RecordingServer:
                     parts.path,
                     dict(parse_qsl(parts.query, keep_blank_values=True)),
                     {k.lower(): v for k, v in self.headers.items()},
-                    _parse_body(raw, ndjson=parts.path.endswith("/_bulk")),
+                    _parse_body(raw, ndjson=parts.path.endswith(("/_bulk", "/_msearch"))),
                 )
                 status, body = server._reply(captured)
                 data = b"" if body is None else json.dumps(body).encode()
@@ -159,6 +159,7 @@ class SearchEngineApp(FakeApp):
         ("PUT", r"/_search/pipeline/([^/]+)", "put_pipeline"),
         ("POST", r"/_bulk", "bulk"),
         ("PUT", r"/_bulk", "bulk"),
+        ("POST", r"/_msearch", "msearch"),
         ("HEAD", r"/([^/_][^/]*)", "exists"),
         ("PUT", r"/([^/_][^/]*)", "create"),
         ("DELETE", r"/([^/_][^/]*)", "delete_index"),
@@ -279,6 +280,14 @@ class SearchEngineApp(FakeApp):
             "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
             "hits": {"total": {"value": len(hits), "relation": "eq"}, "max_score": 1.0, "hits": hits},
         }
+
+    def msearch(self, req: Captured) -> Reply:
+        lines = req.body or []
+        answers = []
+        for header, body in zip(lines[::2], lines[1::2]):
+            _, answer = self.search(Captured(req.method, req.path, req.query, req.headers, body), header["index"])
+            answers.append({**answer, "status": 200})
+        return 200, {"took": 1, "responses": answers}
 
     def count(self, req: Captured, index: str) -> Reply:
         ix = self._index(index) or Index({})

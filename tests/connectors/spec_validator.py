@@ -210,8 +210,20 @@ class Spec:
         return next(validator.iter_errors(body), None) is not None
 
     def _validate_bulk(self, method: str, path: str, file: str, node: Any, lines: list[Any]) -> list[Finding]:
-        """Action lines against the first alternative (the operation container); sources are documents."""
+        """NDJSON bodies. ``_msearch``: header lines against the first alternative, search bodies
+        against the second. ``_bulk``: action lines against the first alternative (the operation
+        container); sources are documents."""
         items = node["items"]
+        if path.endswith("/_msearch"):
+            if "$ref" in items:
+                file, pointer = self._resolve_ref(file, items["$ref"])
+                items = self._node(file, pointer)
+            header, body = (self._convert(file, alt, strict=True) for alt in items.get("oneOf", items.get("anyOf")))
+            return [
+                finding
+                for i, line in enumerate(lines)
+                for finding in self._errors(method, path, body if i % 2 else header, line, f"line {i}")
+            ]
         action = items.get("anyOf", items.get("oneOf", [items]))[0]
         schema = self._convert(file, action, strict=True)
         findings: list[Finding] = []

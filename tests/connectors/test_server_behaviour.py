@@ -287,3 +287,37 @@ def test_qdrant_batch_is_one_request_and_unfusable_queries_run_on_their_own(star
     for one, in_batch in zip(sent_alone, batch):  # the same request, in a batch: filter / params renamed
         assert one["limit"] == in_batch["limit"] and one.get("using") == in_batch.get("using")
         assert one.get("with_payload") == in_batch.get("with_payload")
+
+
+@pytest.mark.parametrize("flavor, version", [("opensearch", "3.1.0"), ("elasticsearch", "9.2.0")])
+def test_search_engine_batch_is_one_msearch_and_fused_queries_run_on_their_own(start, flavor, version):
+    from sparsehybrid.connectors.base import StoreQuery
+
+    server = start(SearchEngineApp(flavor, version))
+    store, records = filled(server, flavor)
+    r = records[0]
+    queries = [
+        StoreQuery("sparse", 3, sparse=r.sparse),
+        StoreQuery("dense", 2, dense=r.dense, filter={"lang": "en"}),
+        StoreQuery("bm25", 3, text="wing flow"),
+        StoreQuery("bm25", 3, text="   "),  # nothing to ask: no line in the batch
+        StoreQuery("fused", 3, sparse=r.sparse, dense=r.dense, candidates=10),
+    ]
+    singles = [store.search_one(q) for q in queries]
+    alone = [x.body for x in searches(server.requests)]
+    server.clear()
+    assert [[p.id for p in got] for got in store.search_batch(queries)] == [[p.id for p in s] for s in singles]
+    (lines,) = [x.body for x in server.requests if x.path == "/_msearch"]
+    assert lines[1::2] == alone[:3] and all(h == {"index": "sh-behaviour"} for h in lines[::2])
+    assert len(searches(server.requests)) == len(alone) - 3  # the fused query, on its own
+
+
+def test_an_msearch_item_error_is_one_clear_line(start):
+    from sparsehybrid.connectors.base import StoreQuery
+
+    server = start(SearchEngineApp("opensearch", "3.1.0"))
+    store, records = filled(server, "opensearch")
+    error = {"root_cause": [{"type": "query_shard_exception", "reason": "failed to create query"}]}
+    server.app.msearch = lambda req: (200, {"responses": [{"error": error, "status": 400}]})
+    with pytest.raises(StoreError, match=r"sparse search failed: query_shard_exception: failed to create query"):
+        store.search_batch([StoreQuery("sparse", 3, sparse=records[0].sparse)])

@@ -138,6 +138,7 @@ ENGINE_REQUESTS = {
     "POST /{name}/_count",
     "POST /{name}/_mget",
     "POST /{name}/_delete_by_query",
+    "POST /_msearch",
 }
 EXPECTED = {
     "opensearch": {*ENGINE_REQUESTS, "POST /_bulk", "PUT /_search/pipeline/{id}"},
