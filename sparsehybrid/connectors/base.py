@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -398,6 +398,43 @@ class VectorStore(abc.ABC):
         ``query_batch``); this default runs them one after another, so every backend has it.
         """
         return [self.search_one(q) for q in queries]
+
+    def _build_request(
+        self,
+        query: StoreQuery,
+        sparse: Callable[[SparseVector, int, list[Condition], bool, Sequence[str] | None], Any],
+        dense: Callable[[list[float], int, list[Condition], Sequence[str] | None], Any],
+        bm25: Callable[[str, int, list[Condition], Sequence[str] | None], Any],
+        fused: Callable[[FusedQuery], Any],
+    ) -> Any:
+        """What a backend's batch sends for ``query``: its arguments checked and converted exactly
+        as the matching ``search_*`` call does them (filter conditions, payload fields, the
+        validated :class:`FusedQuery`), handed to that backend's builder for the retriever. None
+        where the ``search_*`` call would return nothing without asking (a fusion of nothing)."""
+        if query.retriever == FUSED:
+            fused_query = self._fused_query(
+                query.sparse,
+                query.dense,
+                query.text,
+                query.limit,
+                query.candidates,
+                query.k,
+                query.weights,
+                query.filter,
+            )
+            return fused(fused_query) if fused_query is not None else None
+        conditions = self._conditions(query.filter)
+        fields = self._payload_keys(query.fields).get("fields")
+        if query.retriever == SPARSE:
+            assert query.sparse is not None  # checked by StoreQuery
+            return sparse(query.sparse, query.limit, conditions, query.with_sparse, fields)
+        if query.retriever == DENSE:
+            assert query.dense is not None
+            return dense(list(map(float, query.dense)), query.limit, conditions, fields)
+        assert query.text is not None
+        if "bm25" not in self.capabilities:
+            raise StoreError(f"{type(self).__name__} has no native BM25")
+        return bm25(query.text, query.limit, conditions, fields)
 
     def search_one(self, query: StoreQuery) -> list[ScoredPoint]:
         """The ``search_*`` call that ``query`` describes."""

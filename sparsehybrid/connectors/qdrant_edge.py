@@ -19,7 +19,6 @@ from ..types import PointRecord, ScoredPoint, SparseVector
 from .base import (
     BM25,
     DENSE,
-    FUSED,
     SPARSE,
     CollectionSchema,
     FusedQuery,
@@ -387,25 +386,6 @@ class QdrantEdgeStore(VectorStore):
 
     def _batch_request(self, query: StoreQuery):
         """The request the matching ``search_*`` call sends (validated the same way), or None."""
-        if query.retriever == FUSED:
-            fused = self._fused_query(
-                query.sparse,
-                query.dense,
-                query.text,
-                query.limit,
-                query.candidates,
-                query.k,
-                query.weights,
-                query.filter,
-            )
-            return self._fused_request(fused) if fused is not None else None
-        conditions = self._conditions(query.filter)
-        fields = self._payload_keys(query.fields).get("fields")
-        if query.retriever == SPARSE:
-            assert query.sparse is not None  # checked by StoreQuery
-            return self._sparse_request(query.sparse, query.limit, conditions, query.with_sparse, fields)
-        if query.retriever == DENSE:
-            assert query.dense is not None
-            return self._dense_request(list(map(float, query.dense)), query.limit, conditions, fields)
-        assert query.text is not None
-        return self._bm25_request(query.text, query.limit, conditions, fields)
+        return self._build_request(
+            query, self._sparse_request, self._dense_request, self._bm25_request, self._fused_request
+        )

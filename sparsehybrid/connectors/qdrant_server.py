@@ -33,7 +33,6 @@ from ..types import PointRecord, ScoredPoint, SparseVector
 from .base import (
     BM25,
     DENSE,
-    FUSED,
     SPARSE,
     CollectionSchema,
     FusedQuery,
@@ -494,33 +493,19 @@ class QdrantServerStore(RemoteStore):
     def _batch_args(self, query: StoreQuery) -> tuple[dict[str, Any], Sequence[str] | None] | None:
         """(``query_points`` arguments, payload fields) of ``query``, validated as its ``search_*``
         call validates it; None when that call would return nothing without asking."""
-        if query.retriever == FUSED:
-            fused = self._fused_query(
-                query.sparse,
-                query.dense,
-                query.text,
-                query.limit,
-                query.candidates,
-                query.k,
-                query.weights,
-                query.filter,
-            )
-            args = self._fused_args(fused) if fused is not None else None
-            return (args, None) if args is not None else None
-        conditions = self._conditions(query.filter)
-        fields = self._payload_keys(query.fields).get("fields")
-        if query.retriever == SPARSE:
-            assert query.sparse is not None  # checked by StoreQuery
-            args = self._sparse_args(query.sparse, query.limit, conditions, query.with_sparse)
-        elif query.retriever == DENSE:
-            assert query.dense is not None
-            args = self._dense_args(list(map(float, query.dense)), query.limit, conditions)
-        else:
-            assert query.text is not None
-            if "bm25" not in self.capabilities:
-                raise StoreError(f"{type(self).__name__} has no native BM25")
-            args = self._bm25_args(query.text, query.limit, conditions)
-        return (args, fields) if args is not None else None
+
+        def with_fields(args: dict[str, Any] | None, fields: Sequence[str] | None):
+            return (args, fields) if args is not None else None
+
+        return self._build_request(
+            query,
+            lambda vector, limit, conditions, with_sparse, fields: with_fields(
+                self._sparse_args(vector, limit, conditions, with_sparse), fields
+            ),
+            lambda vector, limit, conditions, fields: with_fields(self._dense_args(vector, limit, conditions), fields),
+            lambda text, limit, conditions, fields: with_fields(self._bm25_args(text, limit, conditions), fields),
+            lambda fused: with_fields(self._fused_args(fused), None),
+        )
 
 
 class _ServerCannotFuse(Exception):

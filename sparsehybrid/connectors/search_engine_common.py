@@ -681,25 +681,20 @@ class SearchEngineStore(RemoteStore):
     def _search_sparse(
         self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
     ) -> list[ScoredPoint]:
-        body = self.sparse_search_body(vector, limit, conditions, with_sparse) if self._schema is not None else None
-        if body is None:
-            return []
-        self._check_sparse_query()
-        return [hit_to_point(h, h["_score"], with_sparse) for h in self._search("sparse search", body)]
+        return self._run_plan(self._sparse_plan(vector, limit, conditions, with_sparse, None))
 
     def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
-        if self._schema is None:
-            return []
-        hits = self._search("dense search", self.dense_search_body(vector, limit, conditions))
-        return [hit_to_point(h, cosine_from_score(h["_score"])) for h in hits][: int(limit)]
+        return self._run_plan(self._dense_plan(vector, limit, conditions, None))
 
     def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
-        if self._schema is None or not text.strip():
+        return self._run_plan(self._bm25_plan(text, limit, conditions, None))
+
+    def _run_plan(self, plan: Any) -> list[ScoredPoint]:
+        """One retrieval on its own: the same (what, body, hits -> points) a batch sends."""
+        if plan is None:
             return []
-        return [
-            hit_to_point(h, h["_score"])
-            for h in self._search("bm25 search", self.bm25_search_body(text, limit, conditions))
-        ]
+        what, body, to_points = plan
+        return to_points(self._search(what, body))
 
     def search_batch(self, queries: Sequence[StoreQuery]) -> list[list[ScoredPoint]]:
         """Every sparse, dense and BM25 query in one ``_msearch`` (the bodies the single calls
@@ -732,33 +727,35 @@ class SearchEngineStore(RemoteStore):
         when that call would return nothing without asking; the query itself for fused ones."""
         if query.retriever == FUSED:
             return query
-        conditions = self._conditions(query.filter)
+        return self._build_request(query, self._sparse_plan, self._dense_plan, self._bm25_plan, lambda fused: query)
+
+    # One retrieval as (what, body, hits -> points), or None: the single calls and _msearch share them.
+    def _sparse_plan(self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool, _fields):
+        body = self.sparse_search_body(vector, limit, conditions, with_sparse) if self._schema is not None else None
+        if body is None:
+            return None
+        self._check_sparse_query()
+        return "sparse search", body, lambda hits: [hit_to_point(h, h["_score"], with_sparse) for h in hits]
+
+    def _dense_plan(self, vector: list[float], limit: int, conditions: list[Condition], _fields):
         if self._schema is None:
             return None
-        if query.retriever == SPARSE:
-            assert query.sparse is not None  # checked by StoreQuery
-            with_sparse = query.with_sparse
-            body = self.sparse_search_body(query.sparse, query.limit, conditions, with_sparse)
-            if body is None:
-                return None
-            self._check_sparse_query()
-            return "sparse search", body, lambda hits: [hit_to_point(h, h["_score"], with_sparse) for h in hits]
-        if query.retriever == DENSE:
-            assert query.dense is not None
-            limit = int(query.limit)
-            body = self.dense_search_body(list(map(float, query.dense)), limit, conditions)
-            return (
-                "dense search",
-                body,
-                lambda hits: [hit_to_point(h, cosine_from_score(h["_score"])) for h in hits][:limit],
-            )
-        assert query.text is not None
-        if "bm25" not in self.capabilities:
-            raise StoreError(f"{type(self).__name__} has no native BM25")
-        if not query.text.strip():
+        limit = int(limit)
+        body = self.dense_search_body(vector, limit, conditions)
+        return (
+            "dense search",
+            body,
+            lambda hits: [hit_to_point(h, cosine_from_score(h["_score"])) for h in hits][:limit],
+        )
+
+    def _bm25_plan(self, text: str, limit: int, conditions: list[Condition], _fields):
+        if self._schema is None or not text.strip():
             return None
-        body = self.bm25_search_body(query.text, query.limit, conditions)
-        return "bm25 search", body, lambda hits: [hit_to_point(h, h["_score"]) for h in hits]
+        return (
+            "bm25 search",
+            self.bm25_search_body(text, limit, conditions),
+            lambda hits: [hit_to_point(h, h["_score"]) for h in hits],
+        )
 
     def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         """RRF in the engine where the cluster supports it, else client-side with the same formula."""
