@@ -31,7 +31,6 @@ from .splade_fast import (
     _cpu_workers,
     batch_features,
     run_batches,
-    sample_features,
     tokens_longest_first,
 )
 
@@ -106,23 +105,16 @@ class FastDenseEncoder:
     def _attach_onnx(self, tasks: Sequence[str]) -> None:
         """Run ``tasks`` through an ONNX Runtime export of this model where that reproduces
         sentence-transformers (the same self-check as the torch path); else keep torch."""
-        import torch
+        from .onnx_export import attach_checked, dense_graph
 
-        from .onnx_export import dense_graph, load_or_export, onnx_enabled
-
-        if not onnx_enabled(next(self.transformer.parameters()).device):
-            return
-        sample = sample_features(self.transformer, self.model)
-        onnx = load_or_export(
-            dense_graph(self.transformer, list(sample)), sample, "mean-normalize", torch.get_num_threads()
+        attach_checked(
+            self,
+            next(self.transformer.parameters()).device,
+            lambda names: dense_graph(self.transformer, names),
+            "mean-normalize",
+            tasks,
+            lambda: self._self_check(tasks),
         )
-        if onnx is None:
-            return
-        self.onnx, self.onnx_tasks = onnx, frozenset(tasks)
-        reason = self._self_check(tasks)
-        if reason is not None:
-            logger.info("ONNX Runtime path not used: %s", reason)
-            self.onnx, self.onnx_tasks = None, frozenset()
 
     def encode(self, texts: list[str], max_length: int, task: str = "document", workers: int | None = None):
         """(len(texts) × dim) float32 L2-normalised rows, in input order."""

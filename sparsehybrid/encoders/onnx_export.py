@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,30 @@ class OnnxGraph:
 
     def __repr__(self) -> str:
         return f"OnnxGraph({self.path.name})"
+
+
+def attach_checked(
+    encoder, device, make_graph: Callable[[list[str]], Any], recipe: str, tasks: Sequence[str], self_check
+) -> None:
+    """Give a fast encoder (its ``transformer``, ``model``, ``onnx``, ``onnx_tasks``) an ONNX
+    Runtime graph for ``tasks``, built by ``make_graph(input names)``, where it reproduces
+    sentence-transformers: ``self_check()`` (None: agreed) runs with the graph in place, and any
+    disagreement leaves the encoder on torch."""
+    import torch
+
+    from .splade_fast import sample_features
+
+    if not onnx_enabled(device):
+        return
+    sample = sample_features(encoder.transformer, encoder.model)
+    onnx = load_or_export(make_graph(list(sample)), sample, recipe, torch.get_num_threads())
+    if onnx is None:
+        return
+    encoder.onnx, encoder.onnx_tasks = onnx, frozenset(tasks)
+    reason = self_check()
+    if reason is not None:
+        logger.info("ONNX Runtime path not used: %s", reason)
+        encoder.onnx, encoder.onnx_tasks = None, frozenset()
 
 
 def load_or_export(graph, sample: Mapping[str, Any], recipe: str, threads: int) -> OnnxGraph | None:

@@ -160,24 +160,16 @@ class FastSpladeEncoder:
     def _attach_onnx(self, tasks: Sequence[str]) -> None:
         """Run ``tasks`` through an ONNX Runtime export of this model where that reproduces
         sentence-transformers (the same self-check as the torch path); else keep torch."""
-        import torch
+        from .onnx_export import attach_checked, splade_graph
 
-        from .onnx_export import load_or_export, onnx_enabled, splade_graph
-
-        if not onnx_enabled(self._decoder().weight.device):
-            return
-        sample = sample_features(self.transformer, self.model)
-        graph = splade_graph(self.transformer, list(sample), self.activation)
-        onnx = load_or_export(graph, sample, f"splade:{self.activation}", torch.get_num_threads())
-        if onnx is None:
-            return
-        self.onnx, self.onnx_tasks = onnx, frozenset(tasks)
-        for task in tasks:
-            reason = self._self_check(task)
-            if reason is not None:
-                logger.info("ONNX Runtime path not used: %s", reason)
-                self.onnx, self.onnx_tasks = None, frozenset()
-                return
+        attach_checked(
+            self,
+            self._decoder().weight.device,
+            lambda names: splade_graph(self.transformer, names, self.activation),
+            f"splade:{self.activation}",
+            tasks,
+            lambda: next((r for r in map(self._self_check, tasks) if r is not None), None),
+        )
 
     def _self_check(self, task: str = "document") -> str | None:
         """Encode a few texts both ways; any disagreement means this model is not covered."""
