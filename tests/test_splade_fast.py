@@ -330,3 +330,22 @@ def test_direct_tokenization_equals_the_transformers_tokenizer(length):
     expected = tokenizer(texts, truncation="longest_first", max_length=length, return_attention_mask=False)
     ids, token_types = _tokenize(tokenizer, texts, length)
     assert ids == expected["input_ids"] and token_types == expected["token_type_ids"]
+
+
+def test_direct_tokenization_forgets_a_tokenizer_that_is_gone():
+    """Copies are kept per tokenizer object, not per address: once a tokenizer is collected its
+    copies go too, so a new tokenizer (another vocabulary) at the same address cannot reuse them."""
+    import gc
+
+    from transformers import AutoTokenizer
+
+    from sparsehybrid.encoders import splade_fast
+    from sparsehybrid.encoders.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("splade-tiny")[0])
+    splade_fast._tokenize(tokenizer, ["wing flutter"], 16)
+    assert tokenizer in splade_fast._BACKENDS
+    before = len(splade_fast._BACKENDS)
+    del tokenizer
+    gc.collect()
+    assert len(splade_fast._BACKENDS) == before - 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -403,7 +404,9 @@ def tokens_longest_first(transformer, model, texts: list[str], max_length: int, 
     return ids, token_types, order
 
 
-_BACKENDS: dict[tuple[int, int | None], Any] = {}
+#: Per tokenizer object (weakly: a tokenizer that is gone takes its copies with it, and a new one
+#: at the same address never finds them), its Rust copies by truncation length.
+_BACKENDS: weakref.WeakKeyDictionary[Any, dict[int | None, Any]] = weakref.WeakKeyDictionary()
 _BACKENDS_LOCK = threading.Lock()
 
 
@@ -425,10 +428,13 @@ def _tokenize(tokenizer, texts: list[str], length: int | None):
 def _backend(tokenizer, length: int | None):
     """A copy of ``tokenizer``'s Rust tokenizer set to truncate at ``length`` without padding, or
     None when it has none or the copy does not tokenize as the tokenizer itself (checked once)."""
-    key = (id(tokenizer), length)
     with _BACKENDS_LOCK:
-        if key in _BACKENDS:
-            return _BACKENDS[key]
+        try:
+            known = _BACKENDS.get(tokenizer, {})
+        except TypeError:  # a tokenizer that cannot be weakly referenced: the wrapper it is
+            return None
+        if length in known:
+            return known[length]
     backend = None
     rust = getattr(tokenizer, "_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
     if rust is not None:
@@ -451,7 +457,7 @@ def _backend(tokenizer, length: int | None):
         except Exception:
             backend = None
     with _BACKENDS_LOCK:
-        _BACKENDS[key] = backend
+        _BACKENDS.setdefault(tokenizer, {})[length] = backend
     return backend
 
 
