@@ -40,8 +40,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from sparsehybrid.ingestion.sources import open_source
-    from sparsehybrid.orchestration.config import PipelineConfig
-    from sparsehybrid.orchestration.flows import cached_encoder, run_pipeline
+    from sparsehybrid.pipelines.config import PipelineConfig
+    from sparsehybrid.pipelines.flows import cached_encoder, run_pipeline
     from sparsehybrid.types import Document
 
     with tempfile.TemporaryDirectory() as tmp:

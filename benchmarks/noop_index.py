@@ -24,8 +24,8 @@ SHARED = Path(os.environ.get("SPARSEHYBRID_SHARED", REPO.parent / "shared"))
 
 FLOW_RERUN = """
 import sys, time
-from sparsehybrid.orchestration.config import PipelineConfig
-from sparsehybrid.orchestration.flows import run_pipeline
+from sparsehybrid.pipelines.config import PipelineConfig
+from sparsehybrid.pipelines.flows import run_pipeline
 cfg = PipelineConfig.parse({"source": {"path": sys.argv[1]}, "store": sys.argv[2], "models": {"dense": None}})
 t = time.perf_counter()
 summary = run_pipeline(cfg)

@@ -26,8 +26,8 @@ pytest.importorskip("prefect_dask")
 from conftest import index_command
 
 from sparsehybrid.connectors import open_store
-from sparsehybrid.orchestration.config import PipelineConfig
-from sparsehybrid.orchestration.flows import artifact_key, run_pipeline
+from sparsehybrid.pipelines.config import PipelineConfig
+from sparsehybrid.pipelines.flows import artifact_key, run_pipeline
 from sparsehybrid.types import point_id
 
 pytestmark = pytest.mark.slow  # real models and a Prefect API in every test

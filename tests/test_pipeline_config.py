@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsehybrid.orchestration.config import PipelineConfig, PipelineConfigError
+from sparsehybrid.pipelines.config import PipelineConfig, PipelineConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from ..ingestion.indexing import IndexStats
-    from ..orchestration.config import PipelineConfig
-    from ..orchestration.runtime import StopRequest
+    from ..pipelines.config import PipelineConfig
+    from ..pipelines.runtime import StopRequest
 
 from .app import DEFAULT_DENSE_MODEL, DEFAULT_SPARSE_MODEL, DEFAULT_STORE, app, console, err_console, fail, progress_bar
 
@@ -117,8 +117,8 @@ def run_interactive(cfg: PipelineConfig, stop: StopRequest) -> dict[str, Any]:
         return unchanged
     from prefect.settings import PREFECT_API_URL
 
-    from ..orchestration.flows import run_pipeline
-    from ..orchestration.runtime import temporary_prefect_api
+    from ..pipelines.flows import run_pipeline
+    from ..pipelines.runtime import temporary_prefect_api
 
     with stop.installed():
         api = contextlib.nullcontext() if PREFECT_API_URL.value() else temporary_prefect_api()
@@ -232,9 +232,9 @@ def index(
     quiet_libraries(verbose)
     from ..connectors import StoreError
     from ..ingestion.indexing import IndexInterrupted
-    from ..orchestration.config import PipelineConfig, PipelineConfigError
-    from ..orchestration.flows import TooManyRejectedError
-    from ..orchestration.runtime import StopRequest
+    from ..pipelines.config import PipelineConfig, PipelineConfigError
+    from ..pipelines.flows import TooManyRejectedError
+    from ..pipelines.runtime import StopRequest
 
     stop = StopRequest()
 
@@ -333,7 +333,7 @@ def schedule(
     Runs until stopped (Ctrl-C). Each run re-reads the config file, so edits apply to the next
     run. Needs a Prefect server (PREFECT_API_URL) for the schedule to survive this process.
     """
-    from ..orchestration.config import PipelineConfig, PipelineConfigError, ScheduleConfig
+    from ..pipelines.config import PipelineConfig, PipelineConfigError, ScheduleConfig
 
     require_prefect_server()
     try:
@@ -350,7 +350,7 @@ def schedule(
         fail(f"invalid schedule: {exc}")
     from prefect.schedules import Cron
 
-    from ..orchestration.flows import index_flow
+    from ..pipelines.flows import index_flow
 
     console.print(
         f"serving [bold]{index_flow.name}/{name}[/] on [bold]{sched.cron}[/] ({sched.timezone or 'UTC'}) for {config.resolve()}"

@@ -208,7 +208,7 @@ def test_index_without_model_options_uses_the_collections_models(tmp_path, cranf
 
 def test_only_transient_write_failures_are_retried():
     from sparsehybrid.connectors.base import StoreError, StoreUnavailableError
-    from sparsehybrid.orchestration.flows import _retry_if_transient
+    from sparsehybrid.pipelines.flows import _retry_if_transient
 
     class Failed:
         def __init__(self, exc):

@@ -29,8 +29,8 @@ def test_cli_rerun_of_an_unchanged_corpus_needs_no_prefect(tmp_path, cranfield):
 
 
 def test_flow_rerun_of_an_unchanged_corpus_loads_no_model(tmp_path, cranfield, prefect_api, tiny_splade_dir):
-    from sparsehybrid.orchestration.config import PipelineConfig
-    from sparsehybrid.orchestration.flows import run_pipeline
+    from sparsehybrid.pipelines.config import PipelineConfig
+    from sparsehybrid.pipelines.flows import run_pipeline
 
     src = write_jsonl(tmp_path / "c.jsonl", cranfield_rows(cranfield, 10))
     cfg = PipelineConfig.parse(

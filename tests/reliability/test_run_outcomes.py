@@ -8,8 +8,8 @@ import subprocess
 
 from conftest import cli_env, index_command
 
-from sparsehybrid.orchestration.config import PipelineConfig
-from sparsehybrid.orchestration.flows import artifact_key
+from sparsehybrid.pipelines.config import PipelineConfig
+from sparsehybrid.pipelines.flows import artifact_key
 
 from .conftest import write_jsonl
 

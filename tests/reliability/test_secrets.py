@@ -76,8 +76,8 @@ def test_flow_run_parameters_logs_and_errors_hold_no_secret(prefect_api, monkeyp
     parameters, so the value must only be expanded when the store is opened."""
     from prefect.client.orchestration import get_client
 
-    from sparsehybrid.orchestration.config import PipelineConfig
-    from sparsehybrid.orchestration.flows import run_pipeline
+    from sparsehybrid.pipelines.config import PipelineConfig
+    from sparsehybrid.pipelines.flows import run_pipeline
 
     secret = "flow-PLANTED-9a8b7c"
     monkeypatch.setenv("RELIABILITY_OS_PASSWORD", secret)
@@ -208,8 +208,8 @@ def test_a_password_written_in_the_store_url_never_reaches_prefect(prefect_api, 
     its artifact hold no trace of it, and the store is still reached with it."""
     from prefect.client.orchestration import get_client
 
-    from sparsehybrid.orchestration.config import PipelineConfig
-    from sparsehybrid.orchestration.flows import run_pipeline
+    from sparsehybrid.pipelines.config import PipelineConfig
+    from sparsehybrid.pipelines.flows import run_pipeline
 
     secret = "url-PLANTED-in-cli-4f3e"
     src = tmp_path / "c.jsonl"
