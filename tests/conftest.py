@@ -118,3 +118,11 @@ def cli_env(prefect_api: str | None = None, **extra: str) -> dict[str, str]:
     if prefect_api:
         env["PREFECT_API_URL"] = prefect_api
     return env
+
+
+@pytest.fixture(scope="session")
+def tf_encoder():
+    """A custom sparse encoder with no model weights (``tests.support.TermFrequencySparseEncoder``)."""
+    from tests.support import TermFrequencySparseEncoder
+
+    return TermFrequencySparseEncoder()

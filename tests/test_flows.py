@@ -23,12 +23,11 @@ import pytest
 pytest.importorskip("prefect")
 pytest.importorskip("prefect_dask")
 
-from conftest import index_command
-
 from sparsehybrid.connectors import open_store
 from sparsehybrid.pipelines.config import PipelineConfig
 from sparsehybrid.pipelines.flows import artifact_key, run_pipeline
 from sparsehybrid.types import point_id
+from tests.conftest import index_command
 
 pytestmark = pytest.mark.slow  # real models and a Prefect API in every test
 

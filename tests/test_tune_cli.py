@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import cli_env, index_command
+
+from tests.conftest import cli_env, index_command
 
 pytestmark = pytest.mark.slow  # loads SPLADE-tiny in subprocesses
 

@@ -16,10 +16,10 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import missing_shared, shared_dir
 
 from sparsehybrid.connectors import open_store
 from sparsehybrid.connectors.base import StoreQuery, VectorStore
+from tests.conftest import missing_shared, shared_dir
 
 from .conformance import SCHEMA, make_records
 from .recording_server import Captured, QdrantApp, RecordingServer, SearchEngineApp

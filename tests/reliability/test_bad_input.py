@@ -17,8 +17,7 @@ from sparsehybrid.ingestion.indexing import Indexer
 from sparsehybrid.ingestion.sources import open_source
 from sparsehybrid.search import MAX_QUERY_CHARS, HybridSearcher
 from sparsehybrid.types import Document, point_id
-
-from .conftest import as_documents, cranfield_rows
+from tests.support import as_documents, cranfield_rows
 
 PAYLOAD_KEYS = {"doc_id", "chunk", "n_chunks", "start", "end", "text", "title", "metadata", "content_hash"}
 

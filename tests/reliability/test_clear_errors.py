@@ -9,15 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, index_command
 from typer.testing import CliRunner
 
 from sparsehybrid import Indexer, open_store
 from sparsehybrid.cli import app
 from sparsehybrid.connectors.base import StoreError
 from sparsehybrid.connectors.filters import FilterError
-
-from .conftest import as_documents, cranfield_rows, free_port
+from tests.conftest import cli_env, index_command
+from tests.support import as_documents, cranfield_rows, free_port
 
 ROWS = [
     {"_id": "a", "text": "supersonic flow over a wedge", "year": 1960, "lang": "en", "a.b": "dotted"},

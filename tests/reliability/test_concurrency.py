@@ -13,8 +13,7 @@ from sparsehybrid.connectors import StoreLockedError
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 from sparsehybrid.ingestion.indexing import Indexer
 from sparsehybrid.search import HybridSearcher
-
-from .conftest import as_documents, cranfield_rows
+from tests.support import as_documents, cranfield_rows
 
 PAYLOAD_KEYS = {"doc_id", "chunk", "n_chunks", "start", "end", "text", "title", "metadata", "content_hash"}
 

@@ -15,12 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import cli_env, index_command
-
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 from sparsehybrid.ingestion.indexing import Indexer
-
-from .conftest import as_documents, cranfield_rows, write_jsonl
+from tests.conftest import cli_env, index_command
+from tests.support import as_documents, cranfield_rows, write_jsonl
 
 
 def check_consistent(path: Path, rows_by_version: list[list[dict]]) -> dict[str, tuple[str, int]]:

@@ -9,15 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, index_command
 
 from sparsehybrid import Indexer, open_store
 from sparsehybrid.connectors.base import EncoderMismatchError
 from sparsehybrid.ingestion.dead_letter import read_dead_letter
 from sparsehybrid.ingestion.indexing import MassDeleteError
 from sparsehybrid.ingestion.sources import open_source
-
-from .conftest import as_documents, cranfield_rows, write_jsonl
+from tests.conftest import cli_env, index_command
+from tests.support import as_documents, cranfield_rows, write_jsonl
 
 
 def _states(path: Path) -> dict[str, tuple[str, int]]:

@@ -12,8 +12,7 @@ from sparsehybrid.connectors import StoreUnavailableError, open_store
 from sparsehybrid.connectors.qdrant_server import QdrantServerStore
 from sparsehybrid.connectors.retry import RetryPolicy
 from sparsehybrid.ingestion.indexing import Indexer
-
-from .conftest import as_documents, cranfield_rows, free_port
+from tests.support import as_documents, cranfield_rows, free_port
 
 
 class FaultyClient:

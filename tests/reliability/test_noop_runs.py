@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 from sparsehybrid import Indexer, open_store
-
-from .conftest import as_documents, cranfield_rows, free_port, write_jsonl
+from tests.support import as_documents, cranfield_rows, free_port, write_jsonl
 
 
 def test_cli_rerun_of_an_unchanged_corpus_needs_no_prefect(tmp_path, cranfield):

@@ -7,9 +7,9 @@ import os
 import subprocess
 
 import pytest
-from conftest import cli_env, index_command
 
-from .conftest import cranfield_rows, write_jsonl
+from tests.conftest import cli_env, index_command
+from tests.support import cranfield_rows, write_jsonl
 
 pytestmark = pytest.mark.slow
 

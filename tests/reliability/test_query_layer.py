@@ -9,8 +9,7 @@ import pytest
 
 from sparsehybrid import HybridSearcher, Indexer, open_store
 from sparsehybrid.search import SearchResults
-
-from .conftest import as_documents, cranfield_rows
+from tests.support import as_documents, cranfield_rows
 
 QUERIES = [
     "flow over a wing in a slipstream",

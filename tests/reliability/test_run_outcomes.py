@@ -6,12 +6,10 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import cli_env, index_command
-
 from sparsehybrid.pipelines.config import PipelineConfig
 from sparsehybrid.pipelines.flows import artifact_key
-
-from .conftest import write_jsonl
+from tests.conftest import cli_env, index_command
+from tests.support import write_jsonl
 
 
 def _latest_artifact(key: str) -> str:

@@ -15,8 +15,7 @@ import pytest
 
 from sparsehybrid.connectors import StoreError, open_store
 from sparsehybrid.connectors.filters import FilterError, parse_filter
-
-from .conftest import free_port
+from tests.support import free_port
 
 SECRET_ENV = {
     "QDRANT_API_KEY": "qk-PLANTED-3b9f1c",

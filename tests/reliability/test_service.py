@@ -24,8 +24,7 @@ from sparsehybrid.service.app import create_app
 from sparsehybrid.service.core import SearchService
 from sparsehybrid.service.settings import ServiceSettings
 from sparsehybrid.types import Hit
-
-from .conftest import as_documents, cranfield_rows, free_port
+from tests.support import as_documents, cranfield_rows, free_port
 
 KEY = "k" * 24
 QUERIES = ["wing flutter", "boundary layer heat transfer", "buckling of shells", "supersonic inlet"]

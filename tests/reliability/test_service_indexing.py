@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import cli_env
 
 from sparsehybrid.client import SearchClient
 from sparsehybrid.connectors import open_store
@@ -24,8 +23,8 @@ from sparsehybrid.connectors.service_store import ServiceStore
 from sparsehybrid.ingestion.indexing import Indexer
 from sparsehybrid.service import discovery
 from sparsehybrid.types import Chunk, PointRecord
-
-from .conftest import as_documents, cranfield_rows, free_port
+from tests.conftest import cli_env
+from tests.support import as_documents, cranfield_rows, free_port
 
 
 def start_service(store: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import index_command
 
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
-
-from .conftest import cranfield_rows, write_jsonl
+from tests.conftest import index_command
+from tests.support import cranfield_rows, write_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
-"""Helpers for the reliability suite: small corpora, a real (if simple) custom sparse encoder,
-a free localhost port, and one Prefect API for the tests that run the CLI's flow."""
+"""What many tests share: small corpora from the shared datasets, a free localhost port, and a
+real (if simple) custom sparse encoder that needs no model weights (plumbing tests only)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import socket
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-
-import pytest
 
 from sparsehybrid.types import Document, SparseVector
 
@@ -102,8 +100,3 @@ class TermFrequencySparseEncoder:
             ((i, w * doc[i]) for i, w in zip(query.indices, query.values) if i in doc), key=lambda t: -t[1]
         )[:top_k]
         return [(self.tokenizer.convert_ids_to_tokens(i), c) for i, c in contrib]
-
-
-@pytest.fixture(scope="session")
-def tf_encoder() -> TermFrequencySparseEncoder:
-    return TermFrequencySparseEncoder()
