@@ -184,44 +184,18 @@ class HybridSearcher:
         t0 = time.perf_counter()
         texts = [check_query(q) for q in queries]
         plan = self._plan(SearchOptions.of(options, **overrides))
-        timing = SearchTiming()
         if not texts:
             return []
-        o, names = plan.options, plan.names
-        with_tokens = o.explain and self.sparse is not None
-        native = self._fuses_natively(names, plan.method, plan.weights, o.explain)
-        fields = None if native or o.rerank or not self.store.partial_payloads else CANDIDATE_FIELDS
-
-        batch = self._encode_batch(texts, names, timing)
-        requests = [self._store_queries(vectors, plan, fields, native) for vectors in batch]
-        answers = self._retrieve_batch(requests, timing)
+        timing = SearchTiming()
         steps = [SearchTiming() for _ in texts]  # per query, summed into the batch's timing
-        if native:
-            ranked = [[Candidate(p, p.score, {}) for p in collapse_to_documents(points[0])] for points in answers]
-        else:
-            ranked = [
-                self._fuse(dict(zip(names, map(collapse_to_documents, points))), plan, step)
-                for points, step in zip(answers, steps)
-            ]
-            if fields is not None:
-                self._read_payloads_batch([r[: o.top_k] for r in ranked], with_tokens, timing)
-        t = time.perf_counter()
-        explained = self._explain_vectors(batch, names) if with_tokens else batch
-        timing.explain = time.perf_counter() - t
-        results = []
-        shown_fusion = plan.method if len(names) > 1 else None
-        for text, vectors, candidates, step in zip(texts, explained, ranked, steps):
-            if o.rerank:
-                candidates = self._rerank(text, candidates, o.rerank_top, step)
-            hits = [self._hit(c, shown_fusion) for c in candidates[: o.top_k]]
-            if with_tokens and hits:
-                self._explain_sparse(vectors, hits, candidates[: o.top_k], step)
-            results.append(SearchResults(hits, timing))
+        batch = self._encode_batch(texts, plan.names, timing)
+        ranked = self._rank(batch, plan, timing, steps)
+        hits = self._present(batch, ranked, plan, timing, steps)
         timing.fuse, timing.rerank = sum(x.fuse for x in steps), sum(x.rerank for x in steps)
         timing.explain += sum(x.explain for x in steps)
         timing.total = time.perf_counter() - t0
         self._last.timing = timing
-        return results
+        return [SearchResults(h, timing) for h in hits]
 
     def close(self) -> None:
         """Close the store if this searcher opened it (:func:`~sparsehybrid.open_searcher` with a URL)."""
@@ -235,6 +209,51 @@ class HybridSearcher:
         self.close()
 
     # -- the steps -----------------------------------------------------------------------------
+    def _rank(
+        self, batch: list[QueryVectors], plan: Plan, timing: SearchTiming, steps: list[SearchTiming]
+    ) -> list[list[Candidate]]:
+        """Every query's documents, best first: one store batch, then fusion per query (or the
+        engine's fusion), then the shown hits' payloads when ranking read only ids."""
+        native = self._fuses_natively(plan.names, plan.method, plan.weights, plan.options.explain)
+        partial = not (native or plan.options.rerank) and self.store.partial_payloads
+        fields = CANDIDATE_FIELDS if partial else None
+        answers = self._retrieve_batch([self._store_queries(v, plan, fields, native) for v in batch], timing)
+        if native:
+            return [[Candidate(p, p.score, {}) for p in collapse_to_documents(points[0])] for points in answers]
+        ranked = [
+            self._fuse(dict(zip(plan.names, map(collapse_to_documents, points))), plan, step)
+            for points, step in zip(answers, steps)
+        ]
+        if partial:
+            with_sparse = plan.options.explain and self.sparse is not None
+            self._read_payloads_batch([r[: plan.options.top_k] for r in ranked], with_sparse, timing)
+        return ranked
+
+    def _present(
+        self,
+        batch: list[QueryVectors],
+        ranked: list[list[Candidate]],
+        plan: Plan,
+        timing: SearchTiming,
+        steps: list[SearchTiming],
+    ) -> list[list[Hit]]:
+        """Each query's shown hits: reranked if asked, explained if asked."""
+        o = plan.options
+        with_tokens = o.explain and self.sparse is not None
+        t = time.perf_counter()
+        explained = self._explain_vectors(batch, plan.names) if with_tokens else batch
+        timing.explain = time.perf_counter() - t
+        shown_fusion = plan.method if len(plan.names) > 1 else None
+        out = []
+        for vectors, candidates, step in zip(explained, ranked, steps):
+            if o.rerank:
+                candidates = self._rerank(vectors.text, candidates, o.rerank_top, step)
+            hits = [self._hit(c, shown_fusion) for c in candidates[: o.top_k]]
+            if with_tokens and hits:
+                self._explain_sparse(vectors, hits, candidates[: o.top_k], step)
+            out.append(hits)
+        return out
+
     def _fuse(
         self,
         rankings: dict[str, list[ScoredPoint]],
