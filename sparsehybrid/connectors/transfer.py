@@ -16,8 +16,10 @@ same engine, the same top-10 for sample queries.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -159,7 +161,7 @@ def _copy_to_store(
     report = CopyReport(source.url, dest.url, total=source.count())
     sampler = Sampler(report.total, sample)
     t0 = time.perf_counter()
-    for batch in source.iter_records(batch_size):
+    for batch in prefetched(source.iter_records(batch_size)):
         todo = _missing(dest, batch) if resuming else batch
         dest.upsert(todo)
         report.copied += len(todo)
@@ -196,7 +198,7 @@ def _copy_to_parquet(
     sampler = Sampler(report.total, sample)
     t0 = time.perf_counter()
     try:
-        for batch in source.iter_records(batch_size):
+        for batch in prefetched(source.iter_records(batch_size)):
             writer.write(batch)
             report.copied += len(batch)
             sampler.offer(batch)
@@ -217,6 +219,47 @@ def _copy_to_parquet(
     finally:
         written.close()
     return report
+
+
+def prefetched(batches: Iterable[list[PointRecord]], depth: int = 2) -> Iterator[list[PointRecord]]:
+    """``batches``, read ahead on a thread while the caller writes (the engines release the GIL in
+    their I/O), at most ``depth`` batches ahead so memory stays bounded. An error in the reader is
+    raised here; closing this generator stops the reader."""
+    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        items.put(("batch", batch), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            items.put(("error", exc))
+
+    reader = threading.Thread(target=read, name="copy-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while reader.is_alive():
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                reader.join(timeout=0.1)
 
 
 def _missing(dest: VectorStore, batch: list[PointRecord]) -> list[PointRecord]:

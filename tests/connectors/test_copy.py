@@ -244,3 +244,31 @@ def test_same_ranking_allows_reordered_ties_but_not_other_points():
     assert not same_ranking(base, points(("a", 3.0), ("b", 2.0), ("e", 2.0), ("d", 1.0)))
     assert not same_ranking(base, points(("a", 3.0), ("b", 2.0), ("c", 2.0), ("d", 1.1)))
     assert not same_ranking(base, base[:3])
+
+
+def test_prefetched_reads_ahead_boundedly_and_hands_over_errors():
+    import threading
+
+    from sparsehybrid.connectors.transfer import prefetched
+
+    read: list[int] = []
+
+    def source():
+        for i in range(100):
+            read.append(i)
+            yield [i]
+
+    batches = prefetched(source(), depth=2)
+    assert next(batches) == [0]
+    batches.close()  # stops the reader: it read at most the queue's depth ahead
+    assert len(read) <= 4 and not [t for t in threading.enumerate() if t.name == "copy-reader"]
+
+    def failing():
+        yield [1]
+        raise StoreError("source went away")
+
+    got = []
+    with pytest.raises(StoreError, match="source went away"):
+        for batch in prefetched(failing()):
+            got.append(batch)
+    assert got == [[1]]
