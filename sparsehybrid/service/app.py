@@ -39,6 +39,7 @@ from .models import (
     UpsertRequest,
 )
 from .settings import ServiceSettings
+from .ui import UI_PATHS, Judgements, mount_ui
 from .wire import record_from_json
 
 log = logging.getLogger("sparsehybrid.service")
@@ -46,7 +47,7 @@ log = logging.getLogger("sparsehybrid.service")
 KINDS = ("EncoderMismatchError", "StoreLockedError", "StoreError", "ValueError")
 ERROR_STATUS = {"ValueError": 400, "EncoderMismatchError": 409, "StoreLockedError": 503, "StoreError": 409}
 STORE_PREFIX = "/store/"
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", *UI_PATHS})  # the page's files; its data calls need the key
 
 
 def error_body(exc: BaseException) -> dict[str, str]:
@@ -104,8 +105,15 @@ def _too_large(limit: int) -> JSONResponse:
     )
 
 
-def create_app(service: SearchService, settings: ServiceSettings, *, write_token: str | None = None) -> FastAPI:
-    """The app for ``service``. ``write_token`` enables the ``/store`` endpoints (index jobs)."""
+def create_app(
+    service: SearchService,
+    settings: ServiceSettings,
+    *,
+    write_token: str | None = None,
+    judgements: Judgements | None = None,
+) -> FastAPI:
+    """The app for ``service``. ``write_token`` enables the ``/store`` endpoints (index jobs);
+    ``judgements`` are what the relevance page (``/ui``) scores against."""
     settings.check()
     metrics = ServiceMetrics()
     app = FastAPI(
@@ -225,6 +233,7 @@ def create_app(service: SearchService, settings: ServiceSettings, *, write_token
     def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    mount_ui(app, service, judgements)
     if write_token:
         _store_routes(app, service, metrics)
     return app
