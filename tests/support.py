@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import math
 import socket
+import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+import uvicorn
 
 from sparsehybrid.types import Document, SparseVector
 
@@ -100,3 +105,21 @@ class TermFrequencySparseEncoder:
             ((i, w * doc[i]) for i, w in zip(query.indices, query.values) if i in doc), key=lambda t: -t[1]
         )[:top_k]
         return [(self.tokenizer.convert_ids_to_tokens(i), c) for i, c in contrib]
+
+
+@contextmanager
+def serving(app, port: int | None = None) -> Iterator[str]:
+    """``app`` (an ASGI app) on a loopback port, in a thread of this process, for the duration."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -47,7 +47,7 @@ def serve(
     import uvicorn
 
     from ..connectors.registry import local_path
-    from ..search import open_searcher
+    from ..search import searcher_for_store
     from ..service import discovery
     from ..service.app import create_app
     from ..service.core import SearchService
@@ -63,7 +63,7 @@ def serve(
         with console.status("loading models"):
             service = SearchService(
                 st,
-                lambda s: open_searcher(
+                lambda s: searcher_for_store(
                     s, reranker=reranker, device=device, fusion=fusion, rrf_k=rrf_k, weights=default_weights
                 ),
                 follow_recorded_fusion=fusion is None and rrf_k is None and default_weights is None,

@@ -28,7 +28,16 @@ from .base import (
     VectorStore,
 )
 from .filters import Condition
-from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
+from .qdrant_common import (
+    ENCODED_VECTORS,
+    doc_id_filter,
+    fusion_inputs,
+    metadata_filter,
+    point_vectors,
+    qdrant_rrf_k,
+    scored_point,
+    stored_record,
+)
 
 SCHEMA_FILE = "sparsehybrid.json"
 #: Writes are refused below this much free disk (MiB; ``SPARSEHYBRID_MIN_FREE_MB``). The engine
@@ -268,6 +277,28 @@ class QdrantEdgeStore(VectorStore):
                 yield scored_point(r, 0.0)
             if offset is None:
                 break
+
+    def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
+        if self._shard is None:
+            return
+        q = _edge()
+        schema = self._require_schema()
+        offset = None
+        while True:
+            records, offset = self.shard.scroll(
+                q.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=ENCODED_VECTORS)
+            )
+            if records:
+                yield [stored_record(r, schema) for r in records]
+            if offset is None:
+                break
+
+    def get_records(self, point_ids: Sequence[str]) -> list[PointRecord]:
+        if not point_ids or self._shard is None:
+            return []
+        schema = self._require_schema()
+        found = self.shard.retrieve(point_ids=list(point_ids), with_payload=True, with_vector=ENCODED_VECTORS)
+        return [stored_record(r, schema) for r in found]
 
     def document_states(self) -> dict[str, tuple[str, int]]:
         # Same as the base, reading only the four small payload keys instead of whole texts.

@@ -33,9 +33,7 @@ from .models import (
     BatchResponse,
     CountRequest,
     ErrorResponse,
-    HitModel,
     IdsRequest,
-    SearchOptions,
     SearchRequest,
     SearchResponse,
     UpsertRequest,
@@ -168,7 +166,8 @@ def create_app(
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        detail = f"{where}: {msg}" if where else msg
         metrics.errors.labels(request.url.path, "ValidationError").inc()
         return JSONResponse({"error": "ValidationError", "kind": "ValueError", "detail": detail}, status_code=422)
 
@@ -183,7 +182,7 @@ def create_app(
         )
     app.add_middleware(BodyLimit, settings=settings)
 
-    def options_of(req: SearchOptions) -> dict[str, Any]:
+    def options_of(req: SearchRequest | BatchRequest) -> dict[str, Any]:
         if req.top_k > settings.max_top_k:
             raise ValueError(f"top_k is {req.top_k}; this service's limit is {settings.max_top_k}")
         if req.candidates > settings.max_candidates:
@@ -191,15 +190,8 @@ def create_app(
         return req.model_dump(exclude={"query", "queries"})
 
     def respond(results: SearchResults, mode: str) -> SearchResponse:
-        t = results.timing
-        metrics.search_seconds.labels(mode).observe(t.total)
-        timing = {"encode": t.encode, "fuse": t.fuse, "rerank": t.rerank, "explain": t.explain, "total": t.total}
-        timing.update({f"retrieve_{k}": v for k, v in t.retrieve.items()})
-        return SearchResponse(
-            hits=[HitModel.model_validate(h.to_dict()) for h in results],
-            took_ms=t.total * 1000,
-            timing_ms={k: v * 1000 for k, v in timing.items()},
-        )
+        metrics.search_seconds.labels(mode).observe(results.timing.total)
+        return SearchResponse.of(results)
 
     @app.post("/search", response_model=SearchResponse, tags=["search"])
     def search(req: SearchRequest) -> SearchResponse:
