@@ -6,7 +6,6 @@ Kept free of any framework import, so each adapter module pulls in only its own 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from typing import Any
 
 from ..types import Hit
@@ -30,10 +29,6 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
 
 
 def is_async(searcher: Any) -> bool:
-    """True for an :class:`~sparsehybrid.client.AsyncSearchClient` (its ``search`` is awaited)."""
+    """True for an :class:`~sparsehybrid.search.AsyncSearcher` such as
+    :class:`~sparsehybrid.client.AsyncSearchClient` (its ``search`` is awaited)."""
     return inspect.iscoroutinefunction(searcher.search)
-
-
-def search_options(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of one search: the adapter's defaults, then the call's (None leaves a default)."""
-    return {**defaults, **{k: v for k, v in overrides.items() if v is not None}}

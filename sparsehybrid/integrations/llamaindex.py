@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from ..search import AsyncSearcher, Searcher, SearchOptions
 from ..types import Hit
-from .common import hit_metadata, is_async, search_options
+from .common import hit_metadata, is_async
 
 #: Kept out of the text an LLM or an embedding model sees (they describe the ranking, not the document).
 RANKING_KEYS = ["doc_id", "score", "chunk", "span", "explanation", "explanation_detail"]
@@ -42,16 +43,17 @@ def hit_to_node(hit: Hit) -> NodeWithScore:
 
 
 class SparseHybridRetriever(BaseRetriever):
-    """Retrieve with anything that has ``search(query, top_k=..., **options)`` returning hits.
+    """Retrieve with any :class:`~sparsehybrid.search.Searcher` (``HybridSearcher``,
+    ``SearchClient``, what ``open_searcher`` returns) or :class:`~sparsehybrid.search.AsyncSearcher`.
 
     ``top_k``, ``mode`` and ``filter`` are the common options; ``search_kwargs`` passes any other
-    :meth:`HybridSearcher.search` option (``fusion``, ``weights``, ``rerank``...). An
-    ``AsyncSearchClient`` answers only ``aretrieve``.
+    :class:`~sparsehybrid.search.SearchOptions` field (``fusion``, ``weights``, ``rerank``...).
+    They are checked here, once. An ``AsyncSearchClient`` answers only ``aretrieve``.
     """
 
     def __init__(
         self,
-        searcher: Any,
+        searcher: Searcher | AsyncSearcher,
         *,
         top_k: int = 4,
         mode: str = "hybrid",
@@ -61,17 +63,18 @@ class SparseHybridRetriever(BaseRetriever):
         verbose: bool = False,
     ):
         self.searcher = searcher
-        self.options = search_options(
-            {"top_k": top_k, "mode": mode, "filter": dict(filter) if filter else None}, search_kwargs or {}
-        )
+        filter = dict(filter) if filter is not None else None
+        self.options = SearchOptions.of(**{"top_k": top_k, "mode": mode, "filter": filter, **(search_kwargs or {})})
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         if is_async(self.searcher):
             raise TypeError("an AsyncSearchClient answers only aretrieve(); use SearchClient for retrieve()")
-        return [hit_to_node(h) for h in self.searcher.search(query_bundle.query_str, **self.options)]
+        searcher = cast(Searcher, self.searcher)
+        return [hit_to_node(h) for h in searcher.search(query_bundle.query_str, self.options)]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         if not is_async(self.searcher):  # a sync searcher: in a thread, so the event loop keeps running
             return await asyncio.to_thread(self._retrieve, query_bundle)
-        return [hit_to_node(h) for h in await self.searcher.search(query_bundle.query_str, **self.options)]
+        searcher = cast(AsyncSearcher, self.searcher)
+        return [hit_to_node(h) for h in await searcher.search(query_bundle.query_str, self.options)]

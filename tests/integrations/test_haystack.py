@@ -14,7 +14,9 @@ from haystack import Document as HaystackDocument
 from haystack import Pipeline
 from haystack.components.builders import PromptBuilder
 
+from sparsehybrid import Document, HybridSearcher, Indexer
 from sparsehybrid.client import AsyncSearchClient, SearchClient
+from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 from sparsehybrid.integrations.haystack import SparseHybridRetriever
 from tests.integrations.conftest import TEXTS
 
@@ -37,6 +39,8 @@ def test_run_options_override_the_component_defaults(searcher):
     assert {d.id for d in everything} == {"a", "b", "d"}
     with pytest.raises(ValueError, match="unknown mode"):
         retriever.run(query="wing", mode="fuzzy")
+    with pytest.raises(ValueError, match="unknown fusion"):  # checked when the pipeline is built
+        SparseHybridRetriever(searcher, search_kwargs={"fusion": "borda"})
 
 
 def test_in_a_pipeline_feeding_a_prompt(searcher):
@@ -51,9 +55,34 @@ def test_in_a_pipeline_feeding_a_prompt(searcher):
     assert result["prompt"]["prompt"].startswith(f"[c] {TEXTS['c']}\n")
 
 
-def test_an_in_process_searcher_refuses_to_serialise(searcher):
+def test_an_in_process_pipeline_saves_the_store_url_and_reopens_it(tmp_path):
+    store = QdrantEdgeStore(tmp_path / "idx")
+    Indexer(store, bm25=True).index([Document(k, v) for k, v in TEXTS.items()])
+    searcher = HybridSearcher(store)
+    expected = [h.doc_id for h in searcher.search("depreciation", top_k=3)]
     pipeline = Pipeline()
-    pipeline.add_component("retriever", SparseHybridRetriever(searcher))
+    pipeline.add_component("retriever", SparseHybridRetriever(searcher, top_k=3))
+    saved = pipeline.dumps()
+    store.close()  # an embedded store admits one opener: the loaded pipeline opens it again
+    assert store.url in saved
+    loaded = Pipeline.loads(saved, allowed_modules=["sparsehybrid.integrations.haystack"])
+    retriever = loaded.get_component("retriever")
+    try:
+        assert [
+            d.id for d in loaded.run({"retriever": {"query": "depreciation"}})["retriever"]["documents"]
+        ] == expected
+    finally:
+        retriever.searcher.close()
+
+
+def test_a_searcher_of_unknown_kind_refuses_to_serialise(searcher):
+    class Wrapped:  # a Searcher of the user's own: it searches, but nothing says how to reopen it
+        def search(self, query, options=None, /, **overrides):
+            return searcher.search(query, options, **overrides)
+
+    pipeline = Pipeline()
+    pipeline.add_component("retriever", SparseHybridRetriever(Wrapped(), top_k=2))
+    assert len(pipeline.run({"retriever": {"query": "depreciation wing"}})["retriever"]["documents"]) == 2
     with pytest.raises(TypeError, match="cannot be serialised"):
         pipeline.to_dict()
 

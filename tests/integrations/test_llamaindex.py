@@ -40,8 +40,10 @@ def test_nodes_carry_the_hit_with_its_score_and_explanation(searcher):
 def test_options_and_filter_pass_through(searcher):
     retriever = SparseHybridRetriever(searcher, top_k=5, filter={"topic": "air"}, search_kwargs={"candidates": 20})
     assert {n.node.node_id for n in retriever.retrieve("depreciation wing plate")} == {"c", "e"}
-    with pytest.raises(ValueError, match="unknown mode"):
-        SparseHybridRetriever(searcher, mode="fuzzy").retrieve("wing")
+    with pytest.raises(ValueError, match="unknown mode"):  # checked when the retriever is built
+        SparseHybridRetriever(searcher, mode="fuzzy")
+    with pytest.raises(ValueError, match="top_k"):
+        SparseHybridRetriever(searcher, top_k=0)
 
 
 def test_in_a_query_engine_the_sources_are_our_hits(searcher):
