@@ -251,6 +251,21 @@ def test_compare_two_configurations_in_chromium(served, browser, tmp_path):
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
 
+    # Judgements chosen in the page (TREC format) replace the service's, read by the browser.
+    bad = tmp_path / "bad.qrels"
+    bad.write_text("q1 0 d4\n")
+    browser.find_element(By.ID, "qrels-file").send_keys(str(bad))
+    wait_for(browser, lambda d: "line 1" in d.find_element(By.ID, "status").text, "the bad file's error")
+    uploaded = {"d4": 3, "d2": 1, "d9": 0}
+    trec = tmp_path / "mine.qrels"
+    trec.write_text("".join(f"{QUERY_ID} 0 {d} {g}\n" for d, g in uploaded.items()))
+    browser.find_element(By.ID, "qrels-file").send_keys(str(trec))
+    wait_for(browser, lambda d: "mine.qrels" in d.find_element(By.ID, "judgement-source").text, "the uploaded qrels")
+    assert Select(browser.find_element(By.ID, "judged")).first_selected_option.get_attribute("value") == QUERY_ID
+    for col in "ab":
+        ndcg = float(browser.find_element(By.CSS_SELECTOR, f"#col-{col} .ndcg").get_attribute("data-ndcg"))
+        assert math.isclose(ndcg, trec_ndcg10(shown[col], uploaded), rel_tol=1e-9)
+
     # Nothing outside the service was requested: not by the page, and nothing on the network at
     # all but the service (the browser's own chrome:// pages are not network requests).
     sent = [

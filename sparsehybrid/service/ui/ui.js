@@ -170,12 +170,14 @@
     state.qrels = qrels;
     state.queries = queries;
     const select = $("#judged");
+    const previous = select.value; // kept when the new judgements have that query too
     select.replaceChildren(new Option("no judgements", ""));
     const ids = Object.keys(qrels).sort((x, y) => x.localeCompare(y, undefined, { numeric: true }));
     for (const qid of ids) {
       const text = queries[qid];
       select.appendChild(new Option(text ? qid + " · " + text.slice(0, 80) : qid, qid));
     }
+    if (previous && previous in qrels) select.value = previous;
     $("#judgement-source").textContent = ids.length ? ids.length + " judged queries from " + source : "";
   }
 
