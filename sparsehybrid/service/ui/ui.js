@@ -230,7 +230,9 @@
     const tokens = explanation.sparse_tokens || [];
     if (tokens.length) {
       const line = el("div", "tokens");
-      line.appendChild(el("span", "muted", "matched"));
+      const label = el("span", "muted", "sparse match");
+      label.title = "query tokens the document shares, by query weight × document weight (the sparse retriever's evidence)";
+      line.appendChild(label);
       for (const [token, weight] of tokens) {
         const chip = el("span", "token", token);
         chip.title = "query weight × document weight = " + weight.toFixed(3);
