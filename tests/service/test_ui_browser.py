@@ -111,9 +111,14 @@ def served(tmp_path_factory, tf_encoder):
         store.close()
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def chromium() -> None:
+    """Skips (or fails, where required) before the test store is built."""
     browser_or_skip()
+
+
+@pytest.fixture
+def browser(chromium, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -162,7 +167,7 @@ def test_page_files_are_open_and_locked_to_the_service(served):
     assert config["judgements"]["queries"] == {"q1": QUERY, "q2": "wing lift"}
 
 
-def test_compare_two_configurations_in_chromium(served, browser, tmp_path):
+def test_compare_two_configurations_in_chromium(chromium, served, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
