@@ -9,8 +9,9 @@ from sparsehybrid.types import Document
 
 
 @pytest.fixture(scope="module")
-def tokenizer(splade):
-    return splade.tokenizer
+def tokenizer(tf_encoder):
+    """SPLADE-tiny's tokenizer, from the weight-free encoder (no model to load)."""
+    return tf_encoder.tokenizer
 
 
 def test_short_document_is_one_chunk(tokenizer):
@@ -43,16 +44,20 @@ def test_title_tokens_count_against_the_window(tokenizer):
         assert len(tokenizer(c.full_text, add_special_tokens=True)["input_ids"]) <= 64
 
 
-def test_long_document_is_found_by_a_phrase_from_its_end(splade, tmp_path):
+def test_long_document_is_found_by_a_phrase_from_its_end(tmp_path):
     from sparsehybrid import HybridSearcher, Indexer, open_store
+    from tests.support import TermFrequencySparseEncoder
+
+    encoder = TermFrequencySparseEncoder()  # weight-free, SPLADE-tiny's tokenizer: chunking, not the model
+    encoder.max_length = 256  # windows of 256 tokens, as with the bundled model's session fixture
 
     filler = " ".join(f"the turbine blade number {i} was inspected for fatigue cracks." for i in range(120))
     long_doc = Document("long", filler + " Finally the hypersonic scramjet inlet ingested a flock of pelicans.")
     others = [Document(f"o{i}", f"notes about compressor stall number {i}") for i in range(5)]
     store = open_store(f"qdrant-edge://{tmp_path}/idx")
-    stats = Indexer(store, splade, None, bm25=True).index([long_doc, *others])
+    stats = Indexer(store, encoder, None, bm25=True).index([long_doc, *others])
     assert stats.chunks > 4
-    hits = HybridSearcher(store, splade).search("scramjet inlet pelicans", top_k=3)
+    hits = HybridSearcher(store, encoder).search("scramjet inlet pelicans", top_k=3)
     assert hits[0].doc_id == "long"
     assert hits[0].chunk == stats.chunks - len(others) - 1  # the last window
     assert "pelicans" in long_doc.text[hits[0].span[0] : hits[0].span[1]]

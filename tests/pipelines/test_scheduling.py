@@ -142,7 +142,7 @@ def test_the_work_pool_deployment_in_deploy_runs_on_a_process_worker(
     prefect_server, cranfield, tiny_splade_dir, tmp_path
 ):
     api, home = prefect_server
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = _prefect_env(home, api)
     prefect = str(BIN / "prefect")
 

@@ -27,12 +27,12 @@ def tiny_cross_encoder(tmp_path_factory):
     return str(path)
 
 
-def test_rerank_orders_the_head_by_cross_encoder_scores(tiny_cross_encoder, splade, tmp_path):
+def test_rerank_orders_the_head_by_cross_encoder_scores(tiny_cross_encoder, tf_encoder, tmp_path):
     docs = [Document(f"d{i}", f"notes on wing flutter test number {i} at transonic speed") for i in range(12)]
     store = open_store(f"qdrant-edge://{tmp_path}/idx")
-    Indexer(store, splade, None).index(docs)
+    Indexer(store, tf_encoder, None).index(docs)  # weight-free first stage: plumbing only
     reranker = Reranker(tiny_cross_encoder)
-    searcher = HybridSearcher(store, splade, None, reranker)
+    searcher = HybridSearcher(store, tf_encoder, None, reranker)
     plain = searcher.search("wing flutter", top_k=12, mode="hybrid")
     reranked = searcher.search("wing flutter", top_k=12, mode="hybrid", rerank=True, rerank_top=5)
 

@@ -8,7 +8,7 @@ import pytest
 
 from sparsehybrid.pipelines.config import PipelineConfig, PipelineConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 YAML = """
 source:

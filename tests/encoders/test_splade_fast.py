@@ -19,7 +19,7 @@ from sparsehybrid.encoders.sparse import sparse_rows
 from sparsehybrid.encoders.splade_fast import FastSpladeEncoder
 from sparsehybrid.types import SparseVector
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("SPARSEHYBRID_SHARED", REPO.parent / "shared"))
 CRANFIELD = SHARED / "datasets" / "cranfield" / "corpus.jsonl"
 ATOL = 1e-4
