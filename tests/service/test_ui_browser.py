@@ -111,9 +111,14 @@ def served(tmp_path_factory, tf_encoder):
         store.close()
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def chromium() -> None:
+    """Skips (or fails, where required) before the test store is built."""
     browser_or_skip()
+
+
+@pytest.fixture
+def browser(chromium, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -162,7 +167,7 @@ def test_page_files_are_open_and_locked_to_the_service(served):
     assert config["judgements"]["queries"] == {"q1": QUERY, "q2": "wing lift"}
 
 
-def test_compare_two_configurations_in_chromium(served, browser, tmp_path):
+def test_compare_two_configurations_in_chromium(chromium, served, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
@@ -250,6 +255,21 @@ def test_compare_two_configurations_in_chromium(served, browser, tmp_path):
     shot = artefact_dir(tmp_path) / "ui-compare.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+    # Judgements chosen in the page (TREC format) replace the service's, read by the browser.
+    bad = tmp_path / "bad.qrels"
+    bad.write_text("q1 0 d4\n")
+    browser.find_element(By.ID, "qrels-file").send_keys(str(bad))
+    wait_for(browser, lambda d: "line 1" in d.find_element(By.ID, "status").text, "the bad file's error")
+    uploaded = {"d4": 3, "d2": 1, "d9": 0}
+    trec = tmp_path / "mine.qrels"
+    trec.write_text("".join(f"{QUERY_ID} 0 {d} {g}\n" for d, g in uploaded.items()))
+    browser.find_element(By.ID, "qrels-file").send_keys(str(trec))
+    wait_for(browser, lambda d: "mine.qrels" in d.find_element(By.ID, "judgement-source").text, "the uploaded qrels")
+    assert Select(browser.find_element(By.ID, "judged")).first_selected_option.get_attribute("value") == QUERY_ID
+    for col in "ab":
+        ndcg = float(browser.find_element(By.CSS_SELECTOR, f"#col-{col} .ndcg").get_attribute("data-ndcg"))
+        assert math.isclose(ndcg, trec_ndcg10(shown[col], uploaded), rel_tol=1e-9)
 
     # Nothing outside the service was requested: not by the page, and nothing on the network at
     # all but the service (the browser's own chrome:// pages are not network requests).

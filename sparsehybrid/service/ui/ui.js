@@ -170,12 +170,14 @@
     state.qrels = qrels;
     state.queries = queries;
     const select = $("#judged");
+    const previous = select.value; // kept when the new judgements have that query too
     select.replaceChildren(new Option("no judgements", ""));
     const ids = Object.keys(qrels).sort((x, y) => x.localeCompare(y, undefined, { numeric: true }));
     for (const qid of ids) {
       const text = queries[qid];
       select.appendChild(new Option(text ? qid + " · " + text.slice(0, 80) : qid, qid));
     }
+    if (previous && previous in qrels) select.value = previous;
     $("#judgement-source").textContent = ids.length ? ids.length + " judged queries from " + source : "";
   }
 
@@ -228,7 +230,9 @@
     const tokens = explanation.sparse_tokens || [];
     if (tokens.length) {
       const line = el("div", "tokens");
-      line.appendChild(el("span", "muted", "matched"));
+      const label = el("span", "muted", "sparse match");
+      label.title = "query tokens the document shares, by query weight × document weight (the sparse retriever's evidence)";
+      line.appendChild(label);
       for (const [token, weight] of tokens) {
         const chip = el("span", "token", token);
         chip.title = "query weight × document weight = " + weight.toFixed(3);
