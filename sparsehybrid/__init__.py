@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .searchers import open_searcher
     from .types import Document, Hit, SparseVector
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 #: public name -> the module that defines it
 _LAZY = {

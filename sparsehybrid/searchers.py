@@ -10,7 +10,7 @@ from typing import Any
 
 from .client import SearchClient
 from .connectors.base import VectorStore
-from .connectors.registry import open_store
+from .connectors.registry import open_store, served_by
 from .search import Searcher, searcher_for_store
 
 
@@ -33,13 +33,11 @@ def open_searcher(
     """
     if isinstance(target, str) and target.startswith(("http://", "https://")):
         return SearchClient(target, api_key=api_key)
+    if isinstance(target, str) and (service := served_by(target)) is not None:
+        return SearchClient(service, api_key=api_key)
     store = open_store(target) if isinstance(target, str) else target
     owns = isinstance(target, str)
     try:
-        if store.served_by is not None:
-            if owns:
-                store.close()
-            return SearchClient(store.served_by, api_key=api_key)
         searcher = searcher_for_store(
             store, use_sparse=use_sparse, use_dense=use_dense, reranker=reranker, device=device, **kwargs
         )

@@ -37,12 +37,12 @@ def index_with_progress(
     description: str = "indexing",
 ):
     """Index in this process with a progress bar (``quickstart``; ``index`` runs the Prefect flow)."""
-    from ..connectors import open_store
+    from ..connectors import open_index_sink
     from ..encoders.dense import DenseEncoder
     from ..encoders.sparse import SparseEncoder
     from ..ingestion.indexing import Indexer
 
-    store = open_store(store_url)
+    store = open_index_sink(store_url)
     with console.status("loading models"):
         sparse = (
             SparseEncoder(sparse_model, device=device, max_length=max_length, batch_size=batch_size)
@@ -133,12 +133,12 @@ def unchanged_summary(cfg: PipelineConfig) -> dict[str, Any] | None:
     unchanged corpus takes seconds instead of starting an API and loading models. Anything to
     encode, delete, dead-letter or fail on goes through the flow as usual.
     """
-    from ..connectors import open_store
+    from ..connectors import open_index_sink
     from ..ingestion.indexing import IndexStats, plan_index, rejection_failure
     from ..ingestion.sources import open_source
 
     t0 = time.perf_counter()
-    store = open_store(cfg.store_url())
+    store = open_index_sink(cfg.store_url())
     try:
         if store.schema is None:
             return None
@@ -174,9 +174,9 @@ def recorded_models(store_url: str) -> tuple[str | None, str | None]:
 
     So re-indexing needs no model options, as searching needs none.
     """
-    from ..connectors import open_store
+    from ..connectors import open_index_sink
 
-    st = open_store(store_url)
+    st = open_index_sink(store_url)
     try:
         schema = st.schema
     finally:

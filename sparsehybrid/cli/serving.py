@@ -24,7 +24,7 @@ def serve(
     reranker: str | None = typer.Option(None, help="CrossEncoder id or path, for requests with rerank=true."),
     fusion: str | None = typer.Option(
         None,
-        help="Default fusion: rrf, weighted (min-max), zscore or dbsf (default: the collection's tuned fusion, "
+        help="Default fusion: rrf, minmax (alias weighted), zscore or dbsf (default: the collection's tuned fusion, "
         "else rrf; requests may override).",
     ),
     rrf_k: int | None = typer.Option(None, min=0, help="Default RRF k (default: the collection's, else 60)."),

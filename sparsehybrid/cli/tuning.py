@@ -31,22 +31,24 @@ def tune(
     The reported gain is cross-validated: each fold's setting is chosen on the other folds.
     `search`, the service and the Python API then use the recorded setting unless told otherwise.
     """
-    from ..connectors import StoreError, open_store
+    from ..connectors import IndexSink, StoreError, VectorStore, open_index_sink, open_store, served_by
     from ..evaluation.beir import BeirFormatError, load_beir
     from ..evaluation.tuning import tune as tune_fusion
     from ..searchers import open_searcher
 
     try:
         ds = load_beir(dataset, split=split)
-        st = open_store(store)
+        # A store a running service owns is searched through that service and written through it.
+        service = served_by(store)
+        local: VectorStore | None = None if service else open_store(store)
+        st: IndexSink = local if local is not None else open_index_sink(store)
     except (StoreError, BeirFormatError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     try:
         schema = st.schema
         if schema is None:
             raise StoreError(f"{st.url} holds no collection yet: run `sparsehybrid index` first")
-        # A store a running service owns is searched through that service (open_searcher decides).
-        searcher = open_searcher(st, device=device)
+        searcher = open_searcher(service) if service else open_searcher(local or store, device=device)
         present = {"sparse": schema.sparse_model, "dense": schema.dense_model, "bm25": schema.bm25}
         runs: dict[str, dict] = {r: {} for r, on in present.items() if on}
         with progress_bar() as bar:

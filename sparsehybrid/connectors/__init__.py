@@ -10,19 +10,23 @@ from .base import (
     VectorStore,
 )
 from .filters import FilterError, parse_filter
-from .registry import open_store, register_store, registered_schemes
+from .registry import open_index_sink, open_store, register_store, registered_schemes, served_by
+from .sink import IndexSink
 
 __all__ = [
     "CollectionSchema",
     "EncoderMismatchError",
     "FilterError",
+    "IndexSink",
     "StoreError",
     "StoreLockedError",
     "StoreQuery",
     "StoreUnavailableError",
     "VectorStore",
+    "open_index_sink",
     "open_store",
     "parse_filter",
     "register_store",
     "registered_schemes",
+    "served_by",
 ]

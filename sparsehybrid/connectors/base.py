@@ -213,8 +213,8 @@ class VectorStore(abc.ABC):
     #: Whether ``_search_*`` take ``fields`` (the payload keys to read). The query layer then
     #: ranks candidates by id and ``doc_id`` alone and reads whole payloads for the shown hits only.
     partial_payloads: bool = False
-    #: The URL of the search service that owns this store, where searches of it must go (a
-    #: served embedded store admits no second process); None: search it in-process.
+    #: An open store is searched in this process (:class:`~.sink.IndexSink` asks every sink;
+    #: only the write side of a served store, ``ServiceStore``, names a service).
     served_by: str | None = None
     #: Serialises collection creation and schema updates (set by each backend's constructor).
     _lock: threading.RLock

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .base import VectorStore
+from . import service_file
+from .base import StoreLockedError, VectorStore
+from .sink import IndexSink
 
 StoreFactory = Callable[..., VectorStore]
 
@@ -85,11 +87,32 @@ def rebase_local_url(url: str, base: str | os.PathLike[str]) -> str:
     return f"qdrant-edge://{Path(base) / path}{query}"
 
 
-def _open_qdrant_edge(url: str, **options: Any) -> VectorStore:
-    """The store in this process; or, while ``sparsehybrid serve`` owns the directory, a
-    :class:`~.service_store.ServiceStore` that writes through that service."""
-    from ..service import discovery
+def served_by(url: str) -> str | None:
+    """The URL of the running search service that owns the embedded store ``url`` names (it
+    holds the engine's one-process lock: search it there); None if none does."""
+    path = local_path(url)
+    if not path:
+        return None
+    info = service_file.read(path)
+    return info.url if info is not None and info.pid != os.getpid() else None
 
+
+def open_index_sink(url: str, **options: Any) -> IndexSink:
+    """Where an index job writes ``url``'s collection: the store itself, or, while
+    ``sparsehybrid serve`` owns that embedded store, a :class:`~.service_store.ServiceStore` that
+    writes through the service (the job encodes here and sends point records)."""
+    path = local_path(url)
+    info = service_file.read(path) if path else None
+    if path and info is not None and info.pid != os.getpid():
+        from .service_store import ServiceStore
+
+        return ServiceStore(path, info)
+    return open_store(url, **options)
+
+
+def _open_qdrant_edge(url: str, **options: Any) -> VectorStore:
+    """The store in this process; a store that a running service owns is refused with the way
+    to reach it (search through the service: ``open_searcher``; write: ``open_index_sink``)."""
     rest = url.split("://", 1)[1]
     if "#" in rest:
         raise ValueError(f"qdrant-edge URL {url!r} has a '#fragment'; a store URL takes none")
@@ -105,11 +128,12 @@ def _open_qdrant_edge(url: str, **options: Any) -> VectorStore:
         )
     if "exact_dense" in given:
         given["exact_dense"] = str(given["exact_dense"]).lower() in ("1", "true", "yes", "on")
-    service = discovery.read(path)
-    if service is not None and service.pid != os.getpid():
-        from .service_store import ServiceStore
-
-        return ServiceStore(path, service)
+    service = served_by(url)
+    if service is not None:
+        raise StoreLockedError(
+            f"{path} is open in the search service at {service}: search it there "
+            "(sparsehybrid search / open_searcher find it) and index into it with sparsehybrid index"
+        )
     from .qdrant_edge import QdrantEdgeStore
 
     return QdrantEdgeStore(path, **given)

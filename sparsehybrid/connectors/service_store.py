@@ -1,26 +1,27 @@
-"""An embedded store owned by a running search service, written through that service.
+"""The write side of an embedded store owned by a running search service.
 
-``open_store("qdrant-edge://PATH")`` returns this when ``sparsehybrid serve`` holds PATH (see
-:mod:`sparsehybrid.service.discovery`): an index job (CLI, config job, Prefect deployment) encodes
-in its own process and sends each batch of point records to the service, which writes it to the
-store it already has open. Searches keep running; the engine's one-process lock is never contested.
+``open_index_sink("qdrant-edge://PATH")`` returns this when ``sparsehybrid serve`` holds PATH (see
+:mod:`.service_file`): an index job (CLI, config job, Prefect deployment) encodes in its own
+process and sends each batch of point records to the service, which writes it to the store it
+already has open. Searches keep running; the engine's one-process lock is never contested. It is
+an :class:`~.sink.IndexSink`, not a ``VectorStore``: it cannot search (searches go to the service).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
-from ..service.discovery import WRITE_TOKEN_HEADER, ServiceInfo
-from ..service.wire import record_to_json
-from ..types import PointRecord, ScoredPoint, SparseVector
-from . import base
+from ..types import PointRecord, ScoredPoint
+from . import base, service_file
 from .base import CollectionSchema, StoreError
-from .filters import Condition
-from .remote import RemoteStore
+from .point_json import record_to_json
 from .retry import TRANSIENT_STATUSES, RetryPolicy, call_with_retries, describe_error
+from .service_file import WRITE_TOKEN_HEADER, ServiceInfo
+
+T = TypeVar("T")
 
 #: Errors the service reports by name, raised here as the same class.
 _ERRORS: dict[str, type[Exception]] = {
@@ -64,11 +65,10 @@ class ServiceError(Exception):
         super().__init__(f"HTTP {status}: {detail}")
 
 
-class ServiceStore(RemoteStore):
-    """The store at ``path`` as its service exposes it under ``/store``. Writes and the reads an
-    index job needs (schema, document states, counts); searches go through ``/search``."""
-
-    capabilities = frozenset({base.SPARSE, base.DENSE, base.BM25})
+class ServiceStore:
+    """The collection at ``path`` as its service exposes it under ``/store``: writes and the
+    reads an index job needs (schema, document states, counts). Every request is retried when
+    transient, then fails as one :class:`StoreError` (or the class the service named)."""
 
     def __init__(self, path: str, info: ServiceInfo, *, timeout: float = 120.0, policy: RetryPolicy | None = None):
         import httpx
@@ -79,23 +79,28 @@ class ServiceStore(RemoteStore):
         # Patient enough to ride out a service restart (models load in ~15 s on a busy 2-core machine).
         self._policy = policy or RetryPolicy(attempts=8, base_delay=1.0, max_delay=8.0)
         self._http = httpx.Client(base_url=info.url, timeout=timeout, headers={WRITE_TOKEN_HEADER: info.token})
+        #: The schema as last read or written: a job reads it often (planning, the BM25 length
+        #: estimate) and only this job's ``ensure_schema`` / ``save_fusion`` change it meanwhile.
+        self._schema: CollectionSchema | None = None
+        self._schema_read = False
         yield_cpu_to_searches()
 
     def __repr__(self) -> str:
         return f"ServiceStore({self.url!r} via {self._info.url})"
 
+    def __enter__(self) -> ServiceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
-    def served_by(self) -> str:  # type: ignore[override]
+    def served_by(self) -> str:
         return self._info.url
 
-    # -- RemoteStore ---------------------------------------------------------------------------
     @property
     def url(self) -> str:
         return f"qdrant-edge://{self.path}"
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return self._policy
 
     @property
     def secrets(self) -> list[str]:
@@ -127,10 +132,10 @@ class ServiceStore(RemoteStore):
 
         return self._call(what, send)
 
-    def _call(self, what: str, fn: Any) -> Any:
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return call_with_retries(
-                fn, is_transient=self._is_transient, where=self.url, policy=self.retry_policy, secrets=self.secrets
+                fn, is_transient=self._is_transient, where=self.url, policy=self._policy, secrets=self.secrets
             )
         except ServiceError as exc:  # not transient: the service's own one-line message, as the same class
             raise _ERRORS.get(exc.kind, StoreError)(exc.detail) from None
@@ -141,9 +146,7 @@ class ServiceStore(RemoteStore):
 
     def _refresh(self) -> bool:
         """Follow a restarted service (new pid, token, maybe port); True if it changed."""
-        from ..service import discovery
-
-        info = discovery.read(self.path)
+        info = service_file.read(self.path)
         if info is None or info == self._info:
             return False
         self._info = info
@@ -151,28 +154,32 @@ class ServiceStore(RemoteStore):
         self._http.headers[WRITE_TOKEN_HEADER] = info.token
         return True
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- the collection ------------------------------------------------------------------------
     @property
     def schema(self) -> CollectionSchema | None:
-        data = self._request("reading the schema", "GET", "schema")
-        return CollectionSchema.from_dict(data) if data is not None else None
+        """Read once, then kept (see ``__init__``)."""
+        with self._lock:
+            if not self._schema_read:
+                data = self._request("reading the schema", "GET", "schema")
+                self._schema = CollectionSchema.from_dict(data) if data is not None else None
+                self._schema_read = True
+            return self._schema
+
+    def _remember(self, data: Mapping[str, Any]) -> CollectionSchema:
+        with self._lock:
+            self._schema, self._schema_read = CollectionSchema.from_dict(data), True
+            return self._schema
 
     def ensure_schema(self, wanted: CollectionSchema) -> CollectionSchema:
-        return CollectionSchema.from_dict(self._request("creating the collection", "POST", "schema", wanted.to_dict()))
-
-    def _create_collection(self, schema: CollectionSchema) -> CollectionSchema:
-        return self.ensure_schema(schema)
-
-    def _save_schema(self, schema: CollectionSchema) -> None:
-        raise StoreError("the service saves the schema itself")  # upsert() and save_fusion() are overridden
+        return self._remember(self._request("creating the collection", "POST", "schema", wanted.to_dict()))
 
     def save_fusion(self, setting: Mapping[str, Any] | None) -> CollectionSchema:
         """Recorded by the service, which searches with it from then on."""
         self._request("recording the fusion", "POST", "fusion", {"setting": dict(setting) if setting else None})
-        schema = self.schema
-        if schema is None:
+        data = self._request("reading the schema", "GET", "schema")
+        if data is None:
             raise StoreError(f"{self.url} holds no collection yet: run `sparsehybrid index` first")
-        return schema
+        return self._remember(data)
 
     def close(self) -> None:
         self._http.close()  # the service keeps the store open
@@ -197,9 +204,6 @@ class ServiceStore(RemoteStore):
         body = {"records": [record_to_json(r) for r in records]}
         return int(self._request(f"writing {len(records)} points", "POST", "upsert", body)["written"])
 
-    def _upsert(self, records: Sequence[PointRecord]) -> int:
-        return self.upsert(records)
-
     def delete_points(self, point_ids: Sequence[str]) -> None:
         if point_ids:
             self._request("deleting points", "POST", "delete_points", {"ids": list(point_ids)})
@@ -212,28 +216,14 @@ class ServiceStore(RemoteStore):
     def count(self, filter: Mapping[str, Any] | None = None) -> int:
         return int(self._request("counting", "POST", "count", {"filter": filter}))
 
-    def get(self, point_ids: Sequence[str], with_sparse: bool = False) -> list[ScoredPoint]:
+    def get(self, point_ids: Sequence[str]) -> list[ScoredPoint]:
         rows = self._request("reading points", "POST", "get", {"ids": list(point_ids)}) if point_ids else []
         return [ScoredPoint(r["id"], 0.0, r["payload"]) for r in rows]
 
-    def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
+    def iter_points(self) -> Iterator[ScoredPoint]:
         for r in self._request("reading points", "POST", "points", {}):
             yield ScoredPoint(r["id"], 0.0, r["payload"])
 
     def document_states(self) -> dict[str, tuple[str, int]]:
         data = self._request("reading document states", "GET", "document_states")
         return {k: (v[0], int(v[1])) for k, v in data.items()}
-
-    def _no_search(self) -> list[ScoredPoint]:
-        raise StoreError(f"{self.url} is served by {self._info.url}: search it with POST /search")
-
-    def _search_sparse(
-        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool
-    ) -> list[ScoredPoint]:
-        return self._no_search()
-
-    def _search_dense(self, vector: list[float], limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
-        return self._no_search()
-
-    def _search_bm25(self, text: str, limit: int, conditions: list[Condition]) -> list[ScoredPoint]:
-        return self._no_search()

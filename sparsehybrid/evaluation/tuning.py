@@ -26,7 +26,7 @@ from .metrics import METRICS, Qrels, Run, per_query
 WEIGHT_STEPS = (0.0, 0.5, 1.0, 2.0)
 #: RRF k values tried (60 is the paper's default).
 RRF_KS = (10, 30, 60, 100)
-SCORE_METHODS = ("weighted", "zscore", "dbsf")
+SCORE_METHODS = ("minmax", "zscore", "dbsf")
 #: What tuning maximises.
 OBJECTIVE = "NDCG@10"
 #: Fewer judged training queries than this keep plain RRF: too few to choose among the grid.
@@ -248,7 +248,7 @@ def unsupervised_settings(runs: Mapping[str, Run], queries: Sequence[str]) -> di
     equal = {r: 1.0 for r in retrievers}
     return {
         "RRF agreement-weighted": FusionSetting("rrf", 60, agreement_weights(runs, queries)),
-        "Min-max": FusionSetting("weighted", 60, equal),
+        "Min-max": FusionSetting("minmax", 60, equal),
         "Z-score": FusionSetting("zscore", 60, equal),
         "DBSF": FusionSetting("dbsf", 60, equal),
     }

@@ -13,7 +13,15 @@ from typing import Any
 from .rrf import DEFAULT_RRF_K
 
 #: Method names, as :data:`sparsehybrid.fusion.FUSIONS` knows them.
-METHODS = ("rrf", "weighted", "zscore", "dbsf")
+METHODS = ("rrf", "minmax", "zscore", "dbsf")
+#: Old names still accepted everywhere (CLI, API, service, recorded settings): ``weighted`` was
+#: min-max normalisation, though every method takes weights.
+ALIASES = {"weighted": "minmax"}
+
+
+def canonical_method(name: str) -> str:
+    """``name`` with an old alias replaced by the method's name (``weighted`` -> ``minmax``)."""
+    return ALIASES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,7 @@ class FusionSetting:
     weights: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "method", canonical_method(self.method))
         if self.method not in METHODS:
             raise ValueError(f"unknown fusion {self.method!r}; choose one of {sorted(METHODS)}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:

@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..connectors.base import CollectionSchema, VectorStore
+from ..connectors.base import CollectionSchema
+from ..connectors.sink import IndexSink
 from ..types import Chunk, Document, InvalidRecordError, PointRecord
 from .dead_letter import run_timestamp, write_dead_letter
 from .encoding import BatchEncoder, EncodedBatch
@@ -127,7 +128,7 @@ def rejection_failure(stats: IndexStats, max_fraction: float) -> str | None:
     return None
 
 
-def estimate_avg_len(store: VectorStore, docs: Sequence[Document]) -> float:
+def estimate_avg_len(store: IndexSink, docs: Sequence[Document]) -> float:
     """Average BM25 document length over a sample: length normalisation needs the corpus average."""
     if not docs:
         return 256.0
@@ -230,7 +231,7 @@ def stale_point_ids(docs: Sequence[Planned], n_chunks: Sequence[int]) -> list[st
     ]
 
 
-def write_batch(store: VectorStore, records: Sequence[PointRecord], stale: Sequence[str]) -> float:
+def write_batch(store: IndexSink, records: Sequence[PointRecord], stale: Sequence[str]) -> float:
     """Delete surplus chunks, then upsert every other chunk, then chunk 0; returns the seconds.
 
     Chunk 0 carries the document's content hash, so it is written last: a run that dies (or a
@@ -246,7 +247,7 @@ def write_batch(store: VectorStore, records: Sequence[PointRecord], stale: Seque
 
 
 def plan_index(
-    store: VectorStore,
+    store: IndexSink,
     items: Iterable[SourceItem | Document],
     stats: IndexStats,
     *,
@@ -268,7 +269,7 @@ def plan_index(
 
 
 def run_index(
-    store: VectorStore,
+    store: IndexSink,
     items: Iterable[SourceItem | Document],
     wanted: CollectionSchema,
     submit_encode: Callable[[list[Document]], Pending[EncodedBatch]],
@@ -415,7 +416,7 @@ def _refuse_mass_delete(n: int, stored: int, accepted: int, max_fraction: float)
         )
 
 
-def _direct_delete(store: VectorStore) -> Callable[[list[str]], int]:
+def _direct_delete(store: IndexSink) -> Callable[[list[str]], int]:
     def delete(doc_ids: list[str]) -> int:
         store.delete_documents(doc_ids)
         return len(doc_ids)
@@ -436,7 +437,7 @@ class Indexer:
 
     def __init__(
         self,
-        store: VectorStore,
+        store: IndexSink,
         sparse: Any = None,
         dense: Any = None,
         *,

@@ -38,8 +38,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
-from ..connectors import open_store
-from ..connectors.base import CollectionSchema, StoreError, StoreUnavailableError, VectorStore
+from ..connectors import IndexSink, open_index_sink
+from ..connectors.base import CollectionSchema, StoreError, StoreUnavailableError
 from ..ingestion.dead_letter import run_timestamp, write_dead_letter
 from ..ingestion.encoding import BatchEncoder, EncodedBatch
 from ..ingestion.indexing import IndexInterrupted, IndexStats, rejection_failure, run_index, write_batch
@@ -162,7 +162,7 @@ def encode_batch(rows: list[dict[str, Any]], models: ModelsConfig, chunk_overlap
     retry_jitter_factor=0.5,
     retry_condition_fn=_retry_if_transient,
 )
-def write_batch_task(store: VectorStore, records: list[PointRecord], stale: list[str]) -> float:
+def write_batch_task(store: IndexSink, records: list[PointRecord], stale: list[str]) -> float:
     """Delete surplus chunks and upsert one batch (idempotent, so retrying is safe)."""
     return write_batch(store, records, stale)
 
@@ -175,7 +175,7 @@ def write_batch_task(store: VectorStore, records: list[PointRecord], stale: list
     retry_jitter_factor=0.5,
     retry_condition_fn=_retry_if_transient,
 )
-def delete_vanished(store: VectorStore, doc_ids: list[str]) -> int:
+def delete_vanished(store: IndexSink, doc_ids: list[str]) -> int:
     """Delete whole documents (one bounded batch: server stores cap terms per request)."""
     store.delete_documents(doc_ids)
     return len(doc_ids)
@@ -302,7 +302,7 @@ def _as_is(value: T) -> T:
 def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
     log = get_run_logger()
     t0 = time.perf_counter()
-    store = open_store(cfg.store_url())
+    store = open_index_sink(cfg.store_url())
     log.info("indexing %s into %s", cfg.source.path, store.url)
     # Prefect's engine installs its own SIGTERM handler when the flow starts: an interactive
     # run's stop request takes over again for the body (and gives it back afterwards).

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
+from .._version import __version__
 from ..connectors.base import (
     CollectionSchema,
     EncoderMismatchError,
@@ -24,6 +24,7 @@ from ..connectors.base import (
     StoreLockedError,
     StoreUnavailableError,
 )
+from ..connectors.point_json import record_from_json
 from ..search import SearchResults
 from .core import SearchService
 from .discovery import WRITE_TOKEN_HEADER
@@ -40,7 +41,6 @@ from .models import (
 )
 from .settings import ServiceSettings
 from .ui import UI_PATHS, Judgements, mount_ui
-from .wire import record_from_json
 
 log = logging.getLogger("sparsehybrid.service")
 #: Error families an index job's ServiceStore raises again as the same class.
@@ -209,7 +209,7 @@ def create_app(
     @app.get("/info", tags=["service"])
     def info() -> dict[str, Any]:
         """What the index holds (as ``sparsehybrid info --json``) and how the service searches it."""
-        from ..cli.searching import describe_open_store
+        from ..connectors.description import describe_open_store
 
         out = describe_open_store(service.store)
         searcher = service._searcher

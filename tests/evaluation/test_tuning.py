@@ -17,11 +17,11 @@ from sparsehybrid.evaluation.tuning import (
     tune,
 )
 from sparsehybrid.fusion import FUSIONS, FusionSetting, fuse, zscore_fusion
-from sparsehybrid.fusion.setting import METHODS
+from sparsehybrid.fusion.setting import ALIASES, METHODS
 
 
 def test_setting_methods_are_the_fusions_the_searcher_knows():
-    assert set(METHODS) == set(FUSIONS)
+    assert set(METHODS) | set(ALIASES) == set(FUSIONS)
 
 
 def test_zscore_fusion_standardises_each_retriever():

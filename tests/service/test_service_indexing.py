@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from sparsehybrid.client import SearchClient
-from sparsehybrid.connectors import open_store
+from sparsehybrid.connectors import StoreLockedError, open_index_sink, open_store
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 from sparsehybrid.connectors.service_store import ServiceStore
 from sparsehybrid.ingestion.indexing import Indexer
@@ -86,7 +86,9 @@ def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_ki
         threads = [threading.Thread(target=search_loop) for _ in range(3)]
         for t in threads:
             t.start()
-        store = open_store(f"qdrant-edge://{path}")  # the job's view: the service owns the store
+        with pytest.raises(StoreLockedError, match="open in the search service"):
+            open_store(f"qdrant-edge://{path}")  # the engine admits one process: not opened a second time
+        store = open_index_sink(f"qdrant-edge://{path}")  # the job's view: the service owns the store
         assert isinstance(store, ServiceStore)
         seen_within: list[float] = []
 

@@ -1,5 +1,6 @@
-"""JSON forms of what an index job sends through the service: point records, as compact as
-JSON allows (the vectors dominate), and back."""
+"""JSON forms of point records, as compact as JSON allows (the vectors dominate), and back: the
+wire format an index job writes through a search service in (a data format, so it lives here,
+below both the job side and the service)."""
 
 from __future__ import annotations
 
