@@ -35,9 +35,17 @@ _KINDS: dict[str, type[Exception]] = {
 
 
 class _Transient(Exception):
-    def __init__(self, status: int, detail: str):
-        self.status = status
+    def __init__(self, status: int, detail: str, retry_after: float | None = None):
+        self.status, self.retry_after = status, retry_after
         super().__init__(f"HTTP {status}: {detail}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The seconds a 429/503 asks the client to wait (``Retry-After`` in seconds), if any."""
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _body(options: SearchOptions | None, overrides: dict[str, Any], **queries: Any) -> dict[str, Any]:
@@ -59,7 +67,7 @@ def _check(response: httpx.Response) -> Any:
     except ValueError:
         detail, kind = response.text.strip()[:300] or response.reason_phrase, "StoreError"
     if response.status_code in TRANSIENT_STATUSES:
-        raise _Transient(response.status_code, detail)
+        raise _Transient(response.status_code, detail, _retry_after(response))
     if response.status_code in (401, 403):
         raise PermissionError(f"{response.request.url.copy_with(query=None)}: {detail}")
     raise _KINDS.get(kind, StoreError)(detail)
@@ -91,8 +99,12 @@ class _Base:
     def __repr__(self) -> str:  # no key in reprs
         return f"{type(self).__name__}({self.url!r})"
 
-    def _delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+    def _delay(self, attempt: int, exc: BaseException) -> float:
+        """Jittered exponential backoff; at least what the service's ``Retry-After`` asked for
+        (capped at ``max_backoff``, so a client never sleeps longer than it was told it might)."""
+        asked = exc.retry_after if isinstance(exc, _Transient) and exc.retry_after else 0.0
+        jitter = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+        return max(jitter, min(asked, self.max_backoff))
 
     def _give_up(self, last: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(
@@ -122,7 +134,7 @@ class SearchClient(_Base):
                     raise
                 last = exc
                 if attempt <= self.retries:
-                    time.sleep(self._delay(attempt))
+                    time.sleep(self._delay(attempt, exc))
         assert last is not None
         raise self._give_up(last) from None
 
@@ -174,7 +186,7 @@ class AsyncSearchClient(_Base):
                 if attempt <= self.retries:
                     import asyncio  # here: importing asyncio costs a sync client ~0.08 s
 
-                    await asyncio.sleep(self._delay(attempt))
+                    await asyncio.sleep(self._delay(attempt, exc))
         assert last is not None
         raise self._give_up(last) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 
 import typer
 
@@ -20,7 +21,7 @@ def published_url(host: str, port: int) -> str:
 def serve(
     store: str = typer.Option(DEFAULT_STORE, "--store", "-s", help="Store URL, e.g. qdrant-edge://./my-index."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback needs $SPARSEHYBRID_API_KEY."),
-    port: int = typer.Option(8080, min=1, max=65535),
+    port: int = typer.Option(8080, min=0, max=65535, help="Port to bind (0: any free port; the one bound is printed)."),
     reranker: str | None = typer.Option(None, help="CrossEncoder id or path, for requests with rerank=true."),
     fusion: str | None = typer.Option(
         None,
@@ -38,6 +39,15 @@ def serve(
     wait_for_store: float = typer.Option(
         0.0, min=0, help="Seconds to wait for an index job that holds the store (started before the service)."
     ),
+    workers: int | None = typer.Option(
+        None, min=1, help="Searches answered at once (default: cores + 1, 2 to 8); each takes a batch."
+    ),
+    batch_window_ms: float = typer.Option(
+        2.0, min=0, max=1000, help="How long a worker waits for concurrent searches to batch with (0: no wait)."
+    ),
+    max_batch_size: int = typer.Option(32, min=1, help="Most queries one batch encodes and searches together."),
+    max_queue: int = typer.Option(256, min=1, help="Searches that may wait; beyond that: 429 with Retry-After."),
+    request_timeout: float = typer.Option(30.0, min=0.001, help="Seconds a search may wait and run before 504."),
     qrels: str | None = typer.Option(
         None,
         help="BEIR qrels TSV the /ui page scores against (NDCG@10; its queries come from the folder's queries.jsonl).",
@@ -50,15 +60,18 @@ def serve(
     from ..search import searcher_for_store
     from ..service import discovery
     from ..service.app import create_app
-    from ..service.core import SearchService
+    from ..service.batching import BatchingSettings
+    from ..service.core import SearchService, default_workers
     from ..service.settings import ServiceSettings
     from ..service.ui import Judgements
 
+    sock: socket.socket | None = None
     try:
         judgements = Judgements.load(qrels) if qrels else None
         settings = ServiceSettings.from_env(host, port, max_top_k=max_top_k, cors_origins=cors_origins(cors_origin))
         settings.check()
         default_weights = parse_weights(weights)
+        sock = bind(host, port)
         st = open_owned_store(store, local_path(store), wait_for_store)
         with console.status("loading models"):
             service = SearchService(
@@ -67,9 +80,20 @@ def serve(
                     s, reranker=reranker, device=device, fusion=fusion, rrf_k=rrf_k, weights=default_weights
                 ),
                 follow_recorded_fusion=fusion is None and rrf_k is None and default_weights is None,
+                batching=BatchingSettings(
+                    workers=workers or default_workers(),
+                    window_s=batch_window_ms / 1000,
+                    max_batch=max_batch_size,
+                    max_queue=max_queue,
+                    timeout_s=request_timeout,
+                ),
             )
     except CLI_ERRORS as exc:
+        if sock is not None:
+            sock.close()
         fail(str(exc))
+    assert sock is not None
+    port = sock.getsockname()[1]  # the port actually bound (port 0: the one the system chose)
     path = local_path(store)
     info = None
     if path is not None:
@@ -84,11 +108,27 @@ def serve(
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
         # found: make that one an exit, so the store is closed and the service file withdrawn below.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.run(api, host=host, port=port, log_level=log_level)
+        uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level=log_level)).run(sockets=[sock])
     finally:
+        sock.close()
         if info is not None and path is not None:
             discovery.withdraw(path, info)
         service.close()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, bound here so the start-up line and the service file
+    name the port actually bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

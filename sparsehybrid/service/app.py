@@ -25,7 +25,8 @@ from ..connectors.base import (
     StoreUnavailableError,
 )
 from ..connectors.point_json import record_from_json
-from ..search import SearchResults
+from ..search import SearchOptions, SearchResults
+from .batching import DeadlineExceeded, Overloaded
 from .core import SearchService
 from .discovery import WRITE_TOKEN_HEADER
 from .metrics import ServiceMetrics
@@ -162,6 +163,18 @@ def create_app(
         metrics.errors.labels(request.url.path, type(exc).__name__).inc()
         return JSONResponse(error_body(exc), status_code=error_status(exc))
 
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        metrics.errors.labels(request.url.path, "Overloaded").inc()
+        body = {"error": "Overloaded", "kind": "StoreUnavailableError", "detail": str(exc)}
+        return JSONResponse(body, status_code=429, headers={"Retry-After": str(int(exc.retry_after))})
+
+    @app.exception_handler(DeadlineExceeded)
+    async def deadline(request: Request, exc: DeadlineExceeded) -> JSONResponse:
+        metrics.errors.labels(request.url.path, "DeadlineExceeded").inc()
+        body = {"error": "DeadlineExceeded", "kind": "StoreUnavailableError", "detail": str(exc)}
+        return JSONResponse(body, status_code=504)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
@@ -182,29 +195,31 @@ def create_app(
         )
     app.add_middleware(BodyLimit, settings=settings)
 
-    def options_of(req: SearchRequest | BatchRequest) -> dict[str, Any]:
+    def options_of(req: SearchRequest | BatchRequest) -> SearchOptions:
         if req.top_k > settings.max_top_k:
             raise ValueError(f"top_k is {req.top_k}; this service's limit is {settings.max_top_k}")
         if req.candidates > settings.max_candidates:
             raise ValueError(f"candidates is {req.candidates}; this service's limit is {settings.max_candidates}")
-        return req.model_dump(exclude={"query", "queries"})
+        return SearchOptions.of(req)
 
     def respond(results: SearchResults, mode: str) -> SearchResponse:
         metrics.search_seconds.labels(mode).observe(results.timing.total)
         return SearchResponse.of(results)
 
     @app.post("/search", response_model=SearchResponse, tags=["search"])
-    def search(req: SearchRequest) -> SearchResponse:
-        """Top ``top_k`` documents for ``query`` (the options of ``HybridSearcher.search``)."""
-        return respond(service.search(req.query, **options_of(req)), req.mode)
+    async def search(req: SearchRequest) -> SearchResponse:
+        """Top ``top_k`` documents for ``query`` (the options of ``HybridSearcher.search``).
+        Concurrent searches with the same options are answered in one batch."""
+        (results,) = await service.search_async([req.query], options_of(req))
+        return respond(results, req.mode)
 
     @app.post("/search/batch", response_model=BatchResponse, tags=["search"])
-    def search_batch(req: BatchRequest) -> BatchResponse:
+    async def search_batch(req: BatchRequest) -> BatchResponse:
         """Several queries with the same options, answered in order."""
         if len(req.queries) > settings.max_batch:
             raise ValueError(f"{len(req.queries)} queries in one batch; this service's limit is {settings.max_batch}")
-        options = options_of(req)
-        return BatchResponse(results=[respond(r, req.mode) for r in service.search_batch(req.queries, **options)])
+        results = await service.search_async(req.queries, options_of(req))
+        return BatchResponse(results=[respond(r, req.mode) for r in results])
 
     @app.get("/info", tags=["service"])
     def info() -> dict[str, Any]:
