@@ -9,11 +9,13 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._version import __version__
@@ -44,6 +46,7 @@ from .settings import ServiceSettings
 from .ui import UI_PATHS, Judgements, mount_ui
 
 log = logging.getLogger("sparsehybrid.service")
+HTTP_STATUSES = {s.value for s in HTTPStatus}
 #: Error families an index job's ServiceStore raises again as the same class.
 KINDS = ("EncoderMismatchError", "StoreLockedError", "StoreError", "ValueError")
 ERROR_STATUS = {"ValueError": 400, "EncoderMismatchError": 409, "StoreLockedError": 503, "StoreError": 409}
@@ -74,6 +77,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if path.startswith("/search"):
+            scope = {**scope, "headers": _json_content_type(scope["headers"])}
         limit = self.settings.max_write_bytes if path.startswith(STORE_PREFIX) else self.settings.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -97,6 +102,16 @@ class BodyLimit:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+def _json_content_type(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The search endpoints take JSON only: a body sent as a form (``curl -d '{...}'``'s default
+    type) or with no type is read as the JSON it is, instead of failing as an unreadable form."""
+    kept = [(k, v) for k, v in headers if k != b"content-type"]
+    given = dict(headers).get(b"content-type", b"")
+    if given and not given.startswith(b"application/x-www-form-urlencoded"):
+        return headers
+    return [*kept, (b"content-type", b"application/json")]
 
 
 def _too_large(limit: int) -> JSONResponse:
@@ -174,6 +189,14 @@ def create_app(
         metrics.errors.labels(request.url.path, "DeadlineExceeded").inc()
         body = {"error": "DeadlineExceeded", "kind": "StoreUnavailableError", "detail": str(exc)}
         return JSONResponse(body, status_code=504)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """404, 405 and the like in the documented shape, not FastAPI's bare ``{"detail"}``."""
+        name = HTTPStatus(exc.status_code).phrase.replace(" ", "") if exc.status_code in HTTP_STATUSES else "HTTPError"
+        metrics.errors.labels(request.url.path, name).inc()
+        body = {"error": name, "kind": "ValueError", "detail": f"{request.method} {request.url.path}: {exc.detail}"}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -46,6 +46,8 @@ class ServiceSettings:
                 f"binding {self.host} exposes the index beyond this machine: set {API_KEY_ENV} "
                 "(clients send it as 'Authorization: Bearer KEY'), or bind 127.0.0.1"
             )
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError(f"{API_KEY_ENV} is blank: set a real key (e.g. `openssl rand -hex 32`) or unset it")
         if self.api_key is not None and len(self.api_key) < 16:
             raise ValueError(f"{API_KEY_ENV} is too short: use at least 16 characters (e.g. `openssl rand -hex 32`)")
         if self.max_top_k < 1 or self.max_batch < 1 or self.max_body_bytes < 1024:
