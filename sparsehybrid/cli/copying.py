@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from typing import Any
 
 import typer
 
@@ -34,6 +36,11 @@ class CopyProgress:
             self.bar.stop()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM stops a copy as Ctrl-C does: the stores are closed (flushed) on the way out."""
+    raise KeyboardInterrupt
+
+
 @app.command()
 def copy(
     source: str = typer.Argument(..., help="Store URL to read (or parquet:///path/points.parquet)."),
@@ -49,6 +56,7 @@ def copy(
     from ..connectors import StoreError
     from ..connectors.transfer import copy_collection
 
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with CopyProgress() as progress:
             report = copy_collection(
@@ -56,6 +64,14 @@ def copy(
             )
     except (StoreError, ValueError) as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        console.print(
+            "[bold red]interrupted:[/] every batch written so far is kept; run the same command again to finish",
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     console.print(
         f"copied {report.copied} points ({report.skipped} already there) from {report.source} to "
         f"{report.destination} in {report.seconds:.1f} s ({report.points_per_second:.0f} points/s)"

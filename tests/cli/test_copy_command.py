@@ -52,3 +52,31 @@ def test_an_incompatible_destination_is_one_line_and_exit_1(tmp_path):
     result = runner.invoke(app, ["copy", str(tmp_path / "a"), str(tmp_path / "b")])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "sparse_model 'other/sparse'" in result.output
+
+
+def test_sigterm_stops_a_copy_cleanly_and_the_same_command_finishes_it(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from sparsehybrid.connectors import transfer
+
+    build(tmp_path / "a")
+    real = transfer.copy_collection
+
+    def terminated_after_two_batches(*args, on_progress, **kwargs):
+        def progress(done, total):
+            on_progress(done, total)
+            if done == 20:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return real(*args, on_progress=progress, **kwargs)
+
+    monkeypatch.setattr(transfer, "copy_collection", terminated_after_two_batches)
+    args = ["copy", str(tmp_path / "a"), str(tmp_path / "b"), "--batch-size", "10"]
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 130 and "run the same command again to finish" in stopped.output
+    with open_store(str(tmp_path / "b")) as partial:  # closed on the way out: reopens, writes kept
+        assert partial.count() == 20
+    monkeypatch.setattr(transfer, "copy_collection", real)
+    finished = runner.invoke(app, args)
+    assert finished.exit_code == 0 and "copied 10 points (20 already there)" in finished.output
