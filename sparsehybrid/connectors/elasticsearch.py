@@ -33,22 +33,12 @@ from typing import Any
 from elastic_transport import Transport
 
 from ..types import SparseVector
-from .base import CollectionSchema
+from .base import BM25, DENSE, SPARSE, CollectionSchema
 from .filters import Condition
 from .retry import TRANSIENT_STATUSES
-from .search_engine_common import (
-    BM25,
-    DENSE,
-    SPARSE,
-    SearchEngineStore,
-    base_mappings,
-    engine_settings,
-    filter_clauses,
-    source_filter,
-    sparse_features,
-    unequal,
-    with_filter,
-)
+from .search_engine_common import SearchEngineStore, engine_settings
+from .search_engine_format import base_mappings, sparse_features
+from .search_engine_queries import filter_clauses, source_filter, unequal, with_filter
 from .server_versions import ServerFeatures, elasticsearch_features, parse_version
 
 log = logging.getLogger(__name__)
