@@ -471,32 +471,42 @@ class SearchEngineStore(RemoteStore):
 
     def _search_fused(self, query: FusedQuery) -> list[ScoredPoint]:
         """RRF in the engine where the cluster supports it, else client-side with the same formula."""
+        parts = self._fused_parts(query)
+        if not parts:
+            return []
+        w = query.weight_list(list(parts))
+        if self.native_fusion and len(parts) >= 2:
+            fused = self._server_fused(parts, query, w)
+            if fused is not None:
+                return fused
+        return self._client_fused(parts, query.limit, query.candidates, query.k, dict(zip(parts, w)), query.conditions)
+
+    def _fused_parts(self, query: FusedQuery) -> dict[str, Any]:
+        """The retrievers a fused query has something for: retriever -> its query."""
         assert self._schema is not None  # search_fused returns early without a collection
         parts: dict[str, Any] = {}
         if query.sparse is not None and sparse_features(query.sparse):
+            self._check_sparse_query()
             parts[SPARSE] = query.sparse
         if query.dense is not None:
             parts[DENSE] = query.dense
         if query.text is not None and self._schema.bm25:
             parts[BM25] = query.text
-        if not parts:
-            return []
-        if SPARSE in parts:
-            self._check_sparse_query()
-        w = query.weight_list(list(parts))
-        if self.native_fusion and len(parts) >= 2:
-            if not self.features.fuses(unequal(w)):
-                if self.fusion == "server":
-                    why = "; ".join(self.features.why)
-                    raise StoreError(f"{self.url}: {self.features.server} cannot run this RRF (fusion=server): {why}")
-            else:
-                fused = self._native_fused(parts, query.limit, query.candidates, query.k, w, query.conditions)
-                if fused is not None:
-                    return fused
-                if self.fusion == "server":
-                    raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
-                self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
-        return self._client_fused(parts, query.limit, query.candidates, query.k, dict(zip(parts, w)), query.conditions)
+        return parts
+
+    def _server_fused(self, parts: dict[str, Any], query: FusedQuery, w: list[float]) -> list[ScoredPoint] | None:
+        """RRF in the engine; None to fuse client-side (refused with ``fusion=server``)."""
+        if not self.features.fuses(unequal(w)):
+            if self.fusion == "server":
+                why = "; ".join(self.features.why)
+                raise StoreError(f"{self.url}: {self.features.server} cannot run this RRF (fusion=server): {why}")
+            return None
+        fused = self._native_fused(parts, query.limit, query.candidates, query.k, w, query.conditions)
+        if fused is None:
+            if self.fusion == "server":
+                raise StoreError(f"{self.url}: this cluster cannot run RRF server-side (fusion=server)")
+            self.native_fusion = False  # remember: this cluster cannot; fuse client-side from now on
+        return fused
 
 
 @dataclass(frozen=True)
