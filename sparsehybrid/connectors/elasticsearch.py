@@ -7,7 +7,7 @@ URLs::
 
 Credentials from the environment: ``ELASTICSEARCH_API_KEY`` (preferred), or
 ``ELASTICSEARCH_USER`` + ``ELASTICSEARCH_PASSWORD``; ``ELASTICSEARCH_CA_BUNDLE`` (or ``?ca=PATH``)
-for a private CA. Options: see :mod:`sparsehybrid.connectors.settings`, plus
+for a private CA. Options: see :mod:`sparsehybrid.connectors.connection`, plus
 ``fusion=auto|server|client`` and ``refresh=wait_for|true|false``.
 
 Sparse vectors live in a ``sparse_vector`` field searched with the ``sparse_vector`` query and a

@@ -8,7 +8,7 @@ URLs::
 Credentials from the environment: ``OPENSEARCH_USER`` + ``OPENSEARCH_PASSWORD`` (basic auth, the
 security plugin's default) or ``OPENSEARCH_API_KEY`` (sent as ``Authorization: ApiKey ...``);
 ``OPENSEARCH_CA_BUNDLE`` (or ``?ca=PATH``) for a private CA. Options: see
-:mod:`sparsehybrid.connectors.settings`, plus ``fusion=auto|server|client`` and
+:mod:`sparsehybrid.connectors.connection`, plus ``fusion=auto|server|client`` and
 ``refresh=wait_for|true|false``.
 
 Sparse vectors live in a ``rank_features`` field queried with ``neural_sparse`` and raw

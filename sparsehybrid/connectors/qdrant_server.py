@@ -10,7 +10,7 @@ Local mode is qdrant-client's pure-Python engine: exact search, no payload index
 point is committed to SQLite one by one (slow on real disks); use it for tests and small data.
 
 The API key comes from ``QDRANT_API_KEY`` (never from the URL, never printed). Options are those
-of :mod:`sparsehybrid.connectors.settings` plus ``grpc=true`` (use the gRPC port 6334).
+of :mod:`sparsehybrid.connectors.connection` plus ``grpc=true`` (use the gRPC port 6334).
 
 Layout: named vectors ``sparse`` (learned sparse, plain dot product), ``dense`` (cosine) and
 ``bm25`` (sparse, ``Modifier.IDF``), the latter fed by the same Qdrant BM25 embedder the Edge
@@ -42,6 +42,7 @@ from .base import (
     StoreQuery,
 )
 from .batch_plan import OnItsOwn, Step, batched_or_empty, run_batch
+from .connection import ConnectionSettings
 from .filters import Condition
 from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
 from .remote import RemoteStore
@@ -54,7 +55,6 @@ from .server_versions import (
     qdrant_features,
     version_text,
 )
-from .settings import ConnectionSettings
 
 SCHEMA_KEY = "sparsehybrid"
 DEFAULT_COLLECTION = "sparsehybrid"

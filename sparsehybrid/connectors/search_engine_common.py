@@ -26,6 +26,7 @@ from .base import (
     StoreQuery,
 )
 from .batch_plan import OnItsOwn, Step, batched_or_empty, run_batch
+from .connection import ConnectionSettings
 from .filters import Condition
 from .remote import RemoteStore
 from .retry import RetryPolicy, describe_error
@@ -49,7 +50,6 @@ from .search_engine_responses import (
     shard_failures,
 )
 from .server_versions import UNKNOWN, ServerFeatures, log_fallbacks
-from .settings import ConnectionSettings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
