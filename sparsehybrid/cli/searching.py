@@ -110,9 +110,15 @@ def search(
 
 
 def describe_store(store_url: str) -> dict[str, Any]:
-    """What ``info`` reports, as data (also its ``--json`` output)."""
-    from ..connectors import open_store
+    """What ``info`` reports, as data (also its ``--json`` output); a served store's, from its service."""
+    from ..connectors import open_store, served_by
 
+    service = served_by(store_url)
+    if service is not None:
+        from ..client import SearchClient
+
+        with SearchClient(service) as client:
+            return {k: v for k, v in client.info().items() if k != "service"}
     st = open_store(store_url)
     try:
         return describe_open_store(st)
