@@ -41,7 +41,7 @@ EXTRA_QUERIES = [
 
 
 def load_queries(spec: str | None, limit: int) -> list[str]:
-    from sparsehybrid.quickstart import EXAMPLE_QUERIES
+    from sparsehybrid.example_corpus import EXAMPLE_QUERIES
 
     if spec is None:
         return (EXAMPLE_QUERIES + EXTRA_QUERIES)[:limit]

@@ -15,6 +15,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from ..connectors import IndexSink
     from ..ingestion.indexing import IndexStats
     from ..pipelines.config import PipelineConfig
     from ..pipelines.runtime import StopRequest
@@ -109,11 +110,15 @@ class IndexProgress:
             self.bar.start()
 
 
-def run_interactive(cfg: PipelineConfig, stop: StopRequest) -> dict[str, Any]:
-    """Run the index flow from a terminal: against PREFECT_API_URL, or a temporary API of our own
-    that no signal or crash of this process leaves behind; SIGINT/SIGTERM stop it between batches."""
-    unchanged = unchanged_summary(cfg)
+def run_interactive(cfg: PipelineConfig, sink: IndexSink, stop: StopRequest) -> dict[str, Any]:
+    """Run the index flow from a terminal on ``sink`` (the store, opened once): nothing at all
+    when nothing changed, else against PREFECT_API_URL, or a temporary API of our own that no
+    signal or crash of this process leaves behind; SIGINT/SIGTERM stop it between batches."""
+    from ..pipelines.planning import unchanged_summary
+
+    unchanged = unchanged_summary(cfg, sink)
     if unchanged is not None:
+        console.print(f"{unchanged['seen']} documents: nothing changed since the last run", soft_wrap=True)
         return unchanged
     from prefect.settings import PREFECT_API_URL
 
@@ -123,40 +128,7 @@ def run_interactive(cfg: PipelineConfig, stop: StopRequest) -> dict[str, Any]:
     with stop.installed():
         api = contextlib.nullcontext() if PREFECT_API_URL.value() else temporary_prefect_api()
         with api:
-            return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop)
-
-
-def unchanged_summary(cfg: PipelineConfig) -> dict[str, Any] | None:
-    """The summary of a run with nothing to do, found without Prefect or models; else None.
-
-    Reading the source and the stored content hashes is all a no-op needs: a re-run of an
-    unchanged corpus takes seconds instead of starting an API and loading models. Anything to
-    encode, delete, dead-letter or fail on goes through the flow as usual.
-    """
-    from ..connectors import open_index_sink
-    from ..ingestion.indexing import IndexStats, plan_index, rejection_failure
-    from ..ingestion.sources import open_source
-
-    t0 = time.perf_counter()
-    store = open_index_sink(cfg.store_url())
-    try:
-        if store.schema is None:
-            return None
-        stats = IndexStats()
-        items = open_source(cfg.source.path, cfg.source.fields.field_map(), cfg.source.format)
-        todo, _, vanished = plan_index(store, items, stats, sync=cfg.sync)
-        if (
-            todo
-            or vanished
-            or (stats.rejected and cfg.dead_letter)
-            or rejection_failure(stats, cfg.max_reject_fraction)
-        ):
-            return None
-        stats.seconds = time.perf_counter() - t0
-        console.print(f"{stats.seen} documents: nothing changed since the last run", soft_wrap=True)
-        return stats.summary(store.url)
-    finally:
-        store.close()
+            return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop, sink=sink)
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -167,23 +139,6 @@ def quiet_libraries(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-
-def recorded_models(store_url: str) -> tuple[str | None, str | None]:
-    """The (sparse, dense) models an existing collection was built with; the defaults for a new one.
-
-    So re-indexing needs no model options, as searching needs none.
-    """
-    from ..connectors import open_index_sink
-
-    st = open_index_sink(store_url)
-    try:
-        schema = st.schema
-    finally:
-        st.close()
-    if schema is None:
-        return DEFAULT_SPARSE_MODEL, DEFAULT_DENSE_MODEL
-    return schema.sparse_model or "none", schema.dense_model or "none"
 
 
 @app.command()
@@ -230,55 +185,49 @@ def index(
     Uses the Prefect API at PREFECT_API_URL, or a temporary local one.
     """
     quiet_libraries(verbose)
-    from ..connectors import StoreError
+    from ..connectors import StoreError, open_index_sink
     from ..ingestion.indexing import IndexInterrupted
     from ..pipelines.config import PipelineConfig, PipelineConfigError
     from ..pipelines.flows import TooManyRejectedError
+    from ..pipelines.planning import recorded_models
     from ..pipelines.runtime import StopRequest
 
     stop = StopRequest()
-
+    sink: IndexSink | None = None  # the store, opened once: models, the no-op check and the run read it
     try:
         if config is not None:
             cfg = PipelineConfig.from_file(config)
         else:
             if source is None:
                 fail("give a SOURCE path or --config FILE")
-            recorded = recorded_models(store) if sparse_model is None or dense_model is None else (None, None)
+            sink = open_index_sink(store)
+            recorded = recorded_models(sink)
             cfg = PipelineConfig.parse(
-                {
-                    "source": {
-                        "path": str(source),
-                        "format": format,
-                        "fields": {
-                            "id": id_field,
-                            "text": text_field,
-                            "title": title_field or None,
-                            "metadata": metadata_field or None,
-                        },
-                    },
-                    "store": store,
-                    "models": {
-                        "sparse": sparse_model if sparse_model is not None else recorded[0],
-                        "dense": dense_model if dense_model is not None else recorded[1],
-                        "bm25": bm25,
-                        "device": device,
-                        "max_length": max_length,
-                    },
-                    "batch_size": batch_size,
-                    "chunk_overlap": chunk_overlap,
-                    "sync": sync,
-                    "allow_mass_delete": allow_mass_delete,
-                    "dask": {"address": dask_address}
-                    if dask_address
-                    else ({"n_workers": dask_workers} if dask_workers else None),
-                    "dead_letter": str(dead_letter) if dead_letter else None,
-                },
+                options_config(
+                    source=source,
+                    store=store,
+                    sparse=sparse_model if sparse_model is not None else recorded[0],
+                    dense=dense_model if dense_model is not None else recorded[1],
+                    bm25=bm25,
+                    device=device,
+                    max_length=max_length,
+                    batch_size=batch_size,
+                    chunk_overlap=chunk_overlap,
+                    sync=sync,
+                    allow_mass_delete=allow_mass_delete,
+                    fields={"id": id_field, "text": text_field, "title": title_field, "metadata": metadata_field},
+                    format=format,
+                    dask_address=dask_address,
+                    dask_workers=dask_workers,
+                    dead_letter=dead_letter,
+                ),
                 where="options",
             )
         if not cfg.source.path.exists():
             fail(f"{cfg.source.path} does not exist")
-        summary = run_interactive(cfg, stop)
+        if sink is None:
+            sink = open_index_sink(cfg.store_url())
+        summary = run_interactive(cfg, sink, stop)
     except IndexInterrupted as exc:
         err_console.print(f"[bold yellow]stopped:[/] {exc}")
         raise typer.Exit(code=stop.exit_code) from None
@@ -287,7 +236,48 @@ def index(
         fail(str(exc))
     except (StoreError, PipelineConfigError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+    finally:
+        if sink is not None:
+            sink.close()
     print_summary(summary)
+
+
+def options_config(
+    *,
+    source: Path,
+    store: str,
+    sparse: str,
+    dense: str,
+    bm25: bool,
+    device: str | None,
+    max_length: int | None,
+    batch_size: int,
+    chunk_overlap: int,
+    sync: bool,
+    allow_mass_delete: bool,
+    fields: dict[str, Any],
+    format: str | None,
+    dask_address: str | None,
+    dask_workers: int | None,
+    dead_letter: Path | None,
+) -> dict[str, Any]:
+    """``index``'s options as the job-config mapping a YAML file would hold (one validation for both)."""
+    dask = {"address": dask_address} if dask_address else ({"n_workers": dask_workers} if dask_workers else None)
+    return {
+        "source": {
+            "path": str(source),
+            "format": format,
+            "fields": {**fields, "title": fields["title"] or None, "metadata": fields["metadata"] or None},
+        },
+        "store": store,
+        "models": {"sparse": sparse, "dense": dense, "bm25": bm25, "device": device, "max_length": max_length},
+        "batch_size": batch_size,
+        "chunk_overlap": chunk_overlap,
+        "sync": sync,
+        "allow_mass_delete": allow_mass_delete,
+        "dask": dask,
+        "dead_letter": str(dead_letter) if dead_letter else None,
+    }
 
 
 def print_summary(s: dict) -> None:

@@ -19,7 +19,7 @@ def quickstart(
     device: str | None = typer.Option(None),
 ) -> None:
     """Index the standard library's docstrings with the offline default models, then search them."""
-    from ..quickstart import EXAMPLE_QUERIES, stdlib_documents
+    from ..example_corpus import EXAMPLE_QUERIES, stdlib_documents
     from ..search import searcher_for_store
 
     t0 = time.perf_counter()

@@ -116,34 +116,22 @@ def search(
 
 
 def describe_store(store_url: str) -> dict[str, Any]:
-    """What ``info`` reports, as data (also its ``--json`` output)."""
-    from ..connectors import open_store
+    """What ``info`` reports, as data (also its ``--json`` output); a served store's, from its service."""
+    from ..connectors import open_store, served_by
+
+    service = served_by(store_url)
+    if service is not None:
+        from ..client import SearchClient
+
+        with SearchClient(service) as client:
+            return {k: v for k, v in client.info().items() if k != "service"}
+    from ..connectors.description import describe_open_store
 
     st = open_store(store_url)
     try:
         return describe_open_store(st)
     finally:
         st.close()
-
-
-def describe_open_store(st: VectorStore) -> dict[str, Any]:
-    """:func:`describe_store` of a store already open (the search service's ``/info``)."""
-    schema = st.schema
-    if schema is None:
-        raise ValueError(f"{st.url} holds no collection yet")
-    return {
-        "store": st.url,
-        "documents": len(st.document_states()),
-        "points": st.count(),
-        "sparse_model": schema.sparse_model,
-        "sparse_vocab": schema.sparse_dim,
-        "dense_model": schema.dense_model,
-        "dense_dim": schema.dense_dim,
-        "bm25": {"language": schema.bm25_language, "avg_len": schema.bm25_avg_len} if schema.bm25 else None,
-        "metadata_fields": dict(sorted(schema.metadata_fields.items())),
-        "fusion": schema.fusion,
-        "disk_bytes": st.disk_size(),
-    }
 
 
 @app.command()

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import signal
-import socket
-
 import typer
 
 from .app import DEFAULT_STORE, app, console, fail
 from .searching import CLI_ERRORS, parse_weights
-
-
-def published_url(host: str, port: int) -> str:
-    """Where local index jobs reach the service: loopback when it listens on every address."""
-    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://[{local}]:{port}" if ":" in local else f"http://{local}:{port}"
 
 
 @app.command()
@@ -54,111 +45,48 @@ def serve(
     ),
 ) -> None:
     """Serve searches over HTTP with warm models; index jobs on the same embedded store write through it."""
-    import uvicorn
-
-    from ..connectors.registry import local_path
-    from ..search import searcher_for_store
-    from ..service import discovery
-    from ..service.app import create_app
     from ..service.batching import BatchingSettings
-    from ..service.core import SearchService, default_workers
+    from ..service.core import default_workers
+    from ..service.runner import bind, open_owned_store, run_service, start_service
     from ..service.settings import ServiceSettings
     from ..service.ui import Judgements
 
-    sock: socket.socket | None = None
+    sock = None
     try:
         judgements = Judgements.load(qrels) if qrels else None
         settings = ServiceSettings.from_env(host, port, max_top_k=max_top_k, cors_origins=cors_origins(cors_origin))
         settings.check()
+        batching = BatchingSettings(
+            workers=workers or default_workers(),
+            window_s=batch_window_ms / 1000,
+            max_batch=max_batch_size,
+            max_queue=max_queue,
+            timeout_s=request_timeout,
+        )
+        batching.check()
         default_weights = parse_weights(weights)
         sock = bind(host, port)
-        st = open_owned_store(store, local_path(store), wait_for_store)
+        st = open_owned_store(store, wait_for_store, notify=say)
         with console.status("loading models"):
-            service = SearchService(
+            service = start_service(
                 st,
-                lambda s: searcher_for_store(
-                    s, reranker=reranker, device=device, fusion=fusion, rrf_k=rrf_k, weights=default_weights
-                ),
-                follow_recorded_fusion=fusion is None and rrf_k is None and default_weights is None,
-                batching=BatchingSettings(
-                    workers=workers or default_workers(),
-                    window_s=batch_window_ms / 1000,
-                    max_batch=max_batch_size,
-                    max_queue=max_queue,
-                    timeout_s=request_timeout,
-                ),
+                reranker=reranker,
+                device=device,
+                fusion=fusion,
+                rrf_k=rrf_k,
+                weights=default_weights,
+                batching=batching,
             )
     except CLI_ERRORS as exc:
         if sock is not None:
             sock.close()
         fail(str(exc))
-    assert sock is not None
-    port = sock.getsockname()[1]  # the port actually bound (port 0: the one the system chose)
-    path = local_path(store)
-    info = None
-    if path is not None:
-        from pathlib import Path
-
-        Path(path).mkdir(parents=True, exist_ok=True)
-        info = discovery.publish(path, published_url(host, port))
-    try:
-        api = create_app(service, settings, write_token=info.token if info else None, judgements=judgements)
-        state = "ready" if service.ready else "no collection yet: index into it, the service writes it"
-        console.print(f"serving {st.url} on {published_url(host, port)} ({state}); docs at /docs", soft_wrap=True)
-        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
-        # found: make that one an exit, so the store is closed and the service file withdrawn below.
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level=log_level)).run(sockets=[sock])
-    finally:
-        sock.close()
-        if info is not None and path is not None:
-            discovery.withdraw(path, info)
-        service.close()
+    run_service(service, settings, log_level=log_level, notify=say, judgements=judgements, sock=sock)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``, bound here so the start-up line and the service file
-    name the port actually bound."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+def say(line: str) -> None:
+    console.print(line, soft_wrap=True)
 
 
 def cors_origins(origins: list[str]) -> list[str]:
     return [o.strip() for o in origins if o.strip()]
-
-
-def open_owned_store(url: str, path: str | None, wait: float = 0.0):
-    """The store itself, never another service's proxy: one service per embedded store. An index
-    job that opened it directly (before the service ran) holds it until it ends: wait up to ``wait`` s."""
-    import time
-
-    from ..connectors import StoreLockedError, open_store
-    from ..service import discovery
-
-    if path is not None:
-        other = discovery.read(path)
-        if other is not None:
-            raise ValueError(f"{url} is already served by {other.url} (pid {other.pid}); stop that service first")
-    deadline, told = time.monotonic() + wait, False
-    while True:
-        try:
-            return open_store(url)
-        except StoreLockedError:
-            if time.monotonic() >= deadline:
-                raise
-            if not told:
-                console.print(f"waiting up to {wait:g} s for the process writing to {url} to finish", soft_wrap=True)
-                told = True
-            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))

@@ -33,7 +33,7 @@ def tune(
     """
     from ..connectors import IndexSink, StoreError, VectorStore, open_index_sink, open_store, served_by
     from ..evaluation.beir import BeirFormatError, load_beir
-    from ..evaluation.tuning import tune as tune_fusion
+    from ..evaluation.fusion_tuning import tune as tune_fusion
     from ..searchers import open_searcher
 
     try:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import abc
 import dataclasses
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..fusion import reciprocal_rank_fusion
 from ..types import Chunk, PointRecord, ScoredPoint, SparseVector
+from .batch_plan import RequestBuilder
 from .filters import Condition, check_fields, metadata_field_types, parse_filter
+
+R = TypeVar("R")
 
 SCHEMA_VERSION = 1
 #: The named vectors (and retrievers) every backend stores: learned sparse, dense, native BM25.
@@ -439,14 +442,7 @@ class VectorStore(abc.ABC):
         """
         return [self.search_one(q) for q in queries]
 
-    def _build_request(
-        self,
-        query: StoreQuery,
-        sparse: Callable[[SparseVector, int, list[Condition], bool, Sequence[str] | None], Any],
-        dense: Callable[[list[float], int, list[Condition], Sequence[str] | None], Any],
-        bm25: Callable[[str, int, list[Condition], Sequence[str] | None], Any],
-        fused: Callable[[FusedQuery], Any],
-    ) -> Any:
+    def _build_request(self, query: StoreQuery, builder: RequestBuilder[R]) -> R | None:
         """What a backend's batch sends for ``query``: its arguments checked and converted exactly
         as the matching ``search_*`` call does them (filter conditions, payload fields, the
         validated :class:`FusedQuery`), handed to that backend's builder for the retriever. None
@@ -462,19 +458,19 @@ class VectorStore(abc.ABC):
                 query.weights,
                 query.filter,
             )
-            return fused(fused_query) if fused_query is not None else None
+            return builder.fused(fused_query) if fused_query is not None else None
         conditions = self._conditions(query.filter)
         fields = self._payload_keys(query.fields).get("fields")
         if query.retriever == SPARSE:
             assert query.sparse is not None  # checked by StoreQuery
-            return sparse(query.sparse, query.limit, conditions, query.with_sparse, fields)
+            return builder.sparse(query.sparse, query.limit, conditions, query.with_sparse, fields)
         if query.retriever == DENSE:
             assert query.dense is not None
-            return dense(list(map(float, query.dense)), query.limit, conditions, fields)
+            return builder.dense(list(map(float, query.dense)), query.limit, conditions, fields)
         assert query.text is not None
         if "bm25" not in self.capabilities:
             raise StoreError(f"{type(self).__name__} has no native BM25")
-        return bm25(query.text, query.limit, conditions, fields)
+        return builder.bm25(query.text, query.limit, conditions, fields)
 
     def search_one(self, query: StoreQuery) -> list[ScoredPoint]:
         """The ``search_*`` call that ``query`` describes."""

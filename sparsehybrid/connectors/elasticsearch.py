@@ -7,7 +7,7 @@ URLs::
 
 Credentials from the environment: ``ELASTICSEARCH_API_KEY`` (preferred), or
 ``ELASTICSEARCH_USER`` + ``ELASTICSEARCH_PASSWORD``; ``ELASTICSEARCH_CA_BUNDLE`` (or ``?ca=PATH``)
-for a private CA. Options: see :mod:`sparsehybrid.connectors.settings`, plus
+for a private CA. Options: see :mod:`sparsehybrid.connectors.connection`, plus
 ``fusion=auto|server|client`` and ``refresh=wait_for|true|false``.
 
 Sparse vectors live in a ``sparse_vector`` field searched with the ``sparse_vector`` query and a
@@ -33,22 +33,12 @@ from typing import Any
 from elastic_transport import Transport
 
 from ..types import SparseVector
-from .base import CollectionSchema
+from .base import BM25, DENSE, SPARSE, CollectionSchema
 from .filters import Condition
 from .retry import TRANSIENT_STATUSES
-from .search_engine_common import (
-    BM25,
-    DENSE,
-    SPARSE,
-    SearchEngineStore,
-    base_mappings,
-    engine_settings,
-    filter_clauses,
-    source_filter,
-    sparse_features,
-    unequal,
-    with_filter,
-)
+from .search_engine_common import SearchEngineStore, engine_settings
+from .search_engine_format import base_mappings, sparse_features
+from .search_engine_queries import filter_clauses, source_filter, unequal, with_filter
 from .server_versions import ServerFeatures, elasticsearch_features, parse_version
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ URLs::
 Credentials from the environment: ``OPENSEARCH_USER`` + ``OPENSEARCH_PASSWORD`` (basic auth, the
 security plugin's default) or ``OPENSEARCH_API_KEY`` (sent as ``Authorization: ApiKey ...``);
 ``OPENSEARCH_CA_BUNDLE`` (or ``?ca=PATH``) for a private CA. Options: see
-:mod:`sparsehybrid.connectors.settings`, plus ``fusion=auto|server|client`` and
+:mod:`sparsehybrid.connectors.connection`, plus ``fusion=auto|server|client`` and
 ``refresh=wait_for|true|false``.
 
 Sparse vectors live in a ``rank_features`` field queried with ``neural_sparse`` and raw
@@ -31,22 +31,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..types import SparseVector
-from .base import CollectionSchema
+from .base import BM25, DENSE, SPARSE, CollectionSchema
 from .filters import Condition
 from .retry import TRANSIENT_STATUSES
-from .search_engine_common import (
-    BM25,
-    DENSE,
-    SPARSE,
-    SearchEngineStore,
-    base_mappings,
-    engine_settings,
-    filter_clauses,
-    source_filter,
-    sparse_features,
-    unequal,
-    with_filter,
-)
+from .search_engine_common import SearchEngineStore, engine_settings
+from .search_engine_format import base_mappings, sparse_features
+from .search_engine_queries import filter_clauses, source_filter, unequal, with_filter
 from .server_versions import ServerFeatures, opensearch_features, parse_version
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .base import (
     StoreQuery,
     VectorStore,
 )
+from .batch_plan import batched_or_empty, run_batch
 from .filters import Condition
 from .qdrant_common import (
     ENCODED_VECTORS,
@@ -38,6 +40,9 @@ from .qdrant_common import (
     scored_point,
     stored_record,
 )
+
+#: The payload keys a search reads (None: all).
+Fields = Sequence[str] | None
 
 SCHEMA_FILE = "sparsehybrid.json"
 #: Writes are refused below this much free disk (MiB; ``SPARSEHYBRID_MIN_FREE_MB``). The engine
@@ -421,15 +426,33 @@ class QdrantEdgeStore(VectorStore):
     # -- batches -----------------------------------------------------------------------------
     def search_batch(self, queries: Sequence[StoreQuery]) -> list[list[ScoredPoint]]:
         """Every query in one ``EdgeShard.query_batch`` call (the requests ``search_*`` would send)."""
-        requests = [self._batch_request(query) for query in queries]
-        sent = [r for r in requests if r is not None]
-        if not sent:
-            return [[] for _ in requests]
-        answers = iter(self.shard.query_batch(_edge().QueryBatchRequest(queries=sent)))
-        return [[scored_point(p, p.score) for p in next(answers)] if r is not None else [] for r in requests]
-
-    def _batch_request(self, query: StoreQuery):
-        """The request the matching ``search_*`` call sends (validated the same way), or None."""
-        return self._build_request(
-            query, self._sparse_request, self._dense_request, self._bm25_request, self._fused_request
+        builder = _EdgeRequests(self)
+        plan = [batched_or_empty(self._build_request(query, builder)) for query in queries]
+        return run_batch(
+            queries,
+            plan,
+            send=lambda requests: self.shard.query_batch(_edge().QueryBatchRequest(queries=requests)),
+            read=lambda _request, answer: [scored_point(p, p.score) for p in answer],
+            on_its_own=self.search_one,
         )
+
+
+@dataclass(frozen=True)
+class _EdgeRequests:
+    """The ``QueryRequest`` each ``search_*`` call of ``store`` sends (:class:`RequestBuilder`)."""
+
+    store: QdrantEdgeStore
+
+    def sparse(
+        self, vector: SparseVector, limit: int, conditions: list[Condition], with_sparse: bool, fields: Fields
+    ) -> Any:
+        return self.store._sparse_request(vector, limit, conditions, with_sparse, fields)
+
+    def dense(self, vector: list[float], limit: int, conditions: list[Condition], fields: Fields) -> Any:
+        return self.store._dense_request(vector, limit, conditions, fields)
+
+    def bm25(self, text: str, limit: int, conditions: list[Condition], fields: Fields) -> Any:
+        return self.store._bm25_request(text, limit, conditions, fields)
+
+    def fused(self, query: FusedQuery) -> Any:
+        return self.store._fused_request(query)

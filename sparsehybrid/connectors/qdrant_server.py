@@ -10,7 +10,7 @@ Local mode is qdrant-client's pure-Python engine: exact search, no payload index
 point is committed to SQLite one by one (slow on real disks); use it for tests and small data.
 
 The API key comes from ``QDRANT_API_KEY`` (never from the URL, never printed). Options are those
-of :mod:`sparsehybrid.connectors.settings` plus ``grpc=true`` (use the gRPC port 6334).
+of :mod:`sparsehybrid.connectors.connection` plus ``grpc=true`` (use the gRPC port 6334).
 
 Layout: named vectors ``sparse`` (learned sparse, plain dot product), ``dense`` (cosine) and
 ``bm25`` (sparse, ``Modifier.IDF``), the latter fed by the same Qdrant BM25 embedder the Edge
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,6 +41,8 @@ from .base import (
     StoreLockedError,
     StoreQuery,
 )
+from .batch_plan import OnItsOwn, Step, batched_or_empty, run_batch
+from .connection import ConnectionSettings
 from .filters import Condition
 from .qdrant_common import (
     ENCODED_VECTORS,
@@ -61,7 +64,6 @@ from .server_versions import (
     qdrant_features,
     version_text,
 )
-from .settings import ConnectionSettings
 
 SCHEMA_KEY = "sparsehybrid"
 DEFAULT_COLLECTION = "sparsehybrid"
@@ -499,14 +501,11 @@ class QdrantServerStore(RemoteStore):
         single ``search_*`` calls send); a fused query this server version cannot fuse runs on
         its own, fused here, as :meth:`search_fused` does."""
         m = _models()
-        plans: list[Any] = []
-        for query in queries:
-            try:
-                plans.append(self._batch_args(query))
-            except _ServerCannotFuse:
-                plans.append(_ServerCannotFuse)
-        requests = [
-            m.QueryRequest(
+        plan = [self._batch_step(query) for query in queries]
+
+        def request(batched: _QueryArgs) -> Any:
+            args, fields = batched
+            return m.QueryRequest(
                 query=args.get("query"),
                 using=args.get("using"),
                 prefetch=args.get("prefetch"),
@@ -516,39 +515,66 @@ class QdrantServerStore(RemoteStore):
                 with_payload=list(fields) if fields is not None else True,
                 with_vector=args.get("with_vectors", False),
             )
-            for args, fields in (p for p in plans if isinstance(p, tuple))
-        ]
-        answers = iter(
-            self._call("batch search", lambda: self.client.query_batch_points(self.collection, requests=requests))
-            if requests
-            else []
+
+        def send(batched: list[_QueryArgs]) -> list[Any]:
+            requests = [request(b) for b in batched]
+            return self._call(
+                "batch search", lambda: self.client.query_batch_points(self.collection, requests=requests)
+            )
+
+        return run_batch(
+            queries,
+            plan,
+            send=send,
+            read=lambda _batched, answer: [scored_point(p, p.score) for p in answer.points],
+            on_its_own=self.search_one,
         )
-        results: list[list[ScoredPoint]] = []
-        for query, plan in zip(queries, plans):
-            if plan is _ServerCannotFuse:
-                results.append(self.search_one(query))
-            elif plan is None:
-                results.append([])
-            else:
-                results.append([scored_point(p, p.score) for p in next(answers).points])
-        return results
 
-    def _batch_args(self, query: StoreQuery) -> tuple[dict[str, Any], Sequence[str] | None] | None:
-        """(``query_points`` arguments, payload fields) of ``query``, validated as its ``search_*``
-        call validates it; None when that call would return nothing without asking."""
+    def _batch_step(self, query: StoreQuery) -> Step[_QueryArgs]:
+        """``query``'s ``query_points`` arguments and payload fields, validated as its
+        ``search_*`` call validates them; on its own when this server version cannot fuse it."""
+        try:
+            return batched_or_empty(self._build_request(query, _ServerRequests(self)))
+        except _ServerCannotFuse:
+            return OnItsOwn()
 
-        def with_fields(args: dict[str, Any] | None, fields: Sequence[str] | None):
-            return (args, fields) if args is not None else None
 
-        return self._build_request(
-            query,
-            lambda vector, limit, conditions, with_sparse, fields: with_fields(
-                self._sparse_args(vector, limit, conditions, with_sparse), fields
-            ),
-            lambda vector, limit, conditions, fields: with_fields(self._dense_args(vector, limit, conditions), fields),
-            lambda text, limit, conditions, fields: with_fields(self._bm25_args(text, limit, conditions), fields),
-            lambda fused: with_fields(self._fused_args(fused), None),
-        )
+#: ``query_points`` arguments and the payload fields a batched query reads.
+_QueryArgs = tuple[dict[str, Any], Sequence[str] | None]
+
+
+@dataclass(frozen=True)
+class _ServerRequests:
+    """The ``query_points`` arguments each ``search_*`` call of ``store`` sends (:class:`RequestBuilder`)."""
+
+    store: QdrantServerStore
+
+    @staticmethod
+    def _with(args: dict[str, Any] | None, fields: Sequence[str] | None) -> _QueryArgs | None:
+        return (args, fields) if args is not None else None
+
+    def sparse(
+        self,
+        vector: SparseVector,
+        limit: int,
+        conditions: list[Condition],
+        with_sparse: bool,
+        fields: Sequence[str] | None,
+    ) -> _QueryArgs | None:
+        return self._with(self.store._sparse_args(vector, limit, conditions, with_sparse), fields)
+
+    def dense(
+        self, vector: list[float], limit: int, conditions: list[Condition], fields: Sequence[str] | None
+    ) -> _QueryArgs | None:
+        return self._with(self.store._dense_args(vector, limit, conditions), fields)
+
+    def bm25(
+        self, text: str, limit: int, conditions: list[Condition], fields: Sequence[str] | None
+    ) -> _QueryArgs | None:
+        return self._with(self.store._bm25_args(text, limit, conditions), fields)
+
+    def fused(self, query: FusedQuery) -> _QueryArgs | None:
+        return self._with(self.store._fused_args(query), None)
 
 
 class _ServerCannotFuse(Exception):

@@ -36,6 +36,7 @@ from .bench_config import (
     store_url_for,
 )
 from .fusion_study import SINGLE_METHODS, retriever_runs, study_fusion
+from .fusion_tuning import OBJECTIVE
 from .metrics import METRICS, Run, binarize, evaluate, per_query, write_trec_run
 from .plots import plot_ndcg, plot_quality_latency, plot_sweeps
 from .reports import (
@@ -52,7 +53,6 @@ from .reports import (
     write_per_query_csv,
 )
 from .significance import compare_pairs, compare_to_baseline
-from .tuning import OBJECTIVE
 
 logger = logging.getLogger(__name__)
 

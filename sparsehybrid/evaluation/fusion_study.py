@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..fusion import FusionSetting
-from .metrics import Qrels, Run, evaluate
-from .tuning import (
+from .fusion_tuning import (
     OBJECTIVE,
     TuningResult,
     cross_validated_run,
@@ -20,6 +19,7 @@ from .tuning import (
     tune,
     unsupervised_settings,
 )
+from .metrics import Qrels, Run, evaluate
 
 #: Benchmark method name -> retriever name.
 SINGLE_METHODS = {"BM25": "bm25", "Sparse": "sparse", "Dense": "dense"}

@@ -13,7 +13,7 @@ ignored). YAML and TOML are both accepted::
 Secrets never belong in this file (it is stored by Prefect as the flow run's parameters):
 write ``${VAR}`` in the store URL and it is expanded from the environment when the store is
 opened; server stores also read their credentials from the environment
-(:mod:`sparsehybrid.connectors.settings`).
+(:mod:`sparsehybrid.connectors.connection`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -158,14 +159,16 @@ class PipelineConfig(_Strict):
             raise ValueError("must be a store URL, e.g. qdrant-edge://./my-index")
         return v.strip()
 
-    def store_url(self) -> str:
-        """The store URL with ``${VAR}`` expanded from the environment (keep it out of logs)."""
+    def store_url(self, values: Mapping[str, str] | None = None) -> str:
+        """The store URL with ``${VAR}`` expanded from ``values`` (a run's own secrets), else from
+        the environment (a deployment's worker). Keep it out of logs."""
+        found = {**os.environ, **(values or {})}
 
         def sub(m: re.Match) -> str:
             name = m.group(1)
-            if name not in os.environ:
+            if name not in found:
                 raise PipelineConfigError(f"store URL refers to ${{{name}}}, which is not set in the environment")
-            return os.environ[name]
+            return found[name]
 
         return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, self.store)
 

@@ -26,7 +26,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -198,6 +199,23 @@ def load_config(config: dict[str, Any] | str | PipelineConfig) -> PipelineConfig
 _THREADS: Any = ThreadPoolTaskRunner(max_workers=2)
 
 
+@dataclass(frozen=True)
+class RunHooks:
+    """What a run started in this process hands its flow besides the config, never as a Prefect
+    parameter (parameters are stored and shown): a progress callback, a stop request (SIGINT /
+    SIGTERM between batches) and the values of the ``${VAR}`` references :func:`secret_free` put
+    in the store URL. A deployment's runs have none of them."""
+
+    on_progress: Callable[[IndexStats], None] | None = None
+    stop: StopRequest | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+    #: The store, already open in this process (the caller planned on it and closes it).
+    sink: IndexSink | None = None
+
+    def __repr__(self) -> str:  # the secrets never show up in logs or tracebacks
+        return f"RunHooks(on_progress={self.on_progress!r}, stop={self.stop!r}, environ={sorted(self.environ)}, sink={self.sink!r})"
+
+
 @flow(name=FLOW_NAME, task_runner=_THREADS, persist_result=False)
 def index_flow(config: dict[str, Any] | str) -> Any:
     """Index the configured source into the configured store; returns the run summary.
@@ -205,20 +223,25 @@ def index_flow(config: dict[str, Any] | str) -> Any:
     ``config`` is a :class:`PipelineConfig` as a dict, or the path of a YAML/TOML file.
     With ``dask:`` set, the batches run in a subflow on a ``DaskTaskRunner``.
     """
+    return index_body(config, RunHooks())
+
+
+def index_body(config: dict[str, Any] | str, hooks: RunHooks) -> Any:
+    """The flow's body, with the hooks of the run (:func:`run_pipeline` wraps it in a flow of the
+    same name whose closure holds them)."""
     try:
         cfg = load_config(config)
         if cfg.dask is None:
-            return run_batches(cfg)
-        runner = dask_task_runner(cfg.dask)
-        return _index_on_dask.with_options(task_runner=runner)(config=cfg.model_dump(mode="json"))
-    except USER_ERRORS as exc:
-        return _failed(exc)
+            return run_batches(cfg, hooks)
 
+        @flow(name=FLOW_NAME + "-dask", task_runner=dask_task_runner(cfg.dask), persist_result=False)
+        def index_on_dask(config: dict[str, Any]) -> Any:
+            try:
+                return run_batches(load_config(config), hooks)
+            except USER_ERRORS as exc:
+                return _failed(exc)
 
-@flow(name=FLOW_NAME + "-dask", persist_result=False)
-def _index_on_dask(config: dict[str, Any]) -> Any:
-    try:
-        return run_batches(load_config(config))
+        return index_on_dask(config=cfg.model_dump(mode="json"))
     except USER_ERRORS as exc:
         return _failed(exc)
 
@@ -260,13 +283,13 @@ def _encode_slots() -> int:
     return 1
 
 
-def run_batches(cfg: PipelineConfig) -> dict[str, Any]:
+def run_batches(cfg: PipelineConfig, hooks: RunHooks) -> dict[str, Any]:
     """The flow body (runs inside a flow run). Rejected records reach the dead-letter file
     even when the run fails part-way."""
     stats = IndexStats()
     started = run_timestamp()
     try:
-        return _run_batches(cfg, stats)
+        return _run_batches(cfg, stats, hooks)
     finally:
         if cfg.dead_letter is not None:
             run = getattr(get_run_context(), "flow_run", None)
@@ -299,28 +322,37 @@ def _as_is(value: T) -> T:
     return cast(T, quote(value))
 
 
-def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
+def _read_with_schema(
+    cfg: PipelineConfig, store: IndexSink, stats: IndexStats
+) -> tuple[list[SourceItem], CollectionSchema]:
+    """The source's items and the schema the configured models imply. An existing collection
+    built with these models describes them: no model is loaded unless a batch needs encoding.
+    Otherwise loading (on a worker) overlaps the read."""
+    wanted = recorded_schema(cfg.models, store.schema)
+    described = describe_encoders.submit(cfg.models, cfg.chunk_overlap) if wanted is None else None
+    t = time.perf_counter()
+    items = read_source(cfg.source)
+    stats.stages["read"] = time.perf_counter() - t
+    if described is not None:
+        t = time.perf_counter()
+        wanted = described.result()
+        stats.stages["load models"] = time.perf_counter() - t
+    assert wanted is not None
+    return items, wanted
+
+
+def _run_batches(cfg: PipelineConfig, stats: IndexStats, hooks: RunHooks) -> dict[str, Any]:
     log = get_run_logger()
     t0 = time.perf_counter()
-    store = open_index_sink(cfg.store_url())
+    store = hooks.sink if hooks.sink is not None else open_index_sink(cfg.store_url(hooks.environ))
     log.info("indexing %s into %s", cfg.source.path, store.url)
     # Prefect's engine installs its own SIGTERM handler when the flow starts: an interactive
     # run's stop request takes over again for the body (and gives it back afterwards).
-    signals = _stop.installed() if _stop is not None else contextlib.nullcontext()
+    stop = hooks.stop
+    signals = stop.installed() if stop is not None else contextlib.nullcontext()
     with signals:
         try:
-            # An existing collection built with these models describes them: no model is loaded
-            # unless a batch needs encoding. Otherwise loading (on a worker) overlaps the read.
-            wanted = recorded_schema(cfg.models, store.schema)
-            described = describe_encoders.submit(cfg.models, cfg.chunk_overlap) if wanted is None else None
-            t = time.perf_counter()
-            items = read_source(cfg.source)
-            stats.stages["read"] = time.perf_counter() - t
-            if described is not None:
-                t = time.perf_counter()
-                wanted = described.result()
-                stats.stages["load models"] = time.perf_counter() - t
-            assert wanted is not None
+            items, wanted = _read_with_schema(cfg, store, stats)
 
             def submit_encode(docs: list[Document]) -> Any:
                 rows = [dataclasses.asdict(d) for d in docs]
@@ -336,8 +368,8 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
                 batch_size=cfg.batch_size,
                 in_flight=_encode_slots(),
                 sync=cfg.sync,
-                on_batch=_progress,
-                should_stop=_stop.is_set if _stop else None,
+                on_batch=hooks.on_progress,
+                should_stop=stop.is_set if stop is not None else None,
                 allow_mass_delete=cfg.allow_mass_delete,
                 max_delete_fraction=cfg.max_delete_fraction,
                 stats=stats,
@@ -348,7 +380,8 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats) -> dict[str, Any]:
                 store.optimize()
                 stats.stages["optimize"] = time.perf_counter() - t
         finally:
-            store.close()
+            if hooks.sink is None:
+                store.close()
     stats.seconds = time.perf_counter() - t0
     for r in stats.rejected[:20]:
         log.warning("rejected %s", r)
@@ -407,41 +440,36 @@ def summary_markdown(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The progress callback of the run :func:`run_pipeline` started in this process (a flow
-#: parameter cannot carry a function; a deployment's runs have none).
-_progress: Callable[[IndexStats], None] | None = None
-#: Likewise, SIGINT/SIGTERM as a request to stop between batches (an interactive run's).
-_stop: StopRequest | None = None
-
-
 def run_pipeline(
     cfg: PipelineConfig,
     on_progress: Callable[[IndexStats], None] | None = None,
     stop: StopRequest | None = None,
+    sink: IndexSink | None = None,
 ) -> dict[str, Any]:
     """Run :func:`index_flow` for ``cfg`` (against PREFECT_API_URL, or a temporary local API).
 
     ``on_progress`` is called with the run's stats once planned and after every batch; with
-    ``stop``, SIGINT/SIGTERM stop the run between batches (:class:`IndexInterrupted`). Returns
-    the run summary; a failed run raises its error.
+    ``stop``, SIGINT/SIGTERM stop the run between batches (:class:`IndexInterrupted`); with
+    ``sink``, the run writes that open store (the caller's, which it planned on and closes)
+    instead of opening ``cfg``'s. Returns the run summary; a failed run raises its error.
     """
-    global _progress, _stop
-    _progress, _stop = on_progress, stop
     handed, env = secret_free(cfg)
-    os.environ.update(env)
-    try:
-        return cast(dict[str, Any], index_flow(config=handed.model_dump(mode="json")))
-    finally:
-        _progress, _stop = None, None
-        for name in env:
-            os.environ.pop(name, None)
+    hooks = RunHooks(on_progress, stop, env, sink)
+
+    @flow(name=FLOW_NAME, task_runner=_THREADS, persist_result=False)
+    def index_flow_run(config: dict[str, Any]) -> Any:
+        """:func:`index_flow` with this run's hooks (in the closure, not in the parameters)."""
+        return index_body(config, hooks)
+
+    return cast(dict[str, Any], index_flow_run(config=handed.model_dump(mode="json")))
 
 
 def secret_free(cfg: PipelineConfig) -> tuple[PipelineConfig, dict[str, str]]:
     """``cfg`` as Prefect may see it: a store URL with credentials in it (user:password@, or a
-    key/token/password option) becomes a ``${VAR}`` reference, and the returned environment holds
-    the value for this process only. Prefect stores flow-run parameters in its database and shows
-    them in its UI; the flow expands the reference when it opens the store."""
+    key/token/password option) becomes a ``${VAR}`` reference, and the returned mapping holds its
+    value, handed to the flow in :class:`RunHooks` (never put in ``os.environ``). Prefect stores
+    flow-run parameters in its database and shows them in its UI; the flow expands the reference
+    when it opens the store."""
     parts = urlsplit(cfg.store)
     secret_query = re.search(r"(key|token|password|secret)", parts.query, re.IGNORECASE)
     if "${" in cfg.store or not (parts.username or parts.password or secret_query):

@@ -14,17 +14,16 @@ import pytest
 from sparsehybrid.connectors import StoreUnavailableError, open_store
 from sparsehybrid.connectors.elasticsearch import ElasticsearchStore
 from sparsehybrid.connectors.filters import parse_filter
-from sparsehybrid.connectors.search_engine_common import (
+from sparsehybrid.connectors.search_engine_format import (
     WEIGHT_RTOL,
     bulk_delete_body,
-    bulk_failures,
     feature_id,
     feature_name,
     features_to_sparse,
-    hit_to_point,
     lucene_feature_value,
     sparse_features,
 )
+from sparsehybrid.connectors.search_engine_responses import bulk_failures, hit_to_point
 from sparsehybrid.types import SparseVector
 
 from .conformance import SCHEMA, StoreConformance
@@ -128,7 +127,7 @@ def test_url_options_and_down_cluster_without_secrets(monkeypatch):
     assert secret not in str(info.value) and secret not in repr(info.value) and info.value.__cause__ is None
 
 
-# -- shared encoding (search_engine_common) -----------------------------------------------------
+# -- shared encoding (search_engine_format) -----------------------------------------------------
 def test_feature_names_are_reversible_and_collision_free():
     ids = [*list(range(0, 40000)), 2**31 - 1, 2**32 + 5]
     names = [feature_name(i) for i in ids]

@@ -12,7 +12,7 @@ import pytest
 from sparsehybrid.connectors import StoreUnavailableError, open_store
 from sparsehybrid.connectors.filters import parse_filter
 from sparsehybrid.connectors.opensearch import OpenSearchStore
-from sparsehybrid.connectors.search_engine_common import WEIGHT_RTOL, bulk_index_body
+from sparsehybrid.connectors.search_engine_format import WEIGHT_RTOL, bulk_index_body
 from sparsehybrid.types import SparseVector
 
 from .conformance import SCHEMA, StoreConformance, make_records

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sparsehybrid.connectors import StoreUnavailableError
+from sparsehybrid.connectors.connection import ConnectionSettings
 from sparsehybrid.connectors.retry import RetryPolicy, call_with_retries, redact
-from sparsehybrid.connectors.settings import ConnectionSettings
 
 
 def test_transient_failures_are_retried_then_succeed():

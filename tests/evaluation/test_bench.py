@@ -14,8 +14,8 @@ import pytest
 
 from sparsehybrid.evaluation.beir import BeirFormatError, load_beir, read_qrels
 from sparsehybrid.evaluation.bench_config import Method
+from sparsehybrid.evaluation.fusion_tuning import fused_run
 from sparsehybrid.evaluation.metrics import METRICS, evaluate, per_query, read_trec_run, write_trec_run
-from sparsehybrid.evaluation.tuning import fused_run
 from sparsehybrid.fusion import FusionSetting
 
 

@@ -4,8 +4,7 @@ import random
 
 import pytest
 
-from sparsehybrid.evaluation.significance import compare_to_baseline, holm, paired_p_values
-from sparsehybrid.evaluation.tuning import (
+from sparsehybrid.evaluation.fusion_tuning import (
     agreement_weights,
     best_setting,
     candidate_settings,
@@ -16,6 +15,7 @@ from sparsehybrid.evaluation.tuning import (
     score_settings,
     tune,
 )
+from sparsehybrid.evaluation.significance import compare_to_baseline, holm, paired_p_values
 from sparsehybrid.fusion import FUSIONS, FusionSetting, fuse, zscore_fusion
 from sparsehybrid.fusion.setting import ALIASES, METHODS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,17 @@ def test_store_url_secrets_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SH_TEST_KEY", "s3cret")
     assert cfg.store_url() == "qdrant://db:6333/docs?api_key=s3cret"
     assert "s3cret" not in repr(cfg) and "s3cret" not in str(cfg.model_dump())  # the flow parameter stays clean
+
+
+def test_a_runs_own_secret_fills_the_store_url_without_the_environment(monkeypatch):
+    """run_pipeline hands secret_free's values to the flow explicitly: os.environ is never written."""
+    from sparsehybrid.pipelines.flows import RunHooks, secret_free
+
+    monkeypatch.delenv("SH_TEST_KEY", raising=False)
+    cfg = PipelineConfig.parse({"source": {"path": "x.jsonl"}, "store": "opensearch://u:pw@db:9200/docs"})
+    handed, values = secret_free(cfg)
+    assert "pw" not in handed.store and handed.store_url(values) == "opensearch://u:pw@db:9200/docs"
+    assert not set(values) & set(os.environ)
+    with pytest.raises(PipelineConfigError, match="not set in the environment"):
+        handed.store_url()  # nothing was put there
+    assert "pw" not in repr(RunHooks(environ=values))

@@ -128,6 +128,11 @@ def test_searches_succeed_while_a_job_indexes_through_the_service_and_survive_ki
         )
         assert out.returncode == 0, out.stderr
         assert [h["doc_id"] for h in json.loads(out.stdout)] == want
+        # So does `info` (the engine admits no second process to open it).
+        cmd = [sys.executable, "-m", "sparsehybrid.cli", "info", "--store", f"qdrant-edge://{path}", "--json"]
+        out = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["documents"] == 301
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

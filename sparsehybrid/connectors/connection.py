@@ -101,52 +101,77 @@ class ConnectionSettings:
             port = parts.port or default_port
         except ValueError:
             raise ValueError(f"{scheme}:// URL has an invalid port") from None
-        query = dict(parse_qsl(parts.query))
-        opts: dict[str, Any] = {}
-        for key in ("timeout", "retries", "batch_size", "ca", "verify", "name", *known_extra):
-            env_value = env.get(f"{env_prefix}_{key.upper()}")
-            if env_value not in (None, ""):
-                opts[key] = env_value
-        opts.update(query)
-        opts.update({k: v for k, v in (options or {}).items() if v is not None})
-        allowed = {"timeout", "retries", "batch_size", "ca", "verify", "name", "collection", "index", *known_extra}
-        unknown = set(opts) - allowed
-        if unknown:
-            raise ValueError(f"unknown option(s) for {scheme}://: {sorted(unknown)}; known: {sorted(allowed)}")
-        path_name = unquote(parts.path.strip("/"))
-        name = (
-            opts.pop("collection", None)
-            or opts.pop("index", None)
-            or path_name
-            or opts.pop("name", None)
-            or default_name
-        )
-        opts.pop("name", None)
-        opts.pop("collection", None)
-        opts.pop("index", None)
-        if "/" in name or not name.strip():
-            raise ValueError(f"{scheme}:// collection/index name {name!r} is invalid")
-        try:
-            timeout = float(opts.pop("timeout", 30.0))
-            attempts = int(opts.pop("retries", 5))
-            batch_size = int(opts.pop("batch_size", 256))
-        except ValueError as exc:
-            raise ValueError(f"{scheme}:// option has a bad number: {exc}") from None
-        if timeout <= 0 or batch_size < 1:
-            raise ValueError(f"{scheme}:// needs timeout > 0 and batch_size >= 1")
+        opts = _gather_options(scheme, parts.query, options, env, env_prefix, known_extra)
+        name = _collection_name(scheme, opts, unquote(parts.path.strip("/")), default_name)
+        timeout, attempts, batch_size = _numbers(scheme, opts)
+
+        def setting(key: str) -> str | None:  # an environment variable's value, "" as unset
+            return env.get(f"{env_prefix}_{key}") or None
+
         return cls(
             scheme=scheme,
             host=parts.hostname,
             port=int(port),
             tls=scheme in tls_schemes,
             name=name,
-            api_key=env.get(f"{env_prefix}_API_KEY") or None,
-            user=unquote(parts.username) if parts.username else (env.get(f"{env_prefix}_USER") or None),
-            password=unquote(parts.password) if parts.password else (env.get(f"{env_prefix}_PASSWORD") or None),
-            ca_bundle=opts.pop("ca", None) or env.get(f"{env_prefix}_CA_BUNDLE") or None,
+            api_key=setting("API_KEY"),
+            user=unquote(parts.username) if parts.username else setting("USER"),
+            password=unquote(parts.password) if parts.password else setting("PASSWORD"),
+            ca_bundle=opts.pop("ca", None) or setting("CA_BUNDLE"),
             verify=_parse_bool("verify", opts.pop("verify", True)),
             timeout=timeout,
             retry=RetryPolicy(attempts=max(1, attempts)),
             batch_size=batch_size,
             extra={k: str(v) for k, v in opts.items()},
         )
+
+
+#: Options every connection takes (a backend adds its own ``known_extra``).
+_COMMON_OPTIONS = ("timeout", "retries", "batch_size", "ca", "verify", "name")
+
+
+def _gather_options(
+    scheme: str,
+    query: str,
+    options: Mapping[str, Any] | None,
+    env: Mapping[str, str],
+    env_prefix: str,
+    known_extra: tuple[str, ...],
+) -> dict[str, Any]:
+    """Keyword options over the URL query over ``{env_prefix}_*`` variables; unknown ones refused."""
+    opts: dict[str, Any] = {}
+    for key in (*_COMMON_OPTIONS, *known_extra):
+        env_value = env.get(f"{env_prefix}_{key.upper()}")
+        if env_value not in (None, ""):
+            opts[key] = env_value
+    opts.update(parse_qsl(query))
+    opts.update({k: v for k, v in (options or {}).items() if v is not None})
+    allowed = {*_COMMON_OPTIONS, "collection", "index", *known_extra}
+    unknown = set(opts) - allowed
+    if unknown:
+        raise ValueError(f"unknown option(s) for {scheme}://: {sorted(unknown)}; known: {sorted(allowed)}")
+    return opts
+
+
+def _collection_name(scheme: str, opts: dict[str, Any], path_name: str, default: str) -> str:
+    """``collection=`` / ``index=``, else the URL path, else ``name=``, else ``default`` (the
+    naming options are taken out of ``opts``)."""
+    named = [opts.pop(key, None) for key in ("collection", "index")]
+    fallback = opts.pop("name", None)
+    name = named[0] or named[1] or path_name or fallback or default
+    if "/" in name or not name.strip():
+        raise ValueError(f"{scheme}:// collection/index name {name!r} is invalid")
+    return name
+
+
+def _numbers(scheme: str, opts: dict[str, Any]) -> tuple[float, int, int]:
+    """(timeout, attempts, batch_size), taken out of ``opts`` and checked."""
+    try:
+        timeout = float(opts.pop("timeout", 30.0))
+        attempts = int(opts.pop("retries", 5))
+        batch_size = int(opts.pop("batch_size", 256))
+    except ValueError as exc:
+        raise ValueError(f"{scheme}:// option has a bad number: {exc}") from None
+    if timeout <= 0 or batch_size < 1:
+        raise ValueError(f"{scheme}:// needs timeout > 0 and batch_size >= 1")
+    return timeout, attempts, batch_size
