@@ -121,6 +121,26 @@ def _too_large(limit: int) -> JSONResponse:
     )
 
 
+def _publish_limits(app: FastAPI, settings: ServiceSettings) -> None:
+    """The OpenAPI schema states this service's limits (top_k, candidates, batch size), so a
+    client or a schema-driven tool knows what a request may ask for before it is refused."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            bodies = schema.get("components", {}).get("schemas", {})
+            for name in ("SearchRequest", "BatchRequest"):
+                props = bodies.get(name, {}).get("properties", {})
+                props.get("top_k", {})["maximum"] = settings.max_top_k
+                props.get("candidates", {})["maximum"] = settings.max_candidates
+            bodies.get("BatchRequest", {}).get("properties", {}).get("queries", {})["maxItems"] = settings.max_batch
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(
     service: SearchService,
     settings: ServiceSettings,
@@ -136,10 +156,11 @@ def create_app(
         title="sparsehybrid search service",
         version=__version__,
         description="Hybrid (learned sparse + dense + BM25) search over one index, with warm models.",
-        responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+        responses={s: {"model": ErrorResponse} for s in (400, 401, 404, 409, 413, 422, 429, 500, 503, 504)},
     )
     app.state.service = service
     app.state.metrics = metrics
+    _publish_limits(app, settings)
 
     @app.middleware("http")
     async def access(request: Request, call_next: Any) -> Response:
@@ -267,7 +288,12 @@ def create_app(
         """Alive; ``ready`` once models are loaded (false on an index with no collection yet)."""
         return {"status": "ok", "ready": service.ready}
 
-    @app.get("/metrics", tags=["service"])
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    )
     def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
