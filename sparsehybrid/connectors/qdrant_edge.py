@@ -1,12 +1,15 @@
 """Qdrant Edge: the Qdrant engine in-process, on local disk. The embedded default.
 
 ``qdrant-edge://PATH`` opens (or creates) a directory holding the shard and our schema file.
-No server, no network; a write-ahead log makes acknowledged writes survive a crash, and the
-shard's WAL lock refuses a second writing process.
+No server, no network; a write-ahead log makes acknowledged writes survive a crash. One process
+at a time: our own lock file is taken *before* the engine loads anything, because the engine's
+loader rewrites segment files before it reaches its WAL lock, and a second process merely trying
+to open the store could throw away a writer's acknowledged points (issue 23).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -36,6 +39,7 @@ SCHEMA_FILE = "sparsehybrid.json"
 #: which no handler can turn into an error: refusing first keeps the store intact and explains why.
 MIN_FREE_MB = int(os.environ.get("SPARSEHYBRID_MIN_FREE_MB", "64"))
 SHARD_DIR = "shard"
+LOCK_FILE = ".sparsehybrid.lock"
 
 
 def free_bytes(path: Path) -> int:
@@ -110,6 +114,7 @@ class QdrantEdgeStore(VectorStore):
         self._schema: CollectionSchema | None = None
         self._bm25: Any = None
         self._lock = threading.RLock()
+        self._lock_fd: int | None = None
         schema_file = self.path / SCHEMA_FILE
         if schema_file.exists():
             self._schema = CollectionSchema.from_dict(json.loads(schema_file.read_text()))
@@ -153,7 +158,36 @@ class QdrantEdgeStore(VectorStore):
             self._schema = schema
             self._write_schema()
 
+    def _take_process_lock(self) -> None:
+        """Hold ``LOCK_FILE`` exclusively for as long as the shard is open; refuse if another
+        process holds it. Taken before the engine loads a byte: its loader writes."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLockedError(
+                f"{self.url} is open for writing in another process; Qdrant Edge allows one process "
+                "per index. Stop that process (or wait for it to finish) and try again."
+            ) from None
+        self._lock_fd = fd
+
+    def _release_process_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
     def _open_shard(self, create: bool) -> None:
+        self._take_process_lock()
+        try:
+            self._load_shard(create)
+        except BaseException:
+            self._release_process_lock()
+            raise
+
+    def _load_shard(self, create: bool) -> None:
         q = _edge()
         schema = self._require_schema()
         self._check_free_space()  # even loading may write (the WAL), and a full disk means SIGBUS
@@ -201,9 +235,12 @@ class QdrantEdgeStore(VectorStore):
     def close(self) -> None:
         with self._lock:
             if self._shard is not None:
-                self._shard.flush()
-                self._shard.close()
-                self._shard = None
+                try:
+                    self._shard.flush()
+                    self._shard.close()
+                finally:
+                    self._shard = None
+                    self._release_process_lock()
 
     def bm25_doc_length(self, text: str) -> int:
         """Length of ``text`` in BM25 tokens (after stopwords), as Qdrant counts it."""
