@@ -3,6 +3,7 @@
 from .base import (
     CollectionSchema,
     EncoderMismatchError,
+    StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreQuery,
@@ -16,6 +17,7 @@ __all__ = [
     "CollectionSchema",
     "EncoderMismatchError",
     "FilterError",
+    "StoreCorruptError",
     "StoreError",
     "StoreLockedError",
     "StoreQuery",

@@ -26,6 +26,7 @@ from .base import (
     SPARSE,
     CollectionSchema,
     FusedQuery,
+    StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreQuery,
@@ -101,10 +102,6 @@ RECOVERY = (
     "restore it from a backup, or rebuild it: `sparsehybrid copy` what can still be read into a new "
     "store, or index the source again into a new directory"
 )
-
-
-class StoreCorruptError(StoreError):
-    """The store's files fail its own checks: nothing read from it is trusted."""
 
 
 def one_line(exc: BaseException) -> str:

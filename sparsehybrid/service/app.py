@@ -20,6 +20,7 @@ from .. import __version__
 from ..connectors.base import (
     CollectionSchema,
     EncoderMismatchError,
+    StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreUnavailableError,
@@ -110,6 +111,7 @@ def create_app(service: SearchService, settings: ServiceSettings, *, write_token
     """The app for ``service``. ``write_token`` enables the ``/store`` endpoints (index jobs)."""
     settings.check()
     metrics = ServiceMetrics()
+    damaged: list[str] = []  # the first StoreCorruptError a request met
     app = FastAPI(
         title="sparsehybrid search service",
         version=__version__,
@@ -154,6 +156,8 @@ def create_app(service: SearchService, settings: ServiceSettings, *, write_token
     @app.exception_handler(StoreError)
     async def library_error(request: Request, exc: Exception) -> JSONResponse:
         metrics.errors.labels(request.url.path, type(exc).__name__).inc()
+        if isinstance(exc, StoreCorruptError):  # /healthz says so from now on: nothing here is trusted
+            damaged.append(str(exc))
         return JSONResponse(error_body(exc), status_code=error_status(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -225,8 +229,11 @@ def create_app(service: SearchService, settings: ServiceSettings, *, write_token
         return out
 
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, Any]:
-        """Alive; ``ready`` once models are loaded (false on an index with no collection yet)."""
+    def healthz() -> Any:
+        """Alive; ``ready`` once models are loaded (false on an index with no collection yet);
+        503 once the store failed its own checks (issue 23)."""
+        if damaged:
+            return JSONResponse({"status": "damaged", "ready": False, "detail": damaged[0]}, status_code=503)
         return {"status": "ok", "ready": service.ready}
 
     @app.get("/metrics", tags=["service"])

@@ -67,3 +67,29 @@ def test_a_point_without_its_document_is_refused_not_returned(tmp_path):
     with pytest.raises(StoreCorruptError, match="has no doc_id"):
         store.document_states()
     store.close()
+
+
+def test_the_service_is_not_healthy_once_the_store_fails_its_checks(tmp_path, tf_encoder):
+    from fastapi.testclient import TestClient
+
+    from sparsehybrid.search import HybridSearcher
+    from sparsehybrid.service.app import create_app
+    from sparsehybrid.service.core import SearchService
+    from sparsehybrid.service.settings import ServiceSettings
+
+    store = QdrantEdgeStore(tmp_path / "idx")
+    docs = [Document(id=str(i), text=f"document {i} about wing flutter {i}") for i in range(20)]
+    Indexer(store, tf_encoder, bm25=True).index(docs)
+    service = SearchService(store, lambda s: HybridSearcher(s, tf_encoder))
+    try:
+        with TestClient(create_app(service, ServiceSettings())) as client:
+            assert client.get("/healthz").json()["status"] == "ok"
+            q = _edge()
+            stray = q.Point("00000000-0000-0000-0000-000000000001", {"bm25": store._bm25.embed_document("wing")}, {})
+            store.shard.update(q.UpdateOperation.upsert_points([stray]))
+            answer = client.post("/search", json={"query": "wing", "mode": "bm25", "top_k": 50})
+            assert answer.status_code >= 400 and "has no doc_id" in answer.json()["detail"]
+            health = client.get("/healthz")
+            assert health.status_code == 503 and health.json()["status"] == "damaged"
+    finally:
+        service.close()
