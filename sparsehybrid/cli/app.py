@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from typing import NoReturn
@@ -75,6 +76,9 @@ def progress_bar() -> Progress:
 
 def fail(message: str) -> NoReturn:
     """Print a one-line error and exit 1 (no traceback: the message names what to fix)."""
-    one_line = message.replace("\r", "\\r").replace("\n", "\\n")  # a value with a newline stays on the line
+    # Indented continuation lines (a config's list of problems) join the line; any other newline
+    # is a value's own (a URL with a newline) and is shown escaped.
+    one_line = re.sub(r"\n[ \t]+", "; ", re.sub(r":\n[ \t]+", ": ", message))
+    one_line = one_line.replace("\r", "\\r").replace("\n", "\\n")
     err_console.print(f"[bold red]error:[/] {one_line}")
     raise typer.Exit(code=1)

@@ -44,3 +44,13 @@ def test_index_into_a_closed_opensearch_is_one_line(tmp_path):
     assert out.returncode == 1
     assert len(lines(out)) == 1 and "unavailable" in lines(out)[0], lines(out)
     assert "Traceback" not in out.stderr
+
+
+def test_a_config_whose_model_path_is_a_file_is_one_line(tmp_path):
+    src = write_jsonl(tmp_path / "docs.jsonl", [{"_id": "1", "text": "wing flutter"}])
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(f"source: {{path: {src}}}\nstore: qdrant-edge://{tmp_path / 'idx'}\nmodels: {{sparse: {src}}}\n")
+    out = run_cli("index", "--config", str(cfg))
+    assert out.returncode == 1
+    assert len(lines(out)) == 1, lines(out)
+    assert "models.sparse" in lines(out)[0] and "is a file, not a model" in lines(out)[0]
