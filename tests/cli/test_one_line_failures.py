@@ -54,3 +54,16 @@ def test_a_config_whose_model_path_is_a_file_is_one_line(tmp_path):
     assert out.returncode == 1
     assert len(lines(out)) == 1, lines(out)
     assert "models.sparse" in lines(out)[0] and "is a file, not a model" in lines(out)[0]
+
+
+@pytest.mark.slow  # the index command starts a temporary Prefect API
+def test_a_run_that_rejected_records_ends_without_a_log_shipping_error(tmp_path):
+    rows = [{"_id": "1", "text": "wing flutter"}, {"_id": "2", "text": ""}]
+    src = write_jsonl(tmp_path / "docs.jsonl", rows)
+    out = run_cli(
+        "index", str(src), "--store", f"qdrant-edge://{tmp_path / 'idx'}", "--sparse-model", "none",
+        "--dense-model", "none",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "rejected 2, field 'text'" in out.stdout + out.stderr
+    assert "Error logging to API" not in out.stderr and "connection attempts failed" not in out.stderr
