@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
+import warnings
 from typing import NoReturn
 
 import typer
@@ -26,6 +30,31 @@ def _configure_process() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # The temporary local Prefect API our commands start has no reason to phone home.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose_requested():
+        quiet_third_parties()
+
+
+def verbose_requested() -> bool:
+    """``--verbose``/``-v`` anywhere on the command line (the callback runs before the command's
+    own options are parsed)."""
+    return any(arg in ("--verbose", "-v") for arg in sys.argv[1:])
+
+
+#: Client libraries that log every failed attempt with its traceback: our own one-line error
+#: (after the retries) says it once (issue 23).
+NOISY_LOGGERS = ("opensearch", "elasticsearch", "elastic_transport", "urllib3", "httpx", "qdrant_client")
+
+
+def quiet_third_parties() -> None:
+    """Failures are one line unless verbose: client libraries' per-attempt tracebacks, their
+    warnings (a closed Qdrant's version check) and model-loading bars off a terminal are dropped."""
+    warnings.simplefilter("ignore")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    if not sys.stderr.isatty():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def model_or_none(name: str | None) -> str | None:
@@ -47,5 +76,9 @@ def progress_bar() -> Progress:
 
 def fail(message: str) -> NoReturn:
     """Print a one-line error and exit 1 (no traceback: the message names what to fix)."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    # Indented continuation lines (a config's list of problems) join the line; any other newline
+    # is a value's own (a URL with a newline) and is shown escaped.
+    one_line = re.sub(r"\n[ \t]+", "; ", re.sub(r":\n[ \t]+", ": ", message))
+    one_line = one_line.replace("\r", "\\r").replace("\n", "\\n")
+    err_console.print(f"[bold red]error:[/] {one_line}")
     raise typer.Exit(code=1)

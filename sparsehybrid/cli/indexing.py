@@ -103,6 +103,10 @@ class IndexProgress:
             f"{stats.unchanged} unchanged, {len(stats.rejected)} rejected, {stats.duplicates} duplicate ids",
             soft_wrap=True,
         )
+        if stats.conflicting_ids:
+            shown = ", ".join(escape(i) for i in stats.conflicting_ids[:10])
+            more = " ..." if len(stats.conflicting_ids) > 10 else ""
+            console.print(f"duplicate ids with different text (the last copy kept): {shown}{more}", soft_wrap=True)
         self.t0 = time.perf_counter()
         if console.is_terminal and stats.batches:
             self.bar = progress_bar()

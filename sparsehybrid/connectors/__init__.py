@@ -3,6 +3,7 @@
 from .base import (
     CollectionSchema,
     EncoderMismatchError,
+    StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreQuery,
@@ -18,6 +19,7 @@ __all__ = [
     "EncoderMismatchError",
     "FilterError",
     "IndexSink",
+    "StoreCorruptError",
     "StoreError",
     "StoreLockedError",
     "StoreQuery",

@@ -39,6 +39,10 @@ class StoreLockedError(StoreError):
     """Another process holds the store for writing."""
 
 
+class StoreCorruptError(StoreError):
+    """The store's files fail its own checks: nothing read from it is trusted."""
+
+
 class EncoderMismatchError(StoreError):
     """The encoders given do not match the ones the collection was built with."""
 

@@ -1,12 +1,16 @@
 """Qdrant Edge: the Qdrant engine in-process, on local disk. The embedded default.
 
 ``qdrant-edge://PATH`` opens (or creates) a directory holding the shard and our schema file.
-No server, no network; a write-ahead log makes acknowledged writes survive a crash, and the
-shard's WAL lock refuses a second writing process.
+No server, no network; a write-ahead log makes acknowledged writes survive a crash. One process
+at a time: our own lock file is taken *before* the engine loads anything, because the engine's
+loader rewrites segment files before it reaches its WAL lock, and a second process merely trying
+to open the store could throw away a writer's acknowledged points (issue 23).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +27,7 @@ from .base import (
     SPARSE,
     CollectionSchema,
     FusedQuery,
+    StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreQuery,
@@ -55,6 +60,7 @@ SHARD_DIR = "shard"
 #: indexes, the HNSW graph and payloads in memory-mapped files the kernel pages in and out
 #: (``Memory.Cold``), for collections larger than memory. Fixed when the store is created.
 STORAGE_MODES = ("ram", "disk")
+LOCK_FILE = ".sparsehybrid.lock"
 
 
 def free_bytes(path: Path) -> int:
@@ -109,6 +115,112 @@ def _tf_embedder(language: str, k: float):
     return _TF_EMBEDDERS[key]
 
 
+#: Points whose payloads are read back when a store opens (a cheap check, not a scan).
+SAMPLE_POINTS = 32
+RECOVERY = (
+    "restore it from a backup, or rebuild it: `sparsehybrid copy` what can still be read into a new "
+    "store, or index the source again into a new directory"
+)
+
+
+def one_line(exc: BaseException) -> str:
+    """An engine error's first line, without the binding's "Service runtime error:" prefix."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.removeprefix("Service runtime error: ").strip()
+
+
+def damaged_part(exc: BaseException) -> str:
+    """Which part of the shard an engine error points at (the engine says it in words only)."""
+    text = str(exc).lower()
+    for words, part in (
+        (("lz4", "decompress", "decode value", "payload"), "payload storage"),
+        (("id tracker", "id_tracker", "mapping", "version"), "id tracker"),
+        (("wal",), "write-ahead log"),
+        (("vector",), "vector storage"),
+        (("segment",), "segment files"),
+    ):
+        if any(w in text for w in words):
+            return part
+    return "shard files"
+
+
+def checked_point(p: Any, score: float, url: str) -> ScoredPoint:
+    """A point read from the engine, refused when it lacks what every point we write carries."""
+    point = scored_point(p, score)
+    if "doc_id" not in point.payload:
+        raise StoreCorruptError(
+            f"{url} is damaged: point {point.id} has no doc_id in its payload (id tracker or payload "
+            f"storage); {RECOVERY}"
+        )
+    return point
+
+
+class GuardedShard:
+    """The engine's shard, its errors turned into one-line :class:`StoreCorruptError` s naming the
+    store and the damaged part (the binding raises bare ``Exception`` with Rust's message)."""
+
+    def __init__(self, shard: Any, url: str):
+        self._shard, self._url = shard, url
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._shard, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except StoreError:
+                raise
+            except Exception as exc:
+                if type(exc) is not Exception:  # a TypeError/ValueError of ours, not the engine's
+                    raise
+                raise StoreCorruptError(
+                    f"{self._url} is damaged: the engine failed reading its {damaged_part(exc)} "
+                    f"({one_line(exc)}); {RECOVERY}"
+                ) from None
+
+        return call
+
+
+#: This process's store locks, by the lock file's (device, inode): the engine lets one process
+#: open a store more than once, and flock would refuse a second descriptor of the same process.
+_HELD: dict[tuple[int, int], list[int]] = {}  # -> [fd, holders]
+_HELD_GUARD = threading.Lock()
+
+
+def _process_lock(lock_file: Path, url: str) -> tuple[int, int]:
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    st = os.fstat(fd)
+    key = (st.st_dev, st.st_ino)
+    with _HELD_GUARD:
+        if key in _HELD:
+            os.close(fd)
+            _HELD[key][1] += 1
+            return key
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLockedError(
+                f"{url} is open for writing in another process; Qdrant Edge allows one process "
+                "per index. Stop that process (or wait for it to finish) and try again."
+            ) from None
+        _HELD[key] = [fd, 1]
+        return key
+
+
+def _process_unlock(key: tuple[int, int]) -> None:
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            del _HELD[key]
+            os.close(held[0])  # closing the descriptor releases the flock
+
+
 class QdrantEdgeStore(VectorStore):
     """A collection stored by Qdrant Edge in ``path``.
 
@@ -132,10 +244,20 @@ class QdrantEdgeStore(VectorStore):
         self._schema: CollectionSchema | None = None
         self._bm25: Any = None
         self._lock = threading.RLock()
+        self._lock_fd: tuple[int, int] | None = None
         schema_file = self.path / SCHEMA_FILE
         if schema_file.exists():
-            self._schema = CollectionSchema.from_dict(json.loads(schema_file.read_text()))
+            self._schema = self._read_schema(schema_file)
             self._open_shard(create=False)
+
+    def _read_schema(self, schema_file: Path) -> CollectionSchema:
+        try:
+            return CollectionSchema.from_dict(json.loads(schema_file.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise StoreCorruptError(
+                f"{self.url} is damaged: its schema file {schema_file} cannot be read "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {RECOVERY}"
+            ) from None
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -175,7 +297,30 @@ class QdrantEdgeStore(VectorStore):
             self._schema = schema
             self._write_schema()
 
+    def _take_process_lock(self) -> None:
+        """Hold ``LOCK_FILE`` for as long as the shard is open; refuse if another process holds it.
+        Taken before the engine loads a byte: its loader writes."""
+        if self._lock_fd is None:
+            self._lock_fd = _process_lock(self.path / LOCK_FILE, self.url)
+
+    def _release_process_lock(self) -> None:
+        if self._lock_fd is not None:
+            _process_unlock(self._lock_fd)
+            self._lock_fd = None
+
     def _open_shard(self, create: bool) -> None:
+        self._take_process_lock()
+        try:
+            self._load_shard(create)
+        except BaseException:
+            if self._shard is not None:
+                with contextlib.suppress(Exception):  # a damaged shard may fail to close too
+                    self._shard.close()
+                self._shard = None
+            self._release_process_lock()
+            raise
+
+    def _load_shard(self, create: bool) -> None:
         q = _edge()
         schema = self._require_schema()
         self._check_free_space()  # even loading may write (the WAL), and a full disk means SIGBUS
@@ -206,9 +351,23 @@ class QdrantEdgeStore(VectorStore):
                     f"{self.url} is open for writing in another process; Qdrant Edge allows one process "
                     "per index. Stop that process (or wait for it to finish) and try again."
                 ) from None
-            raise StoreError(f"cannot open Qdrant Edge shard at {shard_path}: {exc}") from exc
+            raise StoreCorruptError(
+                f"{self.url} is damaged: the engine cannot load its shard ({damaged_part(exc)}: "
+                f"{one_line(exc)}); {RECOVERY}"
+            ) from None
+        self._shard = GuardedShard(self._shard, self.url)
+        self._check_sample()
         if schema.bm25:
             self._bm25 = q.Bm25(q.Bm25Config(language=schema.bm25_language, avg_len=float(schema.bm25_avg_len)))
+
+    def _check_sample(self) -> None:
+        """The cheap part of a consistency check on open: the first points' payloads decode and
+        each names its document (a full scan is ``sparsehybrid info``'s job)."""
+        records, _ = self._shard.scroll(
+            _edge().ScrollRequest(limit=SAMPLE_POINTS, with_payload=["doc_id", "chunk"], with_vector=False)
+        )
+        for r in records:
+            checked_point(r, 0.0, self.url)
 
     @property
     def shard(self):
@@ -228,9 +387,12 @@ class QdrantEdgeStore(VectorStore):
     def close(self) -> None:
         with self._lock:
             if self._shard is not None:
-                self._shard.flush()
-                self._shard.close()
-                self._shard = None
+                try:
+                    self._shard.flush()
+                    self._shard.close()
+                finally:
+                    self._shard = None
+                    self._release_process_lock()
 
     def bm25_doc_length(self, text: str) -> int:
         """Length of ``text`` in BM25 tokens (after stopwords), as Qdrant counts it."""
@@ -278,7 +440,7 @@ class QdrantEdgeStore(VectorStore):
         records = self.shard.retrieve(
             point_ids=list(point_ids), with_payload=True, with_vector=[SPARSE] if with_sparse else False
         )
-        return [scored_point(r, 0.0) for r in records]
+        return [checked_point(r, 0.0, self.url) for r in records]
 
     def iter_points(self, batch_size: int = 1000, fields: Sequence[str] | None = None) -> Iterator[ScoredPoint]:
         """Every point's payload; ``fields`` limits which payload keys are read."""
@@ -292,7 +454,7 @@ class QdrantEdgeStore(VectorStore):
                 q.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=False)
             )
             for r in records:
-                yield scored_point(r, 0.0)
+                yield checked_point(r, 0.0, self.url)
             if offset is None:
                 break
 
@@ -350,7 +512,7 @@ class QdrantEdgeStore(VectorStore):
         """One request's results; None (a query that finds nothing) sends nothing."""
         if request is None:
             return []
-        return [scored_point(p, p.score) for p in self.shard.query(request)]
+        return [checked_point(p, p.score, self.url) for p in self.shard.query(request)]
 
     def _sparse_request(
         self,
@@ -432,7 +594,7 @@ class QdrantEdgeStore(VectorStore):
             queries,
             plan,
             send=lambda requests: self.shard.query_batch(_edge().QueryBatchRequest(queries=requests)),
-            read=lambda _request, answer: [scored_point(p, p.score) for p in answer],
+            read=lambda _request, answer: [checked_point(p, p.score, self.url) for p in answer],
             on_its_own=self.search_one,
         )
 

@@ -67,6 +67,8 @@ class IndexStats:
     unchanged: int = 0
     deleted: int = 0
     duplicates: int = 0
+    #: Ids given more than once with different contents (the last copy wins): named, not just counted.
+    conflicting_ids: list[str] = field(default_factory=list)
     chunks: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     #: Chunks stored with an empty sparse vector (e.g. punctuation only): only dense/BM25 can find them.
@@ -98,6 +100,7 @@ class IndexStats:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
             "duplicates": self.duplicates,
+            "conflicting_ids": self.conflicting_ids[:20],
             "rejected": len(self.rejected),
             "empty_sparse": self.empty_sparse,
             "chunks": self.chunks,
@@ -158,6 +161,10 @@ def dedupe(items: Sequence[SourceItem | Document], stats: IndexStats) -> Iterato
     for pos, item in enumerate(items):
         if isinstance(item, Document) and isinstance(item.id, str) and last[item.id] != pos:
             stats.duplicates += 1
+            kept = items[last[item.id]]
+            differs = (item.text, item.title) != (getattr(kept, "text", None), getattr(kept, "title", None))
+            if differs and item.id not in stats.conflicting_ids:
+                stats.conflicting_ids.append(item.id)
             continue
         yield item
 
@@ -328,6 +335,12 @@ def run_index(
         len(stats.rejected),
         stats.duplicates,
     )
+    if stats.conflicting_ids:
+        log.warning(
+            "%d id(s) given more than once with different text, the last copy kept: %s",
+            len(stats.conflicting_ids),
+            ", ".join(stats.conflicting_ids[:10]) + (" ..." if len(stats.conflicting_ids) > 10 else ""),
+        )
     if on_batch:
         on_batch(stats)  # the plan, before any batch: progress displays learn their total here
 

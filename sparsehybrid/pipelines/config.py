@@ -92,6 +92,15 @@ class ModelsConfig(_Strict):
     def _none_words(cls, v: Any) -> Any:
         return None if isinstance(v, str) and v.strip().lower() in NONE_WORDS else v
 
+    @field_validator("sparse", "dense")
+    @classmethod
+    def _not_a_file(cls, v: str | None) -> str | None:
+        """A model is a directory, a hub id or an alias: a file fails here in one line, not in a
+        worker's model loader with three tracebacks (issue 23)."""
+        if v is not None and os.path.isfile(os.path.expanduser(v)):
+            raise ValueError(f"{v} is a file, not a model: give a model directory, a hub id or a bundled alias")
+        return v
+
     @model_validator(mode="after")
     def _something_to_index(self) -> ModelsConfig:
         if self.sparse is None and self.dense is None and not self.bm25:

@@ -389,9 +389,7 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats, hooks: RunHooks) -> dic
     failure = rejection_failure(stats, cfg.max_reject_fraction)
     if failure:
         summary["failed"] = failure
-    create_markdown_artifact(
-        markdown=summary_markdown(summary), key=artifact_key(cfg), description="sparsehybrid indexing run"
-    )
+    publish_summary(cfg, summary, log)
     log.info(
         "done: %d seen, %d added, %d updated, %d unchanged, %d deleted, %d rejected in %.1fs (%.1f docs/s)",
         stats.seen,
@@ -406,6 +404,22 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats, hooks: RunHooks) -> dic
     if failure:
         raise TooManyRejectedError(f"run failed: {failure}", summary)
     return summary
+
+
+def publish_summary(cfg: PipelineConfig, summary: dict[str, Any], log: Any) -> None:
+    """The run summary as a Prefect artifact. The data is written by now: a report that cannot be
+    filed (the Prefect API gone, overloaded) is a warning, never a failed job (issue 23)."""
+    try:
+        create_markdown_artifact(
+            markdown=summary_markdown(summary), key=artifact_key(cfg), description="sparsehybrid indexing run"
+        )
+    except Exception as exc:  # httpx/Prefect errors: every batch is already written
+        log.warning(
+            "the run summary artifact was not saved (%s: %s); the documents are written",
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+        summary["artifact_error"] = f"{type(exc).__name__}: {exc}"
 
 
 def summary_markdown(s: dict[str, Any]) -> str:

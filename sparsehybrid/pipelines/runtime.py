@@ -39,6 +39,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _flush_run_logs() -> None:
+    """Send the run's queued log lines while the API is still up: otherwise Prefect's log worker
+    finds it gone at exit and prints "--- Error logging to API ---" after a good run (issue 23)."""
+    from prefect.logging.handlers import APILogWorker
+
+    with contextlib.suppress(Exception):  # a log line lost is no reason to fail a finished job
+        APILogWorker.drain_all(timeout=5)
+
+
 @contextlib.contextmanager
 def temporary_prefect_api(startup_timeout: float = 120.0) -> Iterator[str]:
     """A Prefect API for this process only, on 127.0.0.1; yields its URL and stops it afterwards.
@@ -91,6 +100,7 @@ def temporary_prefect_api(startup_timeout: float = 120.0) -> Iterator[str]:
             time.sleep(0.2)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
+            _flush_run_logs()
     finally:
         proc.terminate()
         try:

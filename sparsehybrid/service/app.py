@@ -22,6 +22,7 @@ from .._version import __version__
 from ..connectors.base import (
     CollectionSchema,
     EncoderMismatchError,
+    StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreUnavailableError,
@@ -152,6 +153,7 @@ def create_app(
     ``judgements`` are what the relevance page (``/ui``) scores against."""
     settings.check()
     metrics = ServiceMetrics()
+    damaged: list[str] = []  # the first StoreCorruptError a request met
     app = FastAPI(
         title="sparsehybrid search service",
         version=__version__,
@@ -197,6 +199,8 @@ def create_app(
     @app.exception_handler(StoreError)
     async def library_error(request: Request, exc: Exception) -> JSONResponse:
         metrics.errors.labels(request.url.path, type(exc).__name__).inc()
+        if isinstance(exc, StoreCorruptError):  # /healthz says so from now on: nothing here is trusted
+            damaged.append(str(exc))
         return JSONResponse(error_body(exc), status_code=error_status(exc))
 
     @app.exception_handler(Overloaded)
@@ -284,8 +288,11 @@ def create_app(
         return out
 
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, Any]:
-        """Alive; ``ready`` once models are loaded (false on an index with no collection yet)."""
+    def healthz() -> Any:
+        """Alive; ``ready`` once models are loaded (false on an index with no collection yet);
+        503 once the store failed its own checks (issue 23)."""
+        if damaged:
+            return JSONResponse({"status": "damaged", "ready": False, "detail": damaged[0]}, status_code=503)
         return {"status": "ok", "ready": service.ready}
 
     @app.get(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -114,3 +115,64 @@ def test_a_second_process_on_the_same_embedded_index_is_refused(tmp_path, cranfi
     reopened = QdrantEdgeStore(path)  # the lock goes with its holder
     assert reopened.document_states() == before
     reopened.close()
+
+
+SEARCH_LOOP = """
+import sys, time
+from sparsehybrid.connectors import StoreLockedError
+from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
+deadline = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < deadline:
+    try:
+        store = QdrantEdgeStore(sys.argv[1])
+    except StoreLockedError:
+        continue
+    store.search_bm25("document text", 5)
+    store.close()
+"""
+
+
+def _numbered(first: int, last: int) -> list:
+    from sparsehybrid.types import Document
+
+    return [
+        Document(id=str(i), text=f"document {i} text on topic {i % 7} words {i * 3}") for i in range(first, last + 1)
+    ]
+
+
+def _open_when_free(path, seconds: float = 60.0) -> QdrantEdgeStore:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return QdrantEdgeStore(path)
+        except StoreLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def test_processes_opening_the_store_never_lose_a_writers_acknowledged_documents(tmp_path):
+    """Issue 23: searches in other processes opening the store while a sync job wrote made the
+    job's added documents vanish (the engine's loader rewrote segment files before its lock)."""
+    for trial in range(3):
+        path = tmp_path / f"idx{trial}"
+        store = QdrantEdgeStore(path)
+        Indexer(store, bm25=True, batch_size=100).index(_numbered(1, 200))
+        store.close()
+        loops = [
+            subprocess.Popen([sys.executable, "-c", SEARCH_LOOP, str(path), "8"], stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        try:
+            time.sleep(0.5)
+            store = _open_when_free(path)
+            stats = Indexer(store, bm25=True, batch_size=50).index(_numbered(11, 300), sync=True)
+            store.close()
+        finally:
+            errors = [loop.communicate(timeout=120)[1] for loop in loops]
+        assert (stats.added, stats.deleted) == (100, 10)
+        assert [e for e in errors if e.strip()] == []
+        store = QdrantEdgeStore(path)
+        assert set(store.document_states()) == {str(i) for i in range(11, 301)}, f"trial {trial}"
+        assert store.count() == 290
+        store.close()
