@@ -26,6 +26,7 @@ upsert batch at a time: generating 30k points without storing them keeps RSS at 
 
     python benchmarks/scale.py                          # 10k and 100k points
     python benchmarks/scale.py --sizes 10000 100000 1000000 --dir /big/disk
+    python benchmarks/scale.py --sizes 30000 --storage ram disk   # the embedded store's ?storage= modes
 """
 
 from __future__ import annotations
@@ -138,14 +139,16 @@ def timed(fn, items) -> list[float]:
     return out
 
 
-def measure(size: int, root: Path, n_queries: int, batch: int, seed: int, progress: bool = False) -> dict:
+def measure(
+    size: int, root: Path, n_queries: int, batch: int, seed: int, progress: bool = False, storage: str = "ram"
+) -> dict:
     from sparsehybrid import open_store
     from sparsehybrid.connectors.base import CollectionSchema, StoreQuery
     from sparsehybrid.search import CANDIDATE_FIELDS
 
-    path = root / f"scale-{size}"
+    path = root / f"scale-{size}-{storage}"
     shutil.rmtree(path, ignore_errors=True)
-    store = open_store(f"qdrant-edge://{path}")
+    store = open_store(f"qdrant-edge://{path}?storage={storage}")
     store.ensure_schema(
         CollectionSchema(
             sparse_model="synthetic", sparse_dim=VOCAB, dense_model="synthetic", dense_dim=DENSE_DIM, bm25_avg_len=170.0
@@ -173,6 +176,7 @@ def measure(size: int, root: Path, n_queries: int, batch: int, seed: int, progre
     optimize_seconds = time.perf_counter() - t
     mem = memory_mib()
     result = {
+        "storage": storage,
         "size": size,
         "upsert_per_s": size / upsert_seconds,
         "optimize_s": optimize_seconds,
@@ -223,6 +227,7 @@ def measure(size: int, root: Path, n_queries: int, batch: int, seed: int, progre
 
 
 COLUMNS = [
+    ("storage", "storage", "{:>8}"),
     ("size", "points", "{:>10,}"),
     ("upsert_per_s", "upsert/s", "{:>10.0f}"),
     ("optimize_s", "optimize s", "{:>11.1f}"),
@@ -253,6 +258,13 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, help="where the stores go (default: a temporary folder)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--progress", action="store_true", help="upsert progress and memory on stderr")
+    ap.add_argument(
+        "--storage",
+        nargs="+",
+        default=["ram"],
+        choices=["ram", "disk"],
+        help="the embedded store's ?storage= mode(s), each size measured in each",
+    )
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="sparsehybrid-scale-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -263,16 +275,25 @@ def main() -> None:
     rows = []
     spawn = multiprocessing.get_context("spawn")
     for size in args.sizes:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-            row = pool.submit(measure, size, root, args.queries, args.batch, args.seed, args.progress).result()
-        rows.append(row)
-        print("".join(fmt.format(row[key]) for key, _, fmt in COLUMNS), flush=True)
-    if len(rows) > 1:
-        first = rows[0]
-        print("growth vs the first size (x):")
-        for row in rows[1:]:
-            growth = {key: row[key] / first[key] for key, _, _ in COLUMNS if first[key]}
-            print(f"  {row['size']:,}: " + ", ".join(f"{key} {value:.2f}" for key, value in growth.items()))
+        for storage in args.storage:
+            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                job = pool.submit(measure, size, root, args.queries, args.batch, args.seed, args.progress, storage)
+                row = job.result()
+            rows.append(row)
+            print("".join(fmt.format(row[key]) for key, _, fmt in COLUMNS), flush=True)
+    numeric = [key for key, _, _ in COLUMNS if key != "storage"]
+    for storage in args.storage:
+        mine = [row for row in rows if row["storage"] == storage]
+        if len(mine) > 1:
+            print(f"growth vs the first size, storage={storage} (x):")
+            for row in mine[1:]:
+                growth = {key: row[key] / mine[0][key] for key in numeric if mine[0][key]}
+                print(f"  {row['size']:,}: " + ", ".join(f"{key} {value:.2f}" for key, value in growth.items()))
+    if len(args.storage) == 2:
+        print("disk / ram at each size (x):")
+        for size in args.sizes:
+            ram, disk = (next(r for r in rows if r["size"] == size and r["storage"] == m) for m in ("ram", "disk"))
+            print(f"  {size:,}: " + ", ".join(f"{key} {disk[key] / ram[key]:.2f}" for key in numeric if ram[key]))
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     if args.dir is None:
         shutil.rmtree(root, ignore_errors=True)

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from .encoders.reranker import Reranker
     from .encoders.sparse import SparseEncoder
     from .ingestion.indexing import Indexer, IndexStats
-    from .search import HybridSearcher, open_searcher
+    from .search import HybridSearcher, Searcher, SearchOptions
+    from .searchers import open_searcher
     from .types import Document, Hit, SparseVector
 
 __version__ = "0.1.0"
@@ -35,7 +36,9 @@ _LAZY = {
     "Indexer": ".ingestion.indexing",
     "IndexStats": ".ingestion.indexing",
     "HybridSearcher": ".search",
-    "open_searcher": ".search",
+    "SearchOptions": ".search",
+    "Searcher": ".search",
+    "open_searcher": ".searchers",
     "Document": ".types",
     "Hit": ".types",
     "SparseVector": ".types",
@@ -50,6 +53,8 @@ __all__ = [
     "IndexStats",
     "Indexer",
     "Reranker",
+    "SearchOptions",
+    "Searcher",
     "SparseEncoder",
     "SparseVector",
     "VectorStore",

@@ -1,6 +1,7 @@
 """A thin Python client for ``sparsehybrid serve``: search without torch or models in the process.
 
-``SearchClient(url).search(...)`` takes the arguments of :meth:`HybridSearcher.search` and
+``SearchClient(url).search(...)`` takes the :class:`~sparsehybrid.search.SearchOptions` of
+:meth:`HybridSearcher.search` (implementing the same :class:`~sparsehybrid.search.Searcher`) and
 returns the same :class:`~sparsehybrid.search.SearchResults` of :class:`~sparsehybrid.types.Hit`;
 :class:`AsyncSearchClient` is the asyncio twin. Connect errors, timeouts and 429/502/503/504 are
 retried with jittered exponential backoff (a search is read-only, so repeating it is safe); a
@@ -20,8 +21,8 @@ import httpx
 
 from .connectors.base import EncoderMismatchError, StoreError, StoreLockedError, StoreUnavailableError
 from .connectors.retry import TRANSIENT_STATUSES
-from .search import SearchResults, SearchTiming
-from .types import Hit, SearchMode
+from .search import SearchOptions, SearchResults, SearchTiming
+from .types import Hit
 
 API_KEY_ENV = "SPARSEHYBRID_API_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -39,43 +40,13 @@ class _Transient(Exception):
         super().__init__(f"HTTP {status}: {detail}")
 
 
-def _options(
-    top_k: int,
-    mode: str,
-    candidates: int,
-    rerank: bool,
-    rerank_top: int,
-    filter: Mapping[str, Any] | None,
-    explain: bool,
-    fusion: str | None,
-    rrf_k: int | None,
-    weights: Mapping[str, float] | None,
-) -> dict[str, Any]:
-    return {
-        "top_k": top_k,
-        "mode": mode,
-        "candidates": candidates,
-        "rerank": rerank,
-        "rerank_top": rerank_top,
-        "filter": dict(filter) if filter is not None else None,
-        "explain": explain,
-        "fusion": fusion,
-        "rrf_k": rrf_k,
-        "weights": dict(weights) if weights is not None else None,
-    }
+def _body(options: SearchOptions | None, overrides: dict[str, Any], **queries: Any) -> dict[str, Any]:
+    """A request body: the validated options (checked here, before any request) and the query or queries."""
+    return {**queries, **SearchOptions.of(options, **overrides).as_kwargs()}
 
 
 def _results(data: Mapping[str, Any]) -> SearchResults:
-    ms = data.get("timing_ms", {})
-    timing = SearchTiming(
-        encode=ms.get("encode", 0.0) / 1000,
-        retrieve={k[len("retrieve_") :]: v / 1000 for k, v in ms.items() if k.startswith("retrieve_")},
-        fuse=ms.get("fuse", 0.0) / 1000,
-        rerank=ms.get("rerank", 0.0) / 1000,
-        explain=ms.get("explain", 0.0) / 1000,
-        total=data.get("took_ms", 0.0) / 1000,
-    )
-    return SearchResults([Hit.from_dict(h) for h in data["hits"]], timing)
+    return SearchResults([Hit.from_dict(h) for h in data["hits"]], SearchTiming.from_ms(data.get("timing_ms", {})))
 
 
 def _check(response: httpx.Response) -> Any:
@@ -155,28 +126,15 @@ class SearchClient(_Base):
         assert last is not None
         raise self._give_up(last) from None
 
-    def search(
-        self,
-        query: str,
-        top_k: int = 10,
-        mode: SearchMode = "hybrid",
-        candidates: int = 100,
-        rerank: bool = False,
-        rerank_top: int = 50,
-        filter: Mapping[str, Any] | None = None,
-        explain: bool = True,
-        *,
-        fusion: str | None = None,
-        rrf_k: int | None = None,
-        weights: Mapping[str, float] | None = None,
-    ) -> SearchResults:
+    def search(self, query: str, options: SearchOptions | None = None, /, **overrides: Any) -> SearchResults:
         """As :meth:`HybridSearcher.search`, answered by the service."""
-        opts = _options(top_k, mode, candidates, rerank, rerank_top, filter, explain, fusion, rrf_k, weights)
-        return _results(self._request("POST", "/search", {"query": query, **opts}))
+        return _results(self._request("POST", "/search", _body(options, overrides, query=query)))
 
-    def search_batch(self, queries: Sequence[str], **kwargs: Any) -> list[SearchResults]:
+    def search_batch(
+        self, queries: Sequence[str], options: SearchOptions | None = None, /, **overrides: Any
+    ) -> list[SearchResults]:
         """:meth:`search` for each query (same options for all), in order, in one request."""
-        body = {"queries": list(queries), **_options(**{**_DEFAULTS, **kwargs})}
+        body = _body(options, overrides, queries=list(queries))
         return [_results(r) for r in self._request("POST", "/search/batch", body)["results"]]
 
     def info(self) -> dict[str, Any]:
@@ -220,26 +178,13 @@ class AsyncSearchClient(_Base):
         assert last is not None
         raise self._give_up(last) from None
 
-    async def search(
-        self,
-        query: str,
-        top_k: int = 10,
-        mode: SearchMode = "hybrid",
-        candidates: int = 100,
-        rerank: bool = False,
-        rerank_top: int = 50,
-        filter: Mapping[str, Any] | None = None,
-        explain: bool = True,
-        *,
-        fusion: str | None = None,
-        rrf_k: int | None = None,
-        weights: Mapping[str, float] | None = None,
-    ) -> SearchResults:
-        opts = _options(top_k, mode, candidates, rerank, rerank_top, filter, explain, fusion, rrf_k, weights)
-        return _results(await self._request("POST", "/search", {"query": query, **opts}))
+    async def search(self, query: str, options: SearchOptions | None = None, /, **overrides: Any) -> SearchResults:
+        return _results(await self._request("POST", "/search", _body(options, overrides, query=query)))
 
-    async def search_batch(self, queries: Sequence[str], **kwargs: Any) -> list[SearchResults]:
-        body = {"queries": list(queries), **_options(**{**_DEFAULTS, **kwargs})}
+    async def search_batch(
+        self, queries: Sequence[str], options: SearchOptions | None = None, /, **overrides: Any
+    ) -> list[SearchResults]:
+        body = _body(options, overrides, queries=list(queries))
         return [_results(r) for r in (await self._request("POST", "/search/batch", body))["results"]]
 
     async def info(self) -> dict[str, Any]:
@@ -257,7 +202,5 @@ class AsyncSearchClient(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-
-_DEFAULTS: dict[str, Any] = _options(10, "hybrid", 100, False, 50, None, True, None, None, None)
 
 __all__ = ["AsyncSearchClient", "SearchClient"]

@@ -6,9 +6,14 @@ from __future__ import annotations
 import json
 import math
 import socket
+import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+import uvicorn
 
 from sparsehybrid.types import Document, SparseVector
 
@@ -100,3 +105,69 @@ class TermFrequencySparseEncoder:
             ((i, w * doc[i]) for i, w in zip(query.indices, query.values) if i in doc), key=lambda t: -t[1]
         )[:top_k]
         return [(self.tokenizer.convert_ids_to_tokens(i), c) for i, c in contrib]
+
+
+@contextmanager
+def serving(app, port: int | None = None) -> Iterator[str]:
+    """``app`` (an ASGI app) on a loopback port, in a thread of this process, for the duration."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def tiny_cross_encoder_dir(path: Path) -> str:
+    """A one-layer random-weight BERT cross-encoder (one label) with SPLADE-tiny's tokenizer:
+    plumbing only, never quality."""
+    import shutil
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from sparsehybrid.encoders.models import resolve_model
+
+    path.mkdir(parents=True, exist_ok=True)
+    splade_dir, _ = resolve_model("splade-tiny")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{splade_dir}/{name}", path / name)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+        max_position_embeddings=128,
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    return str(path)
+
+
+def write_topic_beir(folder: Path, topics: int = 6, docs_per_topic: int = 4) -> Path:
+    """A small BEIR folder whose relevance follows shared words: query i is judged relevant to
+    topic i's documents (gain 1 or 2) and not relevant (0) to one other topic's first document."""
+    words = ["wing", "flutter", "boundary", "heat", "shock", "nozzle", "rotor", "plate", "cone", "jet", "panel", "gust"]
+    corpus, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
+    for t in range(topics):
+        a, b = words[t % len(words)], words[(t * 5 + 3) % len(words)]
+        for k in range(docs_per_topic):
+            corpus.append(
+                {"_id": f"t{t}d{k}", "title": f"{a} study {k}", "text": f"measurements of {a} and {b} case {k}"}
+            )
+            qrels.append(f"q{t}\tt{t}d{k}\t{2 if k == 0 else 1}")
+        queries.append({"_id": f"q{t}", "text": f"{folder.name}: {a} {b} measurements"})
+        qrels.append(f"q{t}\tt{(t + 1) % topics}d0\t0")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_jsonl(folder / "corpus.jsonl", corpus)
+    write_jsonl(folder / "queries.jsonl", queries)
+    (folder / "qrels").mkdir(exist_ok=True)
+    (folder / "qrels" / "test.tsv").write_text("\n".join(qrels) + "\n", encoding="utf-8")
+    return folder

@@ -23,7 +23,14 @@ def bench(
     ),
     sparse_model: str = typer.Option(DEFAULT_SPARSE_MODEL, help="SparseEncoder id or path ('none' to skip)."),
     dense_model: str = typer.Option(DEFAULT_DENSE_MODEL, help="SentenceTransformer id or path ('none' to skip)."),
-    reranker: str | None = typer.Option(None, help="CrossEncoder id or path: adds a +Rerank row per method."),
+    reranker: str | None = typer.Option(
+        None,
+        help="CrossEncoder id or path (e.g. a `train-reranker` folder): adds a +Rerank row per method, "
+        "tested against the same method without reranking.",
+    ),
+    rerank_top: int | None = typer.Option(
+        None, min=1, help="Candidates reranked per query (default: all --candidates)."
+    ),
     split: str = typer.Option("test", help="Which qrels/<split>.tsv to evaluate."),
     out: Path = typer.Option(
         Path("results"), "--out", "-o", help="Folder for the table, CSV, JSON, run files and charts."
@@ -67,6 +74,7 @@ def bench(
             sparse_model=model_or_none(sparse_model),
             dense_model=model_or_none(dense_model),
             reranker=reranker,
+            rerank_top=rerank_top,
             split=split,
             candidates=candidates,
             rrf_k=rrf_k,

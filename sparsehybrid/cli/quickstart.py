@@ -20,7 +20,7 @@ def quickstart(
 ) -> None:
     """Index the standard library's docstrings with the offline default models, then search them."""
     from ..quickstart import EXAMPLE_QUERIES, stdlib_documents
-    from ..search import open_searcher
+    from ..search import searcher_for_store
 
     t0 = time.perf_counter()
     with console.status("collecting standard-library docstrings"):
@@ -40,7 +40,7 @@ def quickstart(
         description="indexing docstrings",
     )
     print_summary(stats.summary(st.url))
-    searcher = open_searcher(st, device=device)
+    searcher = searcher_for_store(st, device=device)
     latencies = []
     for q in EXAMPLE_QUERIES:
         hits = searcher.search(q, top_k=3, mode="hybrid")

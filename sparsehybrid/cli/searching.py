@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from contextlib import closing
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -11,7 +12,6 @@ from rich.table import Table
 
 from ..connectors.base import StoreError, VectorStore
 from ..fusion import FusionSetting
-from ..types import SearchMode
 from .app import DEFAULT_STORE, app, console, fail
 
 #: What a failing store or a bad request raises: each is reported as one line, never a traceback.
@@ -65,9 +65,8 @@ def search(
     device: str | None = typer.Option(None),
 ) -> None:
     """Search an index; the encoders are the ones the index was built with."""
-    from ..connectors import open_store
-    from ..connectors.service_store import ServiceStore
-    from ..search import check_query, open_searcher
+    from ..search import SearchOptions, check_query
+    from ..searchers import open_searcher
 
     if rerank and not reranker:
         fail("--rerank needs --reranker MODEL (a CrossEncoder hub id or local path); no cross-encoder ships offline")
@@ -78,24 +77,9 @@ def search(
     st: VectorStore | None = None
     try:
         check_query(query)  # before loading any model
-        st = open_store(store)
-        via = st.service_url if isinstance(st, ServiceStore) else None
-        # A running service owns the store: it answers with its warm models (and reranker).
-        searcher: Any = (
-            st.search_client()
-            if isinstance(st, ServiceStore)
-            else open_searcher(
-                st,
-                use_sparse=mode in ("sparse", "hybrid"),
-                use_dense=mode in ("dense", "hybrid"),
-                reranker=reranker if rerank else None,
-                device=device,
-            )
-        )
-        hits = searcher.search(
-            query,
+        options = SearchOptions.of(
             top_k=top_k,
-            mode=cast(SearchMode, mode),
+            mode=mode,
             candidates=candidates,
             rerank=rerank,
             rerank_top=rerank_top,
@@ -104,6 +88,19 @@ def search(
             rrf_k=rrf_k,
             weights=parse_weights(weights),
         )
+        # A running service owns an embedded store it serves: open_searcher then answers
+        # through it, with its warm models (and reranker).
+        with closing(
+            open_searcher(
+                store,
+                use_sparse=mode in ("sparse", "hybrid"),
+                use_dense=mode in ("dense", "hybrid"),
+                reranker=reranker if rerank else None,
+                device=device,
+            )
+        ) as searcher:
+            hits = searcher.search(query, options)
+            via = getattr(searcher, "url", None)
     except CLI_ERRORS as exc:
         fail(str(exc))
     finally:

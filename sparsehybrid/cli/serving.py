@@ -38,18 +38,24 @@ def serve(
     wait_for_store: float = typer.Option(
         0.0, min=0, help="Seconds to wait for an index job that holds the store (started before the service)."
     ),
+    qrels: str | None = typer.Option(
+        None,
+        help="BEIR qrels TSV the /ui page scores against (NDCG@10; its queries come from the folder's queries.jsonl).",
+    ),
 ) -> None:
     """Serve searches over HTTP with warm models; index jobs on the same embedded store write through it."""
     import uvicorn
 
     from ..connectors.registry import local_path
-    from ..search import open_searcher
+    from ..search import searcher_for_store
     from ..service import discovery
     from ..service.app import create_app
     from ..service.core import SearchService
     from ..service.settings import ServiceSettings
+    from ..service.ui import Judgements
 
     try:
+        judgements = Judgements.load(qrels) if qrels else None
         settings = ServiceSettings.from_env(host, port, max_top_k=max_top_k, cors_origins=cors_origins(cors_origin))
         settings.check()
         default_weights = parse_weights(weights)
@@ -57,7 +63,7 @@ def serve(
         with console.status("loading models"):
             service = SearchService(
                 st,
-                lambda s: open_searcher(
+                lambda s: searcher_for_store(
                     s, reranker=reranker, device=device, fusion=fusion, rrf_k=rrf_k, weights=default_weights
                 ),
                 follow_recorded_fusion=fusion is None and rrf_k is None and default_weights is None,
@@ -72,7 +78,7 @@ def serve(
         Path(path).mkdir(parents=True, exist_ok=True)
         info = discovery.publish(path, published_url(host, port))
     try:
-        api = create_app(service, settings, write_token=info.token if info else None)
+        api = create_app(service, settings, write_token=info.token if info else None, judgements=judgements)
         state = "ready" if service.ready else "no collection yet: index into it, the service writes it"
         console.print(f"serving {st.url} on {published_url(host, port)} ({state}); docs at /docs", soft_wrap=True)
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -33,10 +32,9 @@ def tune(
     `search`, the service and the Python API then use the recorded setting unless told otherwise.
     """
     from ..connectors import StoreError, open_store
-    from ..connectors.service_store import ServiceStore
     from ..evaluation.beir import BeirFormatError, load_beir
     from ..evaluation.tuning import tune as tune_fusion
-    from ..search import open_searcher
+    from ..searchers import open_searcher
 
     try:
         ds = load_beir(dataset, split=split)
@@ -47,8 +45,8 @@ def tune(
         schema = st.schema
         if schema is None:
             raise StoreError(f"{st.url} holds no collection yet: run `sparsehybrid index` first")
-        # A store a running service owns is searched through that service (same search() signature).
-        searcher: Any = st.search_client() if isinstance(st, ServiceStore) else open_searcher(st, device=device)
+        # A store a running service owns is searched through that service (open_searcher decides).
+        searcher = open_searcher(st, device=device)
         present = {"sparse": schema.sparse_model, "dense": schema.dense_model, "bm25": schema.bm25}
         runs: dict[str, dict] = {r: {} for r, on in present.items() if on}
         with progress_bar() as bar:

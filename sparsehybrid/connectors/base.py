@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fusion import reciprocal_rank_fusion
-from ..types import PointRecord, ScoredPoint, SparseVector
+from ..types import Chunk, PointRecord, ScoredPoint, SparseVector
 from .filters import Condition, check_fields, metadata_field_types, parse_filter
 
 SCHEMA_VERSION = 1
@@ -175,6 +175,30 @@ def check_vectors(record: PointRecord, schema: CollectionSchema) -> None:
         raise StoreError(f"{where}: dense vector must have {schema.dense_dim} dims")
 
 
+def record_from_stored(
+    payload: Mapping[str, Any], sparse: SparseVector | None, dense: Sequence[float] | None, schema: CollectionSchema
+) -> PointRecord:
+    """A stored point (payload and vectors as a backend returns them) as the record that wrote it.
+
+    A backend leaves an empty sparse vector out; it comes back empty (not missing) so the record
+    passes :func:`check_vectors` in another store.
+    """
+    if schema.sparse_model and sparse is None:
+        sparse = SparseVector([], [])
+    chunk = Chunk(
+        doc_id=str(payload["doc_id"]),
+        chunk=int(payload.get("chunk", 0)),
+        text=payload.get("text") or "",
+        start=int(payload.get("start", 0)),
+        end=int(payload.get("end", 0)),
+        title=payload.get("title"),
+        metadata=dict(payload.get("metadata") or {}),
+        content_hash=payload.get("content_hash") or "",
+        n_chunks=int(payload.get("n_chunks", 1)),
+    )
+    return PointRecord(chunk, sparse, list(dense) if dense is not None else None)
+
+
 class VectorStore(abc.ABC):
     """A collection of chunks with sparse, dense and (where native) BM25 retrieval.
 
@@ -189,6 +213,9 @@ class VectorStore(abc.ABC):
     #: Whether ``_search_*`` take ``fields`` (the payload keys to read). The query layer then
     #: ranks candidates by id and ``doc_id`` alone and reads whole payloads for the shown hits only.
     partial_payloads: bool = False
+    #: The URL of the search service that owns this store, where searches of it must go (a
+    #: served embedded store admits no second process); None: search it in-process.
+    served_by: str | None = None
     #: Serialises collection creation and schema updates (set by each backend's constructor).
     _lock: threading.RLock
 
@@ -293,6 +320,19 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
         """Every point's payload (no vectors), for manifests, syncing and exports."""
+
+    def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
+        """Every point with its payload and encoded vectors, a batch at a time (``sparsehybrid copy``).
+
+        The records are what :meth:`upsert` takes, so another store can be loaded without
+        re-encoding. BM25 is not among the vectors: each backend derives it from the text.
+        """
+        raise StoreError(f"{type(self).__name__} cannot read its stored vectors back")
+        yield []  # pragma: no cover  (makes this a generator)
+
+    def get_records(self, point_ids: Sequence[str]) -> list[PointRecord]:
+        """The records of the given points with their vectors (missing ids skipped)."""
+        raise StoreError(f"{type(self).__name__} cannot read its stored vectors back")
 
     def document_states(self) -> dict[str, tuple[str, int]]:
         """{doc_id: (content_hash, n_chunks)} of every stored document, read from chunk 0.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..types import PointRecord, ScoredPoint, SparseVector
-from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, check_vectors
+from .base import BM25, DENSE, SPARSE, CollectionSchema, FusedQuery, check_vectors, record_from_stored
 from .filters import Condition
 
 
@@ -73,6 +73,26 @@ def scored_point(p: Any, score: float) -> ScoredPoint:
     vec = getattr(p, "vector", None)
     sparse = SparseVector(vec[SPARSE].indices, vec[SPARSE].values) if isinstance(vec, dict) and SPARSE in vec else None
     return ScoredPoint(id=str(p.id), score=float(score), payload=dict(p.payload or {}), sparse=sparse)
+
+
+#: The vectors ``sparsehybrid copy`` reads back (BM25 is derived from the text by each backend).
+ENCODED_VECTORS = [SPARSE, DENSE]
+
+
+def stored_record(p: Any, schema: CollectionSchema) -> PointRecord:
+    """A Qdrant record read with :data:`ENCODED_VECTORS` (either binding) as the record that wrote it."""
+    vec = p.vector if isinstance(getattr(p, "vector", None), dict) else {}
+    sparse = engine_sparse(vec[SPARSE].indices, vec[SPARSE].values) if SPARSE in vec else None
+    return record_from_stored(p.payload or {}, sparse, vec.get(DENSE), schema)
+
+
+def engine_sparse(indices: Sequence[int], values: Sequence[float]) -> SparseVector:
+    """A sparse vector the engine stored (it refused duplicate indices and non-finite weights when
+    writing), built without checking it again: a quarter of a copy's time went to that check."""
+    vector = object.__new__(SparseVector)
+    object.__setattr__(vector, "indices", tuple(indices))
+    object.__setattr__(vector, "values", tuple(values))
+    return vector
 
 
 def fusion_inputs(query: FusedQuery, ns: Any, bm25: Any | None) -> list[tuple[str, Any]]:

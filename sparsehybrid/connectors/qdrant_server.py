@@ -41,7 +41,16 @@ from .base import (
     StoreQuery,
 )
 from .filters import Condition
-from .qdrant_common import doc_id_filter, fusion_inputs, metadata_filter, point_vectors, qdrant_rrf_k, scored_point
+from .qdrant_common import (
+    ENCODED_VECTORS,
+    doc_id_filter,
+    fusion_inputs,
+    metadata_filter,
+    point_vectors,
+    qdrant_rrf_k,
+    scored_point,
+    stored_record,
+)
 from .remote import RemoteStore
 from .retry import TRANSIENT_STATUSES, RetryPolicy
 from .server_versions import (
@@ -350,6 +359,40 @@ class QdrantServerStore(RemoteStore):
                 yield scored_point(r, 0.0)
             if offset is None:
                 break
+
+    def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
+        if self._schema is None:
+            return
+        schema = self._schema
+        offset = None
+        while True:
+            records, offset = self._call(
+                "scroll",
+                partial(
+                    self.client.scroll,
+                    self.collection,
+                    limit=batch_size,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=ENCODED_VECTORS,
+                ),
+            )
+            if records:
+                yield [stored_record(r, schema) for r in records]
+            if offset is None:
+                break
+
+    def get_records(self, point_ids: Sequence[str]) -> list[PointRecord]:
+        if not point_ids or self._schema is None:
+            return []
+        schema = self._schema
+        found = self._call(
+            "retrieve",
+            lambda: self.client.retrieve(
+                self.collection, ids=list(point_ids), with_payload=True, with_vectors=ENCODED_VECTORS
+            ),
+        )
+        return [stored_record(r, schema) for r in found]
 
     def _query(self, what: str, fields: Sequence[str] | None = None, **kwargs: Any) -> list[ScoredPoint]:
         payload = list(fields) if fields is not None else True

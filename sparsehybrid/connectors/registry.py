@@ -61,7 +61,7 @@ def open_store(url: str, **options: Any) -> VectorStore:
 
 
 #: Options an embedded (Qdrant Edge) store URL may carry in its query string.
-EDGE_OPTIONS = ("exact_dense",)
+EDGE_OPTIONS = ("exact_dense", "storage")
 
 
 def local_path(url: str) -> str | None:

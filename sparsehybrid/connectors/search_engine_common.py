@@ -42,6 +42,7 @@ from .base import (
     StoreError,
     StoreQuery,
     check_vectors,
+    record_from_stored,
 )
 from .filters import Condition
 from .remote import RemoteStore
@@ -262,6 +263,19 @@ def hit_to_point(hit: Mapping[str, Any], score: float, with_sparse: bool = False
         sparse = features_to_sparse(source.get(SPARSE) or {})
     payload = {k: source[k] for k in PAYLOAD_FIELDS if k in source}
     return ScoredPoint(id=str(hit["_id"]), score=float(score), payload=payload, sparse=sparse)
+
+
+def hit_to_record(hit: Mapping[str, Any], schema: CollectionSchema) -> PointRecord:
+    """A hit read with :data:`ENCODED_SOURCE` as the record that wrote it (``_source`` keeps the
+    weights as sent, not Lucene's truncated copies)."""
+    source = hit.get("_source") or {}
+    sparse = features_to_sparse(source[SPARSE]) if source.get(SPARSE) else None
+    payload = {k: source[k] for k in PAYLOAD_FIELDS if k in source}
+    return record_from_stored(payload, sparse, source.get(DENSE), schema)
+
+
+#: ``_source`` filter for reading records with their vectors (``sparsehybrid copy``).
+ENCODED_SOURCE = {"excludes": [FULL_TEXT]}
 
 
 def bulk_failures(response: Mapping[str, Any]) -> list[tuple[str, int, str]]:
@@ -672,6 +686,38 @@ class SearchEngineStore(RemoteStore):
             if len(hits) < batch_size:
                 break
             after = hits[-1]["sort"]
+
+    def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
+        schema = self._schema
+        if schema is None:
+            return
+        after = None
+        while True:
+            body: dict[str, Any] = {
+                "query": {"match_all": {}},
+                "size": int(batch_size),
+                "sort": [{"doc_id": "asc"}, {"chunk": "asc"}],
+                "_source": ENCODED_SOURCE,
+            }
+            if after is not None:
+                body["search_after"] = after
+            hits = self._search("scroll", body)
+            if hits:
+                yield [hit_to_record(h, schema) for h in hits]
+            if len(hits) < batch_size:
+                break
+            after = hits[-1]["sort"]
+
+    def get_records(self, point_ids: Sequence[str]) -> list[PointRecord]:
+        schema = self._schema
+        if not point_ids or schema is None:
+            return []
+        body = {"docs": [{"_id": pid, "_source": ENCODED_SOURCE} for pid in point_ids]}
+        docs = self._call("mget", lambda: self.client.mget(index=self.index, body=body))["docs"]
+        failed = mget_errors(docs)
+        if failed:
+            raise StoreError(f"{self.url}: get failed: {failed}")
+        return [hit_to_record(d, schema) for d in docs if d.get("found")]
 
     def _search(self, what: str, body: dict[str, Any], **params: Any) -> list[dict[str, Any]]:
         response = self._call(what, lambda: self.client.search(index=self.index, body=body, **params))

@@ -85,14 +85,8 @@ class ServiceStore(RemoteStore):
         return f"ServiceStore({self.url!r} via {self._info.url})"
 
     @property
-    def service_url(self) -> str:
+    def served_by(self) -> str:  # type: ignore[override]
         return self._info.url
-
-    def search_client(self):
-        """A :class:`~sparsehybrid.client.SearchClient` for the service (``$SPARSEHYBRID_API_KEY`` if it needs one)."""
-        from ..client import SearchClient
-
-        return SearchClient(self._info.url)
 
     # -- RemoteStore ---------------------------------------------------------------------------
     @property

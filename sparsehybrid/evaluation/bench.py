@@ -26,6 +26,7 @@ from typing import Any
 from .beir import BeirDataset, load_beir
 from .bench_config import (
     PARITY_TOLERANCE,
+    RERANK_SUFFIX,
     BenchConfig,
     Method,
     MethodResult,
@@ -42,6 +43,7 @@ from .reports import (
     markdown_table,
     ndcg_pivot,
     parity_text,
+    rerank_significance_text,
     significance_text,
     table_rows,
     tuning_text,
@@ -49,7 +51,7 @@ from .reports import (
     write_csv,
     write_per_query_csv,
 )
-from .significance import compare_to_baseline
+from .significance import compare_pairs, compare_to_baseline
 from .tuning import OBJECTIVE
 
 logger = logging.getLogger(__name__)
@@ -164,7 +166,7 @@ def run_method(searcher, ds: BeirDataset, method: Method, cfg: BenchConfig, log=
         mode=method.mode,
         candidates=cfg.candidates,
         rerank=method.rerank,
-        rerank_top=cfg.candidates,
+        rerank_top=cfg.rerank_top or cfg.candidates,
         explain=False,
     )
     first = next(iter(ds.queries.values()))
@@ -357,10 +359,14 @@ def _significance(scores: dict[str, dict[str, dict[str, float]]], queries: list[
     ndcg = {m: s[OBJECTIVE] for m, s in scores.items()}
     best = max(singles, key=lambda m: sum(ndcg[m].values()))
     comparisons = compare_to_baseline(ndcg, best, queries, seed=seed)
+    # Every +Rerank row also against the same retrieval without reranking: what the stage adds.
+    reranked = {m: m.removesuffix(RERANK_SUFFIX) for m in ndcg if m.endswith(RERANK_SUFFIX)}
+    reranking = compare_pairs(ndcg, {m: b for m, b in reranked.items() if b in ndcg}, queries, seed=seed)
     return {
         "baseline": best,
         "metric": OBJECTIVE,
         "comparisons": {m: {**asdict(c), "significant": c.significant, "mark": c.mark} for m, c in comparisons.items()},
+        "reranking": {m: {**asdict(c), "significant": c.significant, "mark": c.mark} for m, c in reranking.items()},
     }
 
 
@@ -395,6 +401,8 @@ def _write_reports(
     md = f"## sparsehybrid bench\n\n{table}\n\n### NDCG@10\n\n{pivot}\n\n{SIGNIFICANCE_LEGEND}\n"
     if studies.significance:
         md += f"\n### Significance against the best single retriever\n\n{significance_text(studies.significance)}\n"
+    if any(sig.get("reranking") for sig in studies.significance.values()):
+        md += f"\n### Reranking against the same retrieval without it\n\n{rerank_significance_text(studies.significance)}\n"
     if studies.fusion:
         md += f"\n### Tuned fusion\n\n{tuning_text(studies.fusion)}\n"
         md += f"\n### Judgement-free defaults\n\n{unsupervised_text(rows)}\n"
@@ -410,7 +418,7 @@ def _write_reports(
         "config": {
             **asdict(cfg),
             "chunking": cfg.chunking,
-            "rerank_top": cfg.candidates,
+            "rerank_top": cfg.rerank_top or cfg.candidates,
             "top_k": cfg.candidates,
             "fusion": "rrf",
             "metrics": dict(METRICS),

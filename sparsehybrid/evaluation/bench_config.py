@@ -56,6 +56,8 @@ class BenchConfig:
     reranker: str | None = None
     split: str = "test"
     candidates: int = 100
+    #: Candidates the reranker rescores per query (None: all ``candidates``).
+    rerank_top: int | None = None
     rrf_k: int = 60
     parity: bool = False
     max_queries: int | None = None
@@ -102,6 +104,10 @@ class MethodResult:
 
 
 # -- configuration helpers ---------------------------------------------------------------------
+#: Appended to a method's name for its reranked row.
+RERANK_SUFFIX = "+Rerank"
+
+
 def methods_for(sparse: bool, dense: bool, bm25: bool, rerank: bool) -> list[Method]:
     """The rows the configured retrievers allow, in table order."""
     base = []
@@ -116,7 +122,7 @@ def methods_for(sparse: bool, dense: bool, bm25: bool, rerank: bool) -> list[Met
     if (sparse or dense) and bm25:
         base.append(Method("Hybrid RRF+BM25", "hybrid", with_bm25=True))
     if rerank:
-        base += [Method(m.name + "+Rerank", m.mode, m.with_bm25, True) for m in list(base)]
+        base += [Method(m.name + RERANK_SUFFIX, m.mode, m.with_bm25, True) for m in list(base)]
     return base
 
 

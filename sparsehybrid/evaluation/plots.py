@@ -96,3 +96,40 @@ def plot_sweeps(path: Path, sweeps: dict[str, dict[str, list[list[float]]]]) -> 
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_rerank_depth(path: Path, rows: list[dict]) -> None:
+    """NDCG@10 by rerank depth (depth 0 = the hybrid), one line per collection, and the
+    reranker's mean time per query on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def depth(method: str) -> int:
+        return int(method.rsplit("@", 1)[1]) if "@" in method else 0
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    lat_ax = ax.twinx()
+    for collection in dict.fromkeys(r["collection"] for r in rows):
+        mine = sorted((r for r in rows if r["collection"] == collection), key=lambda r: depth(r["method"]))
+        (line,) = ax.plot(
+            [depth(r["method"]) for r in mine], [r["NDCG@10"] for r in mine], marker="o", label=collection
+        )
+        timed = [r for r in mine if r["rerank_ms_mean"] is not None]
+        lat_ax.plot(
+            [depth(r["method"]) for r in timed],
+            [r["rerank_ms_mean"] for r in timed],
+            linestyle=":",
+            marker="x",
+            color=line.get_color(),
+        )
+    ax.set_xlabel("candidates reranked (0 = hybrid, no rerank)")
+    ax.set_ylabel("NDCG@10 (solid)")
+    lat_ax.set_ylabel("rerank ms / query (dotted)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Rerank depth: quality and cost")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -126,6 +126,21 @@ def significance_text(significance: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def rerank_significance_text(significance: dict[str, dict[str, Any]]) -> str:
+    """Each +Rerank row against the same method without reranking (Holm over the +Rerank rows)."""
+    lines = [
+        "| Dataset | Method | without rerank | Δ NDCG@10 | t-test p (Holm) | randomisation p (Holm) | significant |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for d, sig in significance.items():
+        for m, c in sig.get("reranking", {}).items():
+            lines.append(
+                f"| {d} | {m} | {c['baseline']} | {c['delta']:+.4f} | {c['t_p_holm']:.4f} | "
+                f"{c['randomisation_p_holm']:.4f} | {c['mark'] or 'no'} |"
+            )
+    return "\n".join(lines)
+
+
 def tuning_text(fusion: dict[str, dict]) -> str:
     """Per dataset: the recorded setting and the cross-validated NDCG@10 (mean over folds)."""
     lines = [

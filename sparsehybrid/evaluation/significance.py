@@ -92,3 +92,21 @@ def compare_to_baseline(
     for c, t, r in zip(out.values(), t_adj, r_adj):
         c.t_p_holm, c.randomisation_p_holm = t, r
     return out
+
+
+def compare_pairs(
+    per_query: Mapping[str, Mapping[str, float]], pairs: Mapping[str, str], queries: Sequence[str], seed: int = 0
+) -> dict[str, Comparison]:
+    """Each method of ``pairs`` against its own baseline (method -> baseline), e.g. every
+    "+Rerank" row against the same retrieval without it; Holm's correction over the family."""
+    out: dict[str, Comparison] = {}
+    for method, baseline in pairs.items():
+        mine = [per_query[method][q] for q in queries]
+        base = [per_query[baseline][q] for q in queries]
+        t_p, r_p = paired_p_values(mine, base, seed)
+        out[method] = Comparison(method, baseline, sum(mine) / len(mine) - sum(base) / len(base), t_p, r_p)
+    t_adj = holm([c.t_p for c in out.values()])
+    r_adj = holm([c.randomisation_p for c in out.values()])
+    for c, t, r in zip(out.values(), t_adj, r_adj):
+        c.t_p_holm, c.randomisation_p_holm = t, r
+    return out

@@ -27,6 +27,7 @@ from ..connectors.base import CollectionSchema, VectorStore
 from ..types import Chunk, Document, InvalidRecordError, PointRecord
 from .dead_letter import run_timestamp, write_dead_letter
 from .encoding import BatchEncoder, EncodedBatch
+from .heap import bound_malloc_arenas, release_free_memory
 from .sources import Rejected, SourceItem
 
 logger = logging.getLogger(__name__)
@@ -297,6 +298,7 @@ def run_index(
     :class:`MassDeleteError` before anything is written, unless ``allow_mass_delete``.
     """
     stats = stats if stats is not None else IndexStats()
+    bound_malloc_arenas()  # before the encoders start their threads: memory flat in corpus size
     write = write or (lambda records, stale: write_batch(store, records, stale))
     delete_documents = delete_documents or _direct_delete(store)
     t0 = time.perf_counter()
@@ -351,6 +353,7 @@ def run_index(
             encoded.seconds,
             encoded.worker,
         )
+        release_free_memory()  # the batch's tensors and texts are garbage now
         if on_batch:
             on_batch(stats)
 

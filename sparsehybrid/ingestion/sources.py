@@ -6,7 +6,9 @@ field, and why), so one malformed line is reported and skipped while the rest go
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,26 @@ class Rejected:
 
 
 SourceItem = Document | Rejected
+
+#: The largest record a reader accepts (MiB; ``SPARSEHYBRID_MAX_RECORD_MB``). A larger one is
+#: rejected by position without being read whole: one 200 MB line once drove a run to 22 GB.
+DEFAULT_MAX_RECORD_MB = 8.0
+
+
+def max_record_bytes() -> int:
+    """The record size limit in bytes, from ``SPARSEHYBRID_MAX_RECORD_MB`` (read at each run)."""
+    raw = os.environ.get("SPARSEHYBRID_MAX_RECORD_MB", "")
+    try:
+        mb = float(raw) if raw.strip() else DEFAULT_MAX_RECORD_MB
+    except ValueError:
+        raise ValueError(f"SPARSEHYBRID_MAX_RECORD_MB must be a number of MiB, got {raw!r}") from None
+    if mb <= 0:
+        raise ValueError(f"SPARSEHYBRID_MAX_RECORD_MB must be positive, got {raw!r}")
+    return int(mb * 2**20)
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"is {size:,} bytes, over the {limit:,}-byte record limit (SPARSEHYBRID_MAX_RECORD_MB)"
 
 
 @dataclass
@@ -97,9 +119,19 @@ class JsonlSource:
     fields: FieldMap = field(default_factory=FieldMap)
 
     def __iter__(self) -> Iterator[SourceItem]:
+        limit = max_record_bytes()
         with open(self.path, "rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
+            for lineno in itertools.count(1):
+                raw = fh.readline(limit + 2)  # the line and its newline, or one byte more than allowed
+                if not raw:
+                    return
                 where = f"{self.path.name}:{lineno}"
+                complete = raw.endswith(b"\n")
+                size = len(raw) - complete
+                if size > limit:
+                    size += 0 if complete else _skip_line(fh)
+                    yield Rejected(where, "(line)", f"the record {too_large(size, limit)}")
+                    continue
                 if not raw.strip():
                     continue
                 if lineno == 1 and raw.startswith(UTF8_BOM):  # written by many Windows tools
@@ -121,6 +153,16 @@ class JsonlSource:
                     yield Rejected(where, "(line)", "JSON nested too deeply to read", line[:1000])
                     continue
                 yield self.fields.build(record, where)
+
+
+def _skip_line(fh: Any, piece: int = 1 << 20) -> int:
+    """Read past the rest of the current line a piece at a time; returns its length (no newline)."""
+    skipped = 0
+    while True:
+        part = fh.readline(piece)
+        if not part or part.endswith(b"\n"):
+            return skipped + len(part) - part.endswith(b"\n")
+        skipped += len(part)
 
 
 def beir_corpus(folder: str | Path) -> Path:
@@ -165,7 +207,8 @@ class CsvSource:
     def __iter__(self) -> Iterator[SourceItem]:
         import csv
 
-        csv.field_size_limit(1 << 30)  # long documents are the point, not an error
+        limit = max_record_bytes()
+        csv.field_size_limit(limit)  # long documents are the point, but not past the record limit
         # surrogateescape: an invalid UTF-8 byte rejects its row instead of ending the whole file.
         # utf-8-sig: a byte-order mark is not part of the first column's name.
         with open(self.path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
@@ -178,8 +221,13 @@ class CsvSource:
                     row = next(reader)
                 except StopIteration:
                     return
-                except csv.Error as exc:  # e.g. a NUL byte
-                    yield Rejected(f"{self.path.name}:{reader.line_num}", "(row)", f"malformed CSV: {exc}")
+                except csv.Error as exc:  # e.g. a NUL byte, or a field over the record limit
+                    reason = (
+                        f"a field is over the {limit:,}-byte record limit (SPARSEHYBRID_MAX_RECORD_MB)"
+                        if "field limit" in str(exc)
+                        else f"malformed CSV: {exc}"
+                    )
+                    yield Rejected(f"{self.path.name}:{reader.line_num}", "(row)", reason)
                     last = reader.line_num
                     continue
                 first, last = last + 1, reader.line_num
@@ -234,11 +282,17 @@ class ParquetSource:
     def __iter__(self) -> Iterator[SourceItem]:
         import pyarrow.parquet as pq
 
+        limit = max_record_bytes()
         row = 0
         for batch in pq.ParquetFile(self.path).iter_batches(batch_size=self.batch_rows):
             for record in batch.to_pylist():
                 row += 1
-                yield self.fields.build(record, f"{self.path.name}:row {row}")
+                where = f"{self.path.name}:row {row}"
+                size = sum(len(v) for v in record.values() if isinstance(v, (str, bytes)))
+                if size > limit:
+                    yield Rejected(where, "(row)", f"the record {too_large(size, limit)}")
+                    continue
+                yield self.fields.build(record, where)
 
 
 @dataclass
@@ -251,9 +305,14 @@ class TextDirSource:
     suffixes: tuple[str, ...] = (".txt", ".md", ".markdown")
 
     def __iter__(self) -> Iterator[SourceItem]:
+        limit = max_record_bytes()
         files = sorted(p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in self.suffixes)
         for f in files:
             rel = f.relative_to(self.path).as_posix()
+            size = f.stat().st_size
+            if size > limit:
+                yield Rejected(rel, "text", f"the file {too_large(size, limit)}")
+                continue
             try:
                 text = f.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as exc:

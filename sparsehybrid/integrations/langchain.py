@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -18,6 +18,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field
 
+from ..search import AsyncSearcher, Searcher, SearchOptions
 from ..types import Hit
 
 
@@ -40,7 +41,7 @@ def hit_to_document(hit: Hit) -> Document:
 
 
 class SparseHybridRetriever(BaseRetriever):
-    """Retrieve with anything that has ``search(query, top_k=..., **options)`` returning hits.
+    """Retrieve with any :class:`~sparsehybrid.search.Searcher` (or async one) returning hits.
 
     ``k``, ``mode`` and ``filter`` are the common options; ``search_kwargs`` passes any other
     :meth:`HybridSearcher.search` option (``fusion``, ``weights``, ``rerank``...). Keyword
@@ -49,23 +50,23 @@ class SparseHybridRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    searcher: Any
+    searcher: Searcher | AsyncSearcher
     k: int = 4
     mode: str = "hybrid"
     filter: dict[str, Any] | None = None
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
 
-    def _options(self, kwargs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _options(self, kwargs: dict[str, Any]) -> SearchOptions:
         opts = {"mode": self.mode, "filter": self.filter, **self.search_kwargs, **kwargs}
-        return int(opts.pop("k", self.k)), opts
+        return SearchOptions.of(top_k=int(opts.pop("k", self.k)), **opts)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
         if inspect.iscoroutinefunction(self.searcher.search):
             raise TypeError("an AsyncSearchClient answers only ainvoke(); use SearchClient for invoke()")
-        k, opts = self._options(kwargs)
-        return [hit_to_document(h) for h in self.searcher.search(query, top_k=k, **opts)]
+        searcher = cast(Searcher, self.searcher)
+        return [hit_to_document(h) for h in searcher.search(query, self._options(kwargs))]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
@@ -74,5 +75,5 @@ class SparseHybridRetriever(BaseRetriever):
             return await run_in_executor(  # a sync searcher: in a thread, as LangChain does
                 None, self._get_relevant_documents, query, run_manager=run_manager.get_sync(), **kwargs
             )
-        k, opts = self._options(kwargs)
-        return [hit_to_document(h) for h in await self.searcher.search(query, top_k=k, **opts)]
+        searcher = cast(AsyncSearcher, self.searcher)
+        return [hit_to_document(h) for h in await searcher.search(query, self._options(kwargs))]

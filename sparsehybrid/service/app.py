@@ -33,14 +33,13 @@ from .models import (
     BatchResponse,
     CountRequest,
     ErrorResponse,
-    HitModel,
     IdsRequest,
-    SearchOptions,
     SearchRequest,
     SearchResponse,
     UpsertRequest,
 )
 from .settings import ServiceSettings
+from .ui import UI_PATHS, Judgements, mount_ui
 from .wire import record_from_json
 
 log = logging.getLogger("sparsehybrid.service")
@@ -48,7 +47,7 @@ log = logging.getLogger("sparsehybrid.service")
 KINDS = ("EncoderMismatchError", "StoreLockedError", "StoreError", "ValueError")
 ERROR_STATUS = {"ValueError": 400, "EncoderMismatchError": 409, "StoreLockedError": 503, "StoreError": 409}
 STORE_PREFIX = "/store/"
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", *UI_PATHS})  # the page's files; its data calls need the key
 
 
 def error_body(exc: BaseException) -> dict[str, str]:
@@ -106,8 +105,15 @@ def _too_large(limit: int) -> JSONResponse:
     )
 
 
-def create_app(service: SearchService, settings: ServiceSettings, *, write_token: str | None = None) -> FastAPI:
-    """The app for ``service``. ``write_token`` enables the ``/store`` endpoints (index jobs)."""
+def create_app(
+    service: SearchService,
+    settings: ServiceSettings,
+    *,
+    write_token: str | None = None,
+    judgements: Judgements | None = None,
+) -> FastAPI:
+    """The app for ``service``. ``write_token`` enables the ``/store`` endpoints (index jobs);
+    ``judgements`` are what the relevance page (``/ui``) scores against."""
     settings.check()
     metrics = ServiceMetrics()
     app = FastAPI(
@@ -160,7 +166,8 @@ def create_app(service: SearchService, settings: ServiceSettings, *, write_token
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        detail = f"{where}: {msg}" if where else msg
         metrics.errors.labels(request.url.path, "ValidationError").inc()
         return JSONResponse({"error": "ValidationError", "kind": "ValueError", "detail": detail}, status_code=422)
 
@@ -175,7 +182,7 @@ def create_app(service: SearchService, settings: ServiceSettings, *, write_token
         )
     app.add_middleware(BodyLimit, settings=settings)
 
-    def options_of(req: SearchOptions) -> dict[str, Any]:
+    def options_of(req: SearchRequest | BatchRequest) -> dict[str, Any]:
         if req.top_k > settings.max_top_k:
             raise ValueError(f"top_k is {req.top_k}; this service's limit is {settings.max_top_k}")
         if req.candidates > settings.max_candidates:
@@ -183,15 +190,8 @@ def create_app(service: SearchService, settings: ServiceSettings, *, write_token
         return req.model_dump(exclude={"query", "queries"})
 
     def respond(results: SearchResults, mode: str) -> SearchResponse:
-        t = results.timing
-        metrics.search_seconds.labels(mode).observe(t.total)
-        timing = {"encode": t.encode, "fuse": t.fuse, "rerank": t.rerank, "explain": t.explain, "total": t.total}
-        timing.update({f"retrieve_{k}": v for k, v in t.retrieve.items()})
-        return SearchResponse(
-            hits=[HitModel.model_validate(h.to_dict()) for h in results],
-            took_ms=t.total * 1000,
-            timing_ms={k: v * 1000 for k, v in timing.items()},
-        )
+        metrics.search_seconds.labels(mode).observe(results.timing.total)
+        return SearchResponse.of(results)
 
     @app.post("/search", response_model=SearchResponse, tags=["search"])
     def search(req: SearchRequest) -> SearchResponse:
@@ -233,6 +233,7 @@ def create_app(service: SearchService, settings: ServiceSettings, *, write_token
     def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    mount_ui(app, service, judgements)
     if write_token:
         _store_routes(app, service, metrics)
     return app

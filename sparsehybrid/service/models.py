@@ -1,5 +1,6 @@
-"""Request and response bodies of the search service: the Python API's arguments and its
-:class:`~sparsehybrid.types.Hit` (with its explanation), as typed JSON for OpenAPI."""
+"""Request and response bodies of the search service, derived from the library's own types: the
+search contract (:mod:`sparsehybrid.search.options`) and :class:`~sparsehybrid.types.Hit` with
+its explanation, so the OpenAPI schema cannot drift from the Python API."""
 
 from __future__ import annotations
 
@@ -7,63 +8,33 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class SearchOptions(BaseModel):
-    """Everything :meth:`HybridSearcher.search` takes besides the query (same names, same defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    top_k: int = 10
-    mode: str = Field("hybrid", description="sparse, dense, bm25 or hybrid")
-    candidates: int = Field(100, description="Candidates per retriever before fusion.")
-    rerank: bool = False
-    rerank_top: int = 50
-    filter: dict[str, Any] | None = Field(None, description='Metadata filter, e.g. {"lang": "en"}.')
-    explain: bool = True
-    fusion: str | None = Field(
-        None, description="rrf, weighted (min-max), zscore or dbsf (default: the collection's tuned fusion, else rrf)."
-    )
-    rrf_k: int | None = None
-    weights: dict[str, float] | None = Field(None, description='Per-retriever weights, e.g. {"dense": 2}.')
+from .. import search
+from ..types import Hit
 
 
-class SearchRequest(SearchOptions):
-    query: str
+class SearchRequest(search.SearchRequest):
+    """``POST /search``: the search contract, typed strictly (JSON ``"10"`` is not a ``top_k``)."""
+
+    model_config = ConfigDict(strict=True)
 
 
-class BatchRequest(SearchOptions):
-    queries: list[str]
+class BatchRequest(search.BatchSearchRequest):
+    """``POST /search/batch``: several queries with the same options, typed strictly."""
 
-
-class RetrieverEvidenceModel(BaseModel):
-    retriever: str
-    rank: int
-    score: float
-
-
-class ExplanationModel(BaseModel):
-    retrievers: list[RetrieverEvidenceModel] = []
-    fusion: str | None = None
-    fused_score: float | None = None
-    rerank_score: float | None = None
-    sparse_tokens: list[tuple[str, float]] = []
-
-
-class HitModel(BaseModel):
-    doc_id: str
-    score: float
-    text: str
-    title: str | None = None
-    metadata: dict[str, Any] = {}
-    chunk: int = 0
-    span: tuple[int, int] | None = None
-    explanation: ExplanationModel = ExplanationModel()
+    model_config = ConfigDict(strict=True)
 
 
 class SearchResponse(BaseModel):
-    hits: list[HitModel]
+    hits: list[Hit]
     took_ms: float = Field(description="Time spent in the searcher (encode, retrieve, fuse, ...).")
-    timing_ms: dict[str, float] = {}
+    timing_ms: dict[str, float] = Field(
+        default_factory=dict, description="Milliseconds per stage (SearchTiming.to_ms: encode, retrieve_<name>, ...)."
+    )
+
+    @classmethod
+    def of(cls, results: search.SearchResults) -> SearchResponse:
+        timing = results.timing
+        return cls(hits=list(results), took_ms=timing.total * 1000, timing_ms=timing.to_ms())
 
 
 class BatchResponse(BaseModel):

@@ -435,7 +435,7 @@ class QdrantApp(FakeApp):
         limit = int(body.get("limit") or 10)
         page = ids[start : start + limit]
         after = ids[start + limit] if start + limit < len(ids) else None
-        points = [self._record(self.collections[name].points[i], None) for i in page]
+        points = [self._record(self.collections[name].points[i], body.get("with_vector")) for i in page]
         return _ok({"points": points, "next_page_offset": after})
 
     def query(self, req: Captured, name: str) -> Reply:

@@ -188,7 +188,7 @@ def test_rejected_records_go_to_the_dead_letter_file(prefect_api, cranfield, tin
 
 def _search_signature(store_path: Path, queries: list[str], n_docs: int) -> list:
     """Every document's sparse and BM25 score per query (a ranking up to the order of ties)."""
-    from sparsehybrid.search import open_searcher
+    from sparsehybrid.search import searcher_for_store as open_searcher
 
     with open_store(f"qdrant-edge://{store_path}") as st:
         searcher = open_searcher(st)
@@ -255,7 +255,7 @@ def test_long_document_is_chunked_and_found_by_a_phrase_from_its_end(prefect_api
     out = run_pipeline(config(src, tmp_path / "idx", "splade-tiny", max_length=128, batch_size=16))
     assert out["added"] == 31
 
-    from sparsehybrid.search import open_searcher
+    from sparsehybrid.search import searcher_for_store as open_searcher
 
     with open_store(f"qdrant-edge://{tmp_path / 'idx'}") as st:
         n_chunks = [p.payload["n_chunks"] for p in st.iter_points() if p.payload["doc_id"] == "long"]

@@ -65,13 +65,13 @@ def test_engine_side_fusion_returns_what_client_side_fusion_returns(short_docs_s
     assert short_docs_store.schema.multi_chunk is False
     searcher = HybridSearcher(short_docs_store, tf_encoder)
     calls = []
-    original = short_docs_store.search_fused
+    original = short_docs_store.search_batch
 
-    def spy(**kw):
-        calls.append(kw)
-        return original(**kw)
+    def spy(queries):
+        calls.extend(q for q in queries if q.retriever == "fused")
+        return original(queries)
 
-    short_docs_store.search_fused = spy
+    short_docs_store.search_batch = spy
     try:
         for q in QUERIES:
             client = searcher.search(q, top_k=10, explain=True)
@@ -79,7 +79,7 @@ def test_engine_side_fusion_returns_what_client_side_fusion_returns(short_docs_s
             assert [h.doc_id for h in native] == [h.doc_id for h in client]
             assert [h.score for h in native] == pytest.approx([h.score for h in client], rel=1e-6)  # engine: float32
     finally:
-        del short_docs_store.search_fused
+        del short_docs_store.search_batch
     assert len(calls) == len(QUERIES)  # explain=False went through the engine, explain=True did not
 
 
@@ -91,6 +91,12 @@ def test_multi_chunk_collections_are_recorded_and_fused_client_side(tf_encoder, 
     store.close()
     store = open_store(f"qdrant-edge://{tmp_path}/idx")
     assert store.schema.multi_chunk is True  # persisted with the schema
-    store.search_fused = lambda **kw: pytest.fail("chunked documents must be fused client-side")
+    original = store.search_batch
+
+    def no_fused(queries):
+        assert all(q.retriever != "fused" for q in queries), "chunked documents must be fused client-side"
+        return original(queries)
+
+    store.search_batch = no_fused
     assert HybridSearcher(store, tf_encoder).search("boundary layer", explain=False)
     store.close()

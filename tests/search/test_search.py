@@ -170,11 +170,11 @@ def test_candidates_carry_only_doc_ids_and_shown_hits_are_read_whole_in_one_get(
     calls: list[tuple[str, object]] = []
 
     searcher = HybridSearcher(store, splade, minilm)
-    search_sparse, get = store.search_sparse, store.get
+    search_batch, get = store.search_batch, store.get
 
-    def spy_search_sparse(*args, **kwargs):
-        calls.append(("search_sparse", kwargs.get("with_sparse", False), kwargs.get("fields")))
-        return search_sparse(*args, **kwargs)
+    def spy_search_batch(queries):
+        calls.extend(("search_sparse", q.with_sparse, q.fields) for q in queries if q.retriever == "sparse")
+        return search_batch(queries)
 
     def spy_get(ids, with_sparse=False):
         calls.append(("get", len(ids)))
@@ -184,7 +184,7 @@ def test_candidates_carry_only_doc_ids_and_shown_hits_are_read_whole_in_one_get(
     store.partial_payloads = False  # the reference: whole payloads for every candidate
     reference = [(h.doc_id, h.score, h.text, h.chunk, h.span) for h in searcher.search(query, top_k=4)]
     del store.partial_payloads
-    store.search_sparse, store.get = spy_search_sparse, spy_get
+    store.search_batch, store.get = spy_search_batch, spy_get
     try:
         hits = searcher.search(query, top_k=4, mode="hybrid", candidates=100)
         assert calls == [("search_sparse", False, ("doc_id",)), ("get", 4)]
@@ -195,7 +195,7 @@ def test_candidates_carry_only_doc_ids_and_shown_hits_are_read_whole_in_one_get(
         assert calls == [("search_sparse", False, ("doc_id",)), ("get", 4)]
         assert all(h.text and not h.explanation.sparse_tokens for h in hits)
     finally:
-        del store.search_sparse, store.get
+        del store.search_batch, store.get
 
 
 def test_sparse_and_dense_query_vectors_are_made_at_once_with_the_same_hits(index, splade, minilm):
@@ -355,7 +355,9 @@ def test_search_batch_is_one_engine_batch_call_and_one_encode_per_encoder(
     assert (sparse.calls, dense.calls) == (int(uses_sparse), int(options.get("mode", "hybrid") == "hybrid"))
     spy.calls.clear()
     searcher.search(texts[0], **options)
-    assert "query_batch" not in spy.calls  # search itself is unchanged: its own requests
+    # search is a batch of one whose requests go one by one (so its timing is per retriever)
+    requests = 1 if single_chunk or options.get("mode") == "bm25" else len(searcher.retrievers)
+    assert spy.calls["query_batch"] == requests == len(searcher.last_timing.retrieve)
 
 
 def test_search_batch_with_real_batched_encoding_matches_search(searcher, cranfield_subset):

@@ -1,10 +1,12 @@
 """The query layer: sparse, dense and BM25 retrieval, fusion, optional cross-encoder reranking.
 
-A search is a short pipeline over :class:`Candidate` values: encode the query → retrieve per
-retriever (chunks collapse to documents, best chunk wins) → fuse → rerank → build hits → explain.
-Fusion runs client-side by default, so any backend works and every hit can say who found it at
-which rank. With ``explain=False`` and plain RRF over a collection whose documents are single
-chunks, the store fuses natively in one request instead (identical ranking, fewer round trips).
+A search is a short pipeline over :class:`Candidate` values, run for a batch of queries at once
+(``search(q)`` is ``search_batch([q])[0]``): encode the queries (one call per encoder) → one
+store batch request for every retrieval (chunks collapse to documents, best chunk wins) → fuse
+→ read the shown hits' payloads in one ``get`` → rerank → build hits → explain. Fusion runs
+client-side by default, so any backend works and every hit can say who found it at which rank.
+With ``explain=False`` and plain RRF over a collection whose documents are single chunks, the
+store fuses natively in one request instead (identical ranking, fewer round trips).
 """
 
 from __future__ import annotations
@@ -15,43 +17,19 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .connectors.base import BM25, DENSE, FUSED, SPARSE, CollectionSchema, StoreError, StoreQuery, VectorStore
-from .connectors.filters import parse_filter
-from .encoders.protocols import DenseQueryEncoder, PassageReranker, SparseQueryEncoder
-from .fusion import FUSIONS, FusionSetting, fuse
-from .types import Explanation, Hit, RetrieverEvidence, ScoredPoint, SearchMode, SparseVector, join_title
+from ..connectors.base import BM25, DENSE, FUSED, SPARSE, CollectionSchema, StoreError, StoreQuery, VectorStore
+from ..connectors.filters import parse_filter
+from ..encoders.protocols import DenseQueryEncoder, PassageReranker, SparseQueryEncoder
+from ..fusion import FusionSetting, fuse
+from ..types import Explanation, Hit, RetrieverEvidence, ScoredPoint, SparseVector, join_title
+from .options import RETRIEVERS, SearchOptions, check_query, check_weights
+from .results import SearchResults, SearchTiming
 
-#: Longest query accepted, in characters. Encoders truncate at their max length anyway; this
-#: bounds the work a pathological query can cause.
-MAX_QUERY_CHARS = 100_000
-RETRIEVERS = ("sparse", "dense", "bm25")
 #: The payload keys ranking needs (chunks collapse to documents); the rest is read for shown hits only.
 CANDIDATE_FIELDS = ("doc_id",)
-
-
-@dataclass
-class SearchTiming:
-    """Seconds spent per stage of one search (returned with its results)."""
-
-    encode: float = 0.0
-    retrieve: dict[str, float] = field(default_factory=dict)
-    #: Reading the shown hits' whole payloads after ranking (stores with ``partial_payloads``).
-    payloads: float = 0.0
-    fuse: float = 0.0
-    rerank: float = 0.0
-    explain: float = 0.0
-    total: float = 0.0
-
-
-class SearchResults(list[Hit]):
-    """The hits of one search, best first, with the timing of that search."""
-
-    def __init__(self, hits: Sequence[Hit] = (), timing: SearchTiming | None = None):
-        super().__init__(hits)
-        self.timing = timing or SearchTiming()
 
 
 @dataclass
@@ -72,6 +50,22 @@ class QueryVectors:
     text: str
     sparse: SparseVector | None = None
     dense: Any = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A batch's checked options: the retrievers to query, the fusion and what to fetch."""
+
+    options: SearchOptions
+    names: list[str]
+    method: str
+    k: int
+    weights: dict[str, float]
+
+    @property
+    def fetch(self) -> int:
+        o = self.options
+        return max(o.candidates, o.top_k, o.rerank_top if o.rerank else 0)
 
 
 _ENCODE_POOL: ThreadPoolExecutor | None = None
@@ -95,32 +89,6 @@ def collapse_to_documents(points: Sequence[ScoredPoint]) -> list[ScoredPoint]:
     return list(best.values())
 
 
-def check_query(query: object) -> str:
-    if not isinstance(query, str):
-        raise ValueError(f"query must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise ValueError("query is empty")
-    if len(query) > MAX_QUERY_CHARS:
-        raise ValueError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
-    try:
-        query.encode("utf-8")
-    except UnicodeEncodeError as exc:  # e.g. invalid UTF-8 bytes on a command line (surrogate-escaped)
-        raise ValueError(f"query is not valid UTF-8 (at character {exc.start})") from None
-    return query
-
-
-def check_weights(weights: Mapping[str, float] | None, known: Sequence[str]) -> dict[str, float]:
-    """Per-retriever weights; a misspelt retriever name is an error, not a silent no-op."""
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(RETRIEVERS))
-    if unknown:
-        raise ValueError(f"unknown retriever(s) in weights: {unknown}; known: {list(known)}")
-    for name, w in weights.items():
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
-            raise ValueError(f"weight for {name!r} must be a number >= 0, got {w!r}")
-    return {k: float(v) for k, v in weights.items()}
-
-
 class HybridSearcher:
     """Search a store with whichever retrievers are configured.
 
@@ -133,6 +101,7 @@ class HybridSearcher:
             tune it. Each one left as None comes from the collection's recorded fusion (what
             ``sparsehybrid tune`` chose), else plain RRF (k = 60, equal weights); each search
             may override all three. A retriever weighted 0 is not queried in hybrid mode.
+        owns_store: close the store with the searcher.
     """
 
     def __init__(
@@ -146,8 +115,11 @@ class HybridSearcher:
         fusion: str | None = None,
         rrf_k: int | None = None,
         weights: Mapping[str, float] | None = None,
+        owns_store: bool = False,
     ):
         self.store, self.sparse, self.dense, self.reranker = store, sparse, dense, reranker
+        #: Whether :meth:`close` closes the store (true when the searcher opened it from a URL).
+        self.owns_store = owns_store
         schema = store.schema
         if schema is None:
             raise StoreError(f"{store.url} holds no collection yet: run `sparsehybrid index` first")
@@ -164,17 +136,17 @@ class HybridSearcher:
             raise StoreError(f"{store.url} has no BM25 index")
         self.bm25 = native_bm25 if bm25 is None else bm25
         recorded = FusionSetting.from_dict(schema.fusion) if schema.fusion else FusionSetting()
-        self.fusion = self._check_fusion(fusion if fusion is not None else recorded.method)
+        self.fusion = _known_fusion(fusion if fusion is not None else recorded.method)
         self.rrf_k = recorded.k if rrf_k is None else int(rrf_k)
-        self.weights = check_weights(recorded.weights if weights is None else weights, self.retrievers)
+        self.weights = check_weights(recorded.weights if weights is None else weights)
         self._last = threading.local()
         #: Encode a hybrid query's sparse and dense vectors at once (when there are cores for it).
         self.parallel_encode = (os.cpu_count() or 1) > 1
 
     def use_fusion(self, setting: FusionSetting) -> None:
         """Make ``setting`` the default fusion (a service follows a newly recorded one this way)."""
-        weights = check_weights(setting.weights, self.retrievers)
-        self.fusion, self.rrf_k, self.weights = self._check_fusion(setting.method), setting.k, weights
+        weights = check_weights(setting.weights)
+        self.fusion, self.rrf_k, self.weights = _known_fusion(setting.method), setting.k, weights
 
     @property
     def retrievers(self) -> list[str]:
@@ -187,186 +159,111 @@ class HybridSearcher:
         """The timing of this thread's last search (prefer ``results.timing``)."""
         return getattr(self._last, "timing", SearchTiming())
 
-    def search(
-        self,
-        query: str,
-        top_k: int = 10,
-        mode: SearchMode = "hybrid",
-        candidates: int = 100,
-        rerank: bool = False,
-        rerank_top: int = 50,
-        filter: Mapping[str, Any] | None = None,
-        explain: bool = True,
-        *,
-        fusion: str | None = None,
-        rrf_k: int | None = None,
-        weights: Mapping[str, float] | None = None,
-    ) -> SearchResults:
-        """Top ``top_k`` documents for ``query``.
+    def search(self, query: str, options: SearchOptions | None = None, /, **overrides: Any) -> SearchResults:
+        """Top ``top_k`` documents for ``query``: ``search_batch([query], ...)[0]``.
 
-        ``candidates`` points are fetched per retriever before fusion; with ``rerank=True`` the
-        best ``rerank_top`` fused documents are rescored by the cross-encoder. ``fusion``,
-        ``rrf_k`` and ``weights`` override the searcher's settings for this query.
+        ``options`` (a :class:`SearchOptions`) and ``overrides`` (its field names: ``top_k``,
+        ``mode``, ``candidates``, ``rerank``, ``rerank_top``, ``filter``, ``explain``, ``fusion``,
+        ``rrf_k``, ``weights``) say how; ``fusion``, ``rrf_k`` and ``weights`` left out come from
+        the searcher's settings. A bad option raises a one-line ``ValueError``.
         """
-        t0 = time.perf_counter()
-        query = check_query(query)
-        names, method, k, w = self._options(top_k, mode, candidates, rerank, filter, fusion, rrf_k, weights)
-        timing = SearchTiming()
-        fetch = max(candidates, top_k, rerank_top if rerank else 0)
-
-        vectors = self._encode(query, names, timing)
-        if self._fuses_natively(names, method, w, explain):
-            ranked = self._native_rrf(vectors, names, fetch, k, filter, timing)
-        else:
-            # Reranking reads the candidates' texts: then they come with whole payloads.
-            fields = None if rerank or not self.store.partial_payloads else CANDIDATE_FIELDS
-            rankings = self._retrieve(vectors, names, fetch, filter, timing, fields)
-            ranked = self._fuse(rankings, names, method, k, w, timing)
-            if fields is not None:
-                self._read_payloads(ranked[:top_k], explain and self.sparse is not None, timing)
-        if rerank:
-            ranked = self._rerank(query, ranked, rerank_top, timing)
-        hits = [self._hit(c, method if len(names) > 1 else None) for c in ranked[:top_k]]
-        if explain and self.sparse is not None and hits:
-            self._explain_sparse(vectors, hits, ranked[:top_k], timing)
-        timing.total = time.perf_counter() - t0
-        self._last.timing = timing
-        return SearchResults(hits, timing)
+        return self.search_batch([query], options, **overrides)[0]
 
     def search_batch(
-        self,
-        queries: Sequence[str],
-        top_k: int = 10,
-        mode: SearchMode = "hybrid",
-        candidates: int = 100,
-        rerank: bool = False,
-        rerank_top: int = 50,
-        filter: Mapping[str, Any] | None = None,
-        explain: bool = True,
-        *,
-        fusion: str | None = None,
-        rrf_k: int | None = None,
-        weights: Mapping[str, float] | None = None,
+        self, queries: Sequence[str], options: SearchOptions | None = None, /, **overrides: Any
     ) -> list[SearchResults]:
         """:meth:`search` for each query (same options for all), in order, for throughput.
 
         Each encoder encodes all queries in one call, the store runs every retrieval in one
         batch request (:meth:`VectorStore.search_batch`: one ``query_batch`` on Qdrant Edge) and
-        the shown hits' payloads are read in one ``get``. Given the same query vectors the hits,
-        their order, scores and explanations are those of :meth:`search`; an encoder's batch
-        may differ from its single-query output in the last float bits (padding changes the
-        arithmetic), so scores can differ by ~1e-6. Every result carries the batch's timing.
+        the shown hits' payloads are read in one ``get``. An encoder's batch may differ from its
+        single-query output in the last float bits (padding changes the arithmetic), so scores
+        can differ by ~1e-6. With one query the timing is that query's (per retriever); with
+        several, every result carries the batch's timing.
         """
         t0 = time.perf_counter()
         texts = [check_query(q) for q in queries]
-        names, method, k, w = self._options(top_k, mode, candidates, rerank, filter, fusion, rrf_k, weights)
-        timing = SearchTiming()
+        plan = self._plan(SearchOptions.of(options, **overrides))
         if not texts:
             return []
-        fetch = max(candidates, top_k, rerank_top if rerank else 0)
-        with_tokens = explain and self.sparse is not None
-        native = self._fuses_natively(names, method, w, explain)
-        fields = None if native or rerank or not self.store.partial_payloads else CANDIDATE_FIELDS
-
-        batch = self._encode_batch(texts, names, timing)
-        requests = [self._store_queries(vectors, names, fetch, k, filter, fields, native) for vectors in batch]
-        answers = self._retrieve_batch(requests, timing)
+        timing = SearchTiming()
         steps = [SearchTiming() for _ in texts]  # per query, summed into the batch's timing
-        if native:
-            ranked = [[Candidate(p, p.score, {}) for p in collapse_to_documents(points[0])] for points in answers]
-        else:
-            ranked = [
-                self._fuse(dict(zip(names, map(collapse_to_documents, points))), names, method, k, w, step)
-                for points, step in zip(answers, steps)
-            ]
-            if fields is not None:
-                self._read_payloads_batch([r[:top_k] for r in ranked], with_tokens, timing)
-        t = time.perf_counter()
-        explained = self._explain_vectors(batch, names) if with_tokens else batch
-        timing.explain = time.perf_counter() - t
-        results = []
-        for text, vectors, candidates_, step in zip(texts, explained, ranked, steps):
-            if rerank:
-                candidates_ = self._rerank(text, candidates_, rerank_top, step)
-            hits = [self._hit(c, method if len(names) > 1 else None) for c in candidates_[:top_k]]
-            if with_tokens and hits:
-                self._explain_sparse(vectors, hits, candidates_[:top_k], step)
-            results.append(SearchResults(hits, timing))
+        batch = self._encode_batch(texts, plan.names, timing)
+        ranked = self._rank(batch, plan, timing, steps)
+        hits = self._present(batch, ranked, plan, timing, steps)
         timing.fuse, timing.rerank = sum(x.fuse for x in steps), sum(x.rerank for x in steps)
         timing.explain += sum(x.explain for x in steps)
         timing.total = time.perf_counter() - t0
         self._last.timing = timing
-        return results
+        return [SearchResults(h, timing) for h in hits]
+
+    def close(self) -> None:
+        """Close the store if this searcher opened it (:func:`~sparsehybrid.open_searcher` with a URL)."""
+        if self.owns_store:
+            self.store.close()
+
+    def __enter__(self) -> HybridSearcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- the steps -----------------------------------------------------------------------------
-    def _encode(self, query: str, names: list[str], timing: SearchTiming) -> QueryVectors:
-        """Encode only for the retrievers in use (BM25 alone encodes nothing)."""
-        t = time.perf_counter()
-        vectors = QueryVectors(query)
-        sparse = self.sparse if "sparse" in names else None
-        dense = self.dense if "dense" in names else None
-        if sparse is not None and dense is not None and self.parallel_encode:
-            # Both encoders release the GIL in their kernels: on two cores or more the query's
-            # dense vector costs no extra wall time while its sparse vector is made.
-            dense_vector = _encode_pool().submit(dense.encode_query, [query])
-            vectors.sparse = sparse.encode_query([query])[0]
-            vectors.dense = dense_vector.result()[0]
-        else:
-            if sparse is not None:
-                vectors.sparse = sparse.encode_query([query])[0]
-            if dense is not None:
-                vectors.dense = dense.encode_query([query])[0]
-        timing.encode = time.perf_counter() - t
-        return vectors
+    def _rank(
+        self, batch: list[QueryVectors], plan: Plan, timing: SearchTiming, steps: list[SearchTiming]
+    ) -> list[list[Candidate]]:
+        """Every query's documents, best first: one store batch, then fusion per query (or the
+        engine's fusion), then the shown hits' payloads when ranking read only ids."""
+        native = self._fuses_natively(plan.names, plan.method, plan.weights, plan.options.explain)
+        partial = not (native or plan.options.rerank) and self.store.partial_payloads
+        fields = CANDIDATE_FIELDS if partial else None
+        answers = self._retrieve_batch([self._store_queries(v, plan, fields, native) for v in batch], timing)
+        if native:
+            return [[Candidate(p, p.score, {}) for p in collapse_to_documents(points[0])] for points in answers]
+        ranked = [
+            self._fuse(dict(zip(plan.names, map(collapse_to_documents, points))), plan, step)
+            for points, step in zip(answers, steps)
+        ]
+        if partial:
+            with_sparse = plan.options.explain and self.sparse is not None
+            self._read_payloads_batch([r[: plan.options.top_k] for r in ranked], with_sparse, timing)
+        return ranked
 
-    def _retrieve(
+    def _present(
         self,
-        vectors: QueryVectors,
-        names: list[str],
-        fetch: int,
-        filter: Mapping[str, Any] | None,
+        batch: list[QueryVectors],
+        ranked: list[list[Candidate]],
+        plan: Plan,
         timing: SearchTiming,
-        fields: Sequence[str] | None = None,
-    ) -> dict[str, list[ScoredPoint]]:
-        """Each retriever's document ranking (chunks collapsed to their document's best), with
-        only ``fields`` of each payload where the store allows (None: whole payloads)."""
-        rankings = {}
-        for name in names:
-            t = time.perf_counter()
-            if name == "sparse" and vectors.sparse is not None:
-                # Candidates' own sparse vectors are not fetched: only the top hits need them
-                # (explanations), and reading 100 of them back costs more than the search.
-                points = self.store.search_sparse(vectors.sparse, fetch, filter, fields=fields)
-            elif name == "dense" and vectors.dense is not None:
-                points = self.store.search_dense(vectors.dense, fetch, filter, fields=fields)
-            else:
-                points = self.store.search_bm25(vectors.text, fetch, filter, fields=fields)
-            rankings[name] = collapse_to_documents(points)
-            timing.retrieve[name] = time.perf_counter() - t
-        return rankings
-
-    def _read_payloads(self, shown: list[Candidate], with_sparse: bool, timing: SearchTiming) -> None:
-        """Whole payloads (and sparse vectors, for explanations) of the hits that are shown, in one read."""
+        steps: list[SearchTiming],
+    ) -> list[list[Hit]]:
+        """Each query's shown hits: reranked if asked, explained if asked."""
+        o = plan.options
+        with_tokens = o.explain and self.sparse is not None
         t = time.perf_counter()
-        full = {p.id: p for p in self.store.get([c.point.id for c in shown], with_sparse=with_sparse)}
-        for c in shown:
-            point = full.get(c.point.id)
-            if point is not None:  # deleted since the search: the hit keeps what ranking read
-                c.point.payload, c.point.sparse = point.payload, point.sparse
-        timing.payloads = time.perf_counter() - t
+        explained = self._explain_vectors(batch, plan.names) if with_tokens else batch
+        timing.explain = time.perf_counter() - t
+        shown_fusion = plan.method if len(plan.names) > 1 else None
+        out = []
+        for vectors, candidates, step in zip(explained, ranked, steps):
+            if o.rerank:
+                candidates = self._rerank(vectors.text, candidates, o.rerank_top, step)
+            hits = [self._hit(c, shown_fusion) for c in candidates[: o.top_k]]
+            if with_tokens and hits:
+                self._explain_sparse(vectors, hits, candidates[: o.top_k], step)
+            out.append(hits)
+        return out
 
     def _fuse(
         self,
         rankings: dict[str, list[ScoredPoint]],
-        names: list[str],
-        method: str,
-        k: int,
-        weights: dict[str, float],
+        plan: Plan,
         timing: SearchTiming,
     ) -> list[Candidate]:
         """One retriever: its ranking as is. Several: fused, each document shown by the chunk the
         first retriever (in fixed order) that found it ranked best."""
         t = time.perf_counter()
+        names = plan.names
         if len(names) == 1:
             only = rankings[names[0]]
             ranked = [Candidate(p, p.score, {names[0]: (i + 1, p.score)}) for i, p in enumerate(only)]
@@ -375,9 +272,8 @@ class HybridSearcher:
             for name in names:
                 for p in rankings[name]:
                     shown.setdefault(p.doc_id, p)
-            fused = fuse(
-                method, {n: [(p.doc_id, p.score) for p in rankings[n]] for n in names}, k=k, weights=weights or None
-            )
+            runs = {n: [(p.doc_id, p.score) for p in rankings[n]] for n in names}
+            fused = fuse(plan.method, runs, k=plan.k, weights=plan.weights or None)
             ranked = [
                 Candidate(shown[it.id], it.score, {n: (it.ranks[n], it.scores[n]) for n in it.ranks}) for it in fused
             ]
@@ -401,28 +297,6 @@ class HybridSearcher:
             and schema is not None
             and schema.multi_chunk is False
         )
-
-    def _native_rrf(
-        self,
-        vectors: QueryVectors,
-        names: list[str],
-        fetch: int,
-        k: int,
-        filter: Mapping[str, Any] | None,
-        timing: SearchTiming,
-    ) -> list[Candidate]:
-        t = time.perf_counter()
-        points = self.store.search_fused(
-            sparse=vectors.sparse,
-            dense=vectors.dense,
-            text=vectors.text if "bm25" in names else None,
-            limit=fetch,
-            candidates=fetch,
-            k=k,
-            filter=filter,
-        )
-        timing.retrieve["fused"] = time.perf_counter() - t
-        return [Candidate(p, p.score, {}) for p in collapse_to_documents(points)]
 
     def _rerank(self, query: str, ranked: list[Candidate], rerank_top: int, timing: SearchTiming) -> list[Candidate]:
         """Rescore the head with the cross-encoder; the tail keeps its fused order."""
@@ -474,15 +348,22 @@ class HybridSearcher:
 
     # -- batches -------------------------------------------------------------------------------
     def _encode_batch(self, texts: list[str], names: list[str], timing: SearchTiming) -> list[QueryVectors]:
-        """:meth:`_encode` for every query: one ``encode_query`` call per encoder in use."""
+        """Query vectors for the retrievers in use only (BM25 alone encodes nothing): one
+        ``encode_query`` call per encoder, the dense one on another thread while the sparse one
+        runs (both release the GIL in their kernels, so on two cores it costs no wall time)."""
         t = time.perf_counter()
         batch = [QueryVectors(text) for text in texts]
-        if "sparse" in names and self.sparse is not None:
-            for vectors, sparse in zip(batch, self.sparse.encode_query(texts)):
-                vectors.sparse = sparse
-        if "dense" in names and self.dense is not None:
-            for vectors, dense in zip(batch, self.dense.encode_query(texts)):
-                vectors.dense = dense
+        sparse = self.sparse if "sparse" in names else None
+        dense = self.dense if "dense" in names else None
+        pending = None
+        if sparse is not None and dense is not None and self.parallel_encode:
+            pending = _encode_pool().submit(dense.encode_query, texts)
+        if sparse is not None:
+            for vectors, sv in zip(batch, sparse.encode_query(texts)):
+                vectors.sparse = sv
+        if dense is not None:
+            for vectors, dv in zip(batch, pending.result() if pending is not None else dense.encode_query(texts)):
+                vectors.dense = dv
         timing.encode = time.perf_counter() - t
         return batch
 
@@ -497,7 +378,15 @@ class HybridSearcher:
 
     def _retrieve_batch(self, requests: list[list[StoreQuery]], timing: SearchTiming) -> list[list[list[ScoredPoint]]]:
         """Every query's store requests in one :meth:`VectorStore.search_batch` call; per query,
-        each request's points."""
+        each request's points. One query's requests are sent one by one instead, so its timing
+        says what each retriever took."""
+        if len(requests) == 1:
+            points = []
+            for request in requests[0]:
+                t = time.perf_counter()
+                points.append(self.store.search_batch([request])[0])
+                timing.retrieve[request.retriever] = time.perf_counter() - t
+            return [points]
         t = time.perf_counter()
         answers = iter(self.store.search_batch([r for per_query in requests for r in per_query]))
         out = [[next(answers) for _ in per_query] for per_query in requests]
@@ -506,17 +395,13 @@ class HybridSearcher:
 
     @staticmethod
     def _store_queries(
-        vectors: QueryVectors,
-        names: list[str],
-        fetch: int,
-        k: int,
-        filter: Mapping[str, Any] | None,
-        fields: Sequence[str] | None,
-        native: bool,
+        vectors: QueryVectors, plan: Plan, fields: Sequence[str] | None, native: bool
     ) -> list[StoreQuery]:
-        """What :meth:`_native_rrf` (``native``) or :meth:`_retrieve` ask the store for one query."""
+        """What the store is asked for one query: one fused request (``native``), else one per
+        retriever. Candidates' own sparse vectors are not fetched: only the shown hits need them."""
+        fetch, flt = plan.fetch, plan.options.filter
         if native:
-            text = vectors.text if "bm25" in names else None
+            text = vectors.text if "bm25" in plan.names else None
             fused = StoreQuery(
                 FUSED,
                 fetch,
@@ -524,18 +409,18 @@ class HybridSearcher:
                 dense=vectors.dense,
                 text=text,
                 candidates=fetch,
-                k=k,
-                filter=filter,
+                k=plan.k,
+                filter=flt,
             )
             return [fused]
         out = []
-        for name in names:
+        for name in plan.names:
             if name == "sparse" and vectors.sparse is not None:
-                out.append(StoreQuery(SPARSE, fetch, sparse=vectors.sparse, filter=filter, fields=fields))
+                out.append(StoreQuery(SPARSE, fetch, sparse=vectors.sparse, filter=flt, fields=fields))
             elif name == "dense" and vectors.dense is not None:
-                out.append(StoreQuery(DENSE, fetch, dense=vectors.dense, filter=filter, fields=fields))
+                out.append(StoreQuery(DENSE, fetch, dense=vectors.dense, filter=flt, fields=fields))
             else:
-                out.append(StoreQuery(BM25, fetch, text=vectors.text, filter=filter, fields=fields))
+                out.append(StoreQuery(BM25, fetch, text=vectors.text, filter=flt, fields=fields))
         return out
 
     def _read_payloads_batch(self, shown: list[list[Candidate]], with_sparse: bool, timing: SearchTiming) -> None:
@@ -556,36 +441,17 @@ class HybridSearcher:
         timing.payloads = time.perf_counter() - t
 
     # -- validation ----------------------------------------------------------------------------
-    def _options(
-        self,
-        top_k: int,
-        mode: str,
-        candidates: int,
-        rerank: bool,
-        filter: Mapping[str, Any] | None,
-        fusion: str | None,
-        rrf_k: int | None,
-        weights: Mapping[str, float] | None,
-    ) -> tuple[list[str], str, int, dict[str, float]]:
-        """A search's checked options: the retrievers to query, the fusion method, its k and weights."""
-        if top_k < 1 or candidates < 1:
-            raise ValueError("top_k and candidates must be >= 1")
-        parse_filter(filter)  # fail on a malformed filter before encoding anything
-        names = self._names_for(mode)
-        if rerank and self.reranker is None:
+    def _plan(self, o: SearchOptions) -> Plan:
+        """The options checked against this searcher: retrievers to query, fusion, k and weights."""
+        parse_filter(o.filter)  # fail on a malformed filter before encoding anything
+        names = self._names_for(o.mode)
+        if o.rerank and self.reranker is None:
             raise ValueError("rerank=True needs a reranker (HybridSearcher(..., reranker=Reranker(model)))")
-        method = self._check_fusion(fusion) if fusion is not None else self.fusion
-        k = self.rrf_k if rrf_k is None else int(rrf_k)
-        w = check_weights(weights, self.retrievers) if weights is not None else self.weights
+        method = o.fusion if o.fusion is not None else self.fusion
+        k = self.rrf_k if o.rrf_k is None else o.rrf_k
+        w = dict(o.weights) if o.weights is not None else self.weights
         names = _weighted_in(names, w)
-        w = {n: x for n, x in w.items() if n in names}
-        return names, method, k, w
-
-    @staticmethod
-    def _check_fusion(fusion: str) -> str:
-        if fusion not in FUSIONS:
-            raise ValueError(f"unknown fusion {fusion!r}; choose one of {sorted(FUSIONS)}")
-        return fusion
+        return Plan(o, names, method, k, {n: x for n, x in w.items() if n in names})
 
     def _names_for(self, mode: str) -> list[str]:
         if mode == "hybrid":
@@ -599,6 +465,13 @@ class HybridSearcher:
             what = "index" if mode == "bm25" else "encoder"
             raise ValueError(f"mode {mode!r} needs a {mode} {what}; configured: {self.retrievers}")
         return [mode]
+
+
+def _known_fusion(fusion: str) -> str:
+    """``fusion`` if it names a fusion method (the contract's check), else a one-line ``ValueError``."""
+    known = SearchOptions.of(fusion=fusion).fusion
+    assert known is not None
+    return known
 
 
 def _weighted_in(names: list[str], weights: Mapping[str, float]) -> list[str]:
@@ -615,7 +488,7 @@ def _passage(p: ScoredPoint) -> str:
     return join_title(p.payload.get("title"), p.payload.get("text", ""))
 
 
-def open_searcher(
+def searcher_for_store(
     store: VectorStore,
     *,
     use_sparse: bool = True,
@@ -624,10 +497,10 @@ def open_searcher(
     device: str | None = None,
     **kwargs: Any,
 ) -> HybridSearcher:
-    """A searcher with the encoders the collection records in its schema (what the CLI uses)."""
-    from .encoders.dense import DenseEncoder
-    from .encoders.reranker import Reranker
-    from .encoders.sparse import SparseEncoder
+    """A searcher with the encoders the collection records in its schema (loaded here)."""
+    from ..encoders.dense import DenseEncoder
+    from ..encoders.reranker import Reranker
+    from ..encoders.sparse import SparseEncoder
 
     schema = store.schema
     if schema is None:

@@ -1,0 +1,54 @@
+"""`sparsehybrid copy` as a user runs it: one summary, one-line refusals, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from typer.testing import CliRunner
+
+from sparsehybrid.cli import app
+from sparsehybrid.connectors import open_store
+from tests.connectors.conformance import SCHEMA, make_records
+
+runner = CliRunner()
+
+
+def build(path, schema=SCHEMA, n=30, prefix="doc"):
+    with open_store(f"qdrant-edge://{path}") as store:
+        store.ensure_schema(schema)
+        store.upsert(make_records(n, prefix=prefix))
+
+
+def test_copy_prints_progress_lines_and_a_verified_summary(tmp_path):
+    build(tmp_path / "a")
+    result = runner.invoke(app, ["copy", str(tmp_path / "a"), f"qdrant-edge://{tmp_path / 'b'}", "--batch-size", "10"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split(" (")[0] for line in lines[:3]] == [
+        "copied 10/30 points",
+        "copied 20/30 points",
+        "copied 30/30 points",
+    ]
+    assert "copied 30 points (0 already there)" in result.output
+    assert "verified: 30 points, 30 sampled points equal, same top-10 for 5" in result.output
+    with open_store(str(tmp_path / "b")) as b:
+        assert b.count() == 30
+
+
+def test_copy_through_parquet_and_a_second_run_skips_what_is_there(tmp_path):
+    build(tmp_path / "a")
+    file = tmp_path / "points.parquet"
+    assert runner.invoke(app, ["copy", str(tmp_path / "a"), f"parquet://{file}"]).exit_code == 0
+    first = runner.invoke(app, ["copy", f"parquet://{file}", str(tmp_path / "b")])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["copy", f"parquet://{file}", str(tmp_path / "b")])
+    assert again.exit_code == 0 and "copied 0 points (30 already there)" in again.output
+    assert "rankings not compared" in again.output
+
+
+def test_an_incompatible_destination_is_one_line_and_exit_1(tmp_path):
+    build(tmp_path / "a")
+    build(tmp_path / "b", dataclasses.replace(SCHEMA, sparse_model="other/sparse"), n=3, prefix="x")
+    result = runner.invoke(app, ["copy", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "sparse_model 'other/sparse'" in result.output

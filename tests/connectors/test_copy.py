@@ -1,0 +1,274 @@
+"""``sparsehybrid copy`` as a library: every pair of store kinds, resuming, refusing, verifying."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sparsehybrid.connectors import open_store
+from sparsehybrid.connectors.base import CollectionSchema, StoreError, VectorStore
+from sparsehybrid.connectors.transfer import (
+    CopyVerificationError,
+    IncompatibleDestinationError,
+    copy_collection,
+    dense_equal,
+    same_ranking,
+    sparse_equal,
+)
+from sparsehybrid.types import PointRecord
+
+from .conformance import SCHEMA, make_records
+from .recording_server import QdrantApp, RecordingServer, SearchEngineApp
+from .test_spec_conformance import findings, spec_of, specs  # noqa: F401  (specs: a fixture)
+
+FUSION = {"method": "rrf", "k": 30, "weights": {"sparse": 2.0, "dense": 1.0}}
+
+
+def build(url: str, records: list[PointRecord], schema: CollectionSchema = SCHEMA) -> None:
+    with open_store(url) as store:
+        store.ensure_schema(schema)
+        store.upsert(records)
+        store.save_fusion(FUSION)
+
+
+def contents(url: str) -> dict[str, PointRecord]:
+    with open_store(url) as store:
+        return {r.id: r for batch in store.iter_records(batch_size=7) for r in batch}
+
+
+def assert_same_points(want: dict[str, PointRecord], got: dict[str, PointRecord]) -> None:
+    assert want.keys() == got.keys()
+    for pid, record in want.items():
+        assert got[pid].payload() == record.payload()
+        assert sparse_equal(record, got[pid]) and dense_equal(record.dense, got[pid].dense)
+
+
+@pytest.fixture
+def fast_dir(tmp_path) -> Iterator[Path]:
+    """qdrant-client's local mode commits each point to SQLite; tmpfs keeps that quick."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        base = Path(tempfile.mkdtemp(dir=shm))
+        yield base
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        yield tmp_path
+
+
+def test_embedded_to_embedded_copies_everything_and_searches_the_same(tmp_path):
+    records = make_records(40, chunks_per_doc=2)
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, records)
+    progress: list[tuple[int, int]] = []
+    report = copy_collection(src, dst, batch_size=16, sample=10, on_progress=lambda d, t: progress.append((d, t)))
+    assert report.copied == 80 and report.skipped == 0 and report.destination_count == 80
+    assert report.vectors_checked == 10 and report.queries_checked == 5
+    assert progress[-1] == (80, 80) and len(progress) == 5
+    assert_same_points(contents(src), contents(dst))
+    with open_store(src) as a, open_store(dst) as b:
+        assert b.schema == a.schema  # models, dims, BM25 settings, metadata fields, fusion
+        assert b.schema is not None and b.schema.fusion == FUSION
+        # The same rankings and scores (tied scores come back in the engine's storage order, which
+        # a copy need not keep: same_ranking leaves the order among ties out).
+        for q in records[:5]:
+            want, got = (s.search_fused(sparse=q.sparse, dense=q.dense) for s in (a, b))
+            assert len(want) == 10 and same_ranking(want, got)
+
+
+def test_rerun_after_an_interrupted_copy_finishes_without_duplicates(tmp_path):
+    records = make_records(30)
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, records)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_two_batches(done: int, total: int) -> None:
+        if done >= 20:
+            raise Killed
+
+    with pytest.raises(Killed):
+        copy_collection(src, dst, batch_size=10, on_progress=die_after_two_batches)
+    with open_store(dst) as partial:
+        assert partial.count() == 20
+    report = copy_collection(src, dst, batch_size=10)
+    assert report.skipped == 20 and report.copied == 10 and report.destination_count == 30
+    assert_same_points(contents(src), contents(dst))
+
+
+def test_an_incompatible_destination_is_refused_before_writing(tmp_path):
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, make_records(5))
+    other = dataclasses.replace(SCHEMA, dense_model="other/model")
+    build(dst, make_records(3, prefix="other"), other)
+    with pytest.raises(IncompatibleDestinationError) as err:
+        copy_collection(src, dst)
+    message = str(err.value)
+    assert "\n" not in message and "dense_model 'other/model' (source 'test/random-dense')" in message
+    with open_store(dst) as untouched:
+        assert untouched.count() == 3
+
+
+def test_an_empty_source_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="holds no collection to copy"):
+        copy_collection(f"qdrant-edge://{tmp_path / 'nothing'}", f"qdrant-edge://{tmp_path / 'b'}")
+
+
+def test_parquet_round_trip_loads_another_store_without_encoders(tmp_path):
+    records = make_records(25, chunks_per_doc=2)
+    src, back = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, records)
+    file = tmp_path / "out" / "points.parquet"
+    report = copy_collection(src, f"parquet://{file}", batch_size=8, sample=6)
+    assert file.is_file() and not file.with_name("points.parquet.partial").exists()
+    assert report.destination_count == 50 and report.vectors_checked == 6
+    loaded = copy_collection(f"parquet://{file}", back, batch_size=8)
+    assert loaded.copied == 50 and loaded.destination_count == 50
+    assert_same_points(contents(src), contents(back))
+    with open_store(back) as b:
+        assert b.schema is not None and b.schema.fusion == FUSION and b.schema.sparse_model == SCHEMA.sparse_model
+
+
+def test_an_interrupted_parquet_copy_leaves_no_file_that_looks_whole(tmp_path):
+    src = f"qdrant-edge://{tmp_path / 'a'}"
+    build(src, make_records(30))
+    file = tmp_path / "points.parquet"
+
+    def die(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_collection(src, f"parquet://{file}", batch_size=10, on_progress=die)
+    assert not file.exists() and not file.with_name("points.parquet.partial").exists()
+    assert copy_collection(src, f"parquet://{file}", batch_size=10).destination_count == 30
+
+
+def test_a_parquet_destination_that_exists_is_refused(tmp_path):
+    src = f"qdrant-edge://{tmp_path / 'a'}"
+    build(src, make_records(3))
+    file = tmp_path / "points.parquet"
+    file.write_bytes(b"keep me")
+    with pytest.raises(StoreError, match="exists already"):
+        copy_collection(src, f"parquet://{file}")
+    assert file.read_bytes() == b"keep me"
+
+
+def test_embedded_to_qdrant_local_mode_and_back(tmp_path, fast_dir):
+    records = make_records(20, chunks_per_doc=2)
+    src, mid, back = (
+        f"qdrant-edge://{tmp_path / 'a'}",
+        f"qdrant-local://{fast_dir / 'q'}",
+        f"qdrant-edge://{tmp_path / 'c'}",
+    )
+    build(src, records)
+    there = copy_collection(src, mid, batch_size=16)
+    assert there.destination_count == 40 and there.queries_checked is None  # another engine
+    again = copy_collection(mid, back, batch_size=16)
+    assert again.destination_count == 40
+    assert_same_points(contents(src), contents(back))
+
+
+@pytest.mark.parametrize(
+    "backend, app, spec",
+    [
+        ("qdrant", lambda: QdrantApp("1.17.0"), "master"),
+        ("opensearch", lambda: SearchEngineApp("opensearch", "3.1.0"), "opensearch"),
+        ("elasticsearch", lambda: SearchEngineApp("elasticsearch", "9.2.0"), "elasticsearch"),
+    ],
+)
+def test_embedded_to_each_server_and_back(tmp_path, backend, app, spec, specs):  # noqa: F811
+    """Both directions, every request the copy sends valid against the server's own API spec."""
+    records = make_records(12, chunks_per_doc=2)
+    src, back = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, records)
+    server = RecordingServer(app())
+    try:
+        url = f"{backend}://127.0.0.1:{server.port}/sh-copy"
+        report = copy_collection(src, url, batch_size=10, sample=8)
+        assert report.destination_count == 24 and report.vectors_checked == 8
+        with open_store(url) as remote:
+            assert remote.schema is not None and remote.schema.fusion == FUSION
+        copy_collection(url, back, batch_size=10)
+        assert findings(list(server.requests), [spec_of(specs, spec)]) == []
+    finally:
+        server.close()
+    assert_same_points(contents(src), contents(back))
+
+
+def test_a_destination_that_loses_points_fails_verification(tmp_path, monkeypatch):
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, make_records(10))
+    from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
+
+    real = QdrantEdgeStore._upsert
+
+    def drop_one(self: VectorStore, records):
+        return real(self, records[1:])
+
+    monkeypatch.setattr(QdrantEdgeStore, "_upsert", drop_one)
+    with pytest.raises(CopyVerificationError, match="holds 9 points after copying 10"):
+        copy_collection(src, dst, batch_size=100)
+
+
+def test_a_destination_that_changes_vectors_fails_verification(tmp_path, monkeypatch):
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, make_records(10))
+    from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
+
+    real = QdrantEdgeStore._upsert
+
+    def rotate_dense(self: VectorStore, records):
+        changed = [dataclasses.replace(r, dense=[*r.dense[1:], r.dense[0]]) for r in records]
+        return real(self, changed)
+
+    monkeypatch.setattr(QdrantEdgeStore, "_upsert", rotate_dense)
+    with pytest.raises(CopyVerificationError, match="different dense vector"):
+        copy_collection(src, dst, batch_size=100, sample=3)
+
+
+def test_same_ranking_allows_reordered_ties_but_not_other_points():
+    from sparsehybrid.types import ScoredPoint
+
+    def points(*pairs):
+        return [ScoredPoint(id=i, score=s, payload={}) for i, s in pairs]
+
+    base = points(("a", 3.0), ("b", 2.0), ("c", 2.0), ("d", 1.0))
+    assert same_ranking(base, points(("a", 3.0), ("c", 2.0), ("b", 2.0000001), ("d", 1.0)))
+    assert same_ranking(base, points(("a", 3.0), ("b", 2.0), ("c", 2.0), ("e", 1.0)))  # tied with the last: the cut
+    assert not same_ranking(base, points(("a", 3.0), ("b", 2.0), ("e", 2.0), ("d", 1.0)))
+    assert not same_ranking(base, points(("a", 3.0), ("b", 2.0), ("c", 2.0), ("d", 1.1)))
+    assert not same_ranking(base, base[:3])
+
+
+def test_prefetched_reads_ahead_boundedly_and_hands_over_errors():
+    import threading
+
+    from sparsehybrid.connectors.transfer import prefetched
+
+    read: list[int] = []
+
+    def source():
+        for i in range(100):
+            read.append(i)
+            yield [i]
+
+    batches = prefetched(source(), depth=2)
+    assert next(batches) == [0]
+    batches.close()  # stops the reader: it read at most the queue's depth ahead
+    assert len(read) <= 4 and not [t for t in threading.enumerate() if t.name == "copy-reader"]
+
+    def failing():
+        yield [1]
+        raise StoreError("source went away")
+
+    got = []
+    with pytest.raises(StoreError, match="source went away"):
+        for batch in prefetched(failing()):
+            got.append(batch)
+    assert got == [[1]]
