@@ -138,7 +138,8 @@ def mine_candidates(cfg: TrainingConfig, ds: BeirDataset, qids: Sequence[str], w
     from ..encoders.dense import DenseEncoder
     from ..encoders.sparse import SparseEncoder
     from ..ingestion.indexing import Indexer
-    from ..search import HybridSearcher, SearchMode
+    from ..search import HybridSearcher
+    from ..types import SearchMode
 
     sparse = SparseEncoder(cfg.sparse_model) if cfg.sparse_model else None
     dense = DenseEncoder(cfg.dense_model) if cfg.dense_model else None
