@@ -34,6 +34,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Each test leaves ``os.environ`` as it found it. A CLI command run in-process (Typer's
+    runner) sets variables for what it thinks is its own process (quiet logging, no progress
+    bars): without this, they would reach whichever test the same worker runs next."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def missing_shared(reason: str) -> None:
     """Skip a test whose shared data is absent, or fail it where CI promised the data."""
     if REQUIRE_SHARED:

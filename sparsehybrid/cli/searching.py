@@ -74,7 +74,6 @@ def search(
         flt = json.loads(filter) if filter else None
     except json.JSONDecodeError as exc:
         fail(f"--filter is not valid JSON: {exc}")
-    st: VectorStore | None = None
     try:
         check_query(query)  # before loading any model
         options = SearchOptions.of(
@@ -103,11 +102,6 @@ def search(
             via = getattr(searcher, "url", None)
     except CLI_ERRORS as exc:
         fail(str(exc))
-    finally:
-        # On every path: Qdrant Edge allows one open writer per index, so a store left open by a
-        # failed search would lock the index for whatever this process does next.
-        if st is not None:
-            st.close()
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
     else:

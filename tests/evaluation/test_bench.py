@@ -159,10 +159,13 @@ def _cranfield_subset(cranfield: Path, folder: Path, qids: list[str], n_docs: in
     return _write_beir(folder, chosen, qs, qrels)
 
 
-def _bench_cli(args: list[str], prefect_home: Path) -> subprocess.CompletedProcess:
+def _bench_cli(args: list[str], prefect_home: Path, prefect_api: str) -> subprocess.CompletedProcess:
+    """``sparsehybrid bench`` against the session's Prefect API (a run of its own would start, and
+    wait for, a temporary API server each time)."""
     env = dict(
         os.environ,
         PREFECT_HOME=str(prefect_home),
+        PREFECT_API_URL=prefect_api,
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -176,16 +179,16 @@ def _bench_cli(args: list[str], prefect_home: Path) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def bench_out(cranfield, tmp_path_factory):
+def bench_out(cranfield, tmp_path_factory, prefect_api):
     """Two small Cranfield subsets benchmarked with the real default models, --parity on."""
     root = tmp_path_factory.mktemp("bench")
     a = _cranfield_subset(cranfield, root / "cran-a", ["1", "2", "3", "4"], 30)
     b = _cranfield_subset(cranfield, root / "cran-b", ["5", "6", "7", "8"], 30)
     out = root / "out"
     args = [str(a), str(b), "--out", str(out), "--parity", "--max-length", "64", "--batch-size", "16"]
-    first = _bench_cli(args, root / "prefect")
+    first = _bench_cli(args, root / "prefect", prefect_api)
     # Same corpus and models: the index is reused; this run also tunes fusion (4 queries: 2 folds).
-    second = _bench_cli([*args, "--tune", "--folds", "2"], root / "prefect")
+    second = _bench_cli([*args, "--tune", "--folds", "2"], root / "prefect", prefect_api)
     return {"out": out, "datasets": [a, b], "first": first, "second": second}
 
 

@@ -195,10 +195,12 @@ def test_serve_waits_for_a_job_that_opened_the_store_first(tmp_path, cranfield, 
 def test_a_job_writing_through_a_service_yields_the_cpu_to_searches(setting, step):
     code = (
         "import os; from sparsehybrid.connectors.service_store import yield_cpu_to_searches as y; "
-        "before = os.nice(0); y(); y(); print(os.nice(0) - before)"
+        "before = os.nice(0); y(); y(); print(os.nice(0) - before, before)"
     )
     env = {k: v for k, v in os.environ.items() if k != "SPARSEHYBRID_JOB_NICE"}
     if setting is not None:
         env["SPARSEHYBRID_JOB_NICE"] = setting
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert int(out.stdout) == step  # once per process, however many stores it opens
+    applied, before = map(int, out.stdout.split())
+    # Once per process, however many stores it opens (capped at niceness 19 when run under `nice`).
+    assert applied == min(step, 19 - before)
