@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..connectors.base import StoreError, VectorStore
+from ..connectors.base import StoreError
 from ..fusion import FusionSetting
 from .app import DEFAULT_STORE, app, console, fail
 
