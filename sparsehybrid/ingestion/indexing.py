@@ -275,6 +275,51 @@ def plan_index(
 # -- the loop -------------------------------------------------------------------------------------
 
 
+def _prepare_run(
+    store: IndexSink,
+    items: Iterable[SourceItem | Document],
+    wanted: CollectionSchema,
+    stats: IndexStats,
+    skip_unchanged: bool,
+    sync: bool,
+    allow_mass_delete: bool,
+    max_delete_fraction: float,
+    batch_size: int,
+    log: logging.Logger | logging.LoggerAdapter,
+) -> tuple[list[list[Planned]], list[str]]:
+    """What :func:`run_index` will write, in batches, and the ids a sync deletes: the plan checked (encoders, mass deletes),
+    the collection created if it is new and there is something to write, the plan logged."""
+    if store.schema is not None:
+        store.ensure_schema(wanted)  # refuses other encoders before anything is written
+    todo, stored, vanished = plan_index(store, items, stats, skip_unchanged=skip_unchanged, sync=sync)
+    if vanished and not allow_mass_delete:
+        _refuse_mass_delete(len(vanished), len(stored), stats.seen, max_delete_fraction)
+    if store.schema is None and todo:
+        if wanted.bm25:
+            sample = [d for d, _ in itertools.islice(todo, AVG_LEN_SAMPLE)]
+            wanted.bm25_avg_len = estimate_avg_len(store, sample)
+        store.ensure_schema(wanted)
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    stats.batches = len(batches)
+    stats.to_encode = len(todo)
+    log.info(
+        "%d documents: %d to encode in %d batches, %d unchanged, %d rejected, %d duplicate ids",
+        stats.seen,
+        len(todo),
+        len(batches),
+        stats.unchanged,
+        len(stats.rejected),
+        stats.duplicates,
+    )
+    if stats.conflicting_ids:
+        log.warning(
+            "%d id(s) given more than once with different text, the last copy kept: %s",
+            len(stats.conflicting_ids),
+            ", ".join(stats.conflicting_ids[:10]) + (" ..." if len(stats.conflicting_ids) > 10 else ""),
+        )
+    return batches, vanished
+
+
 def run_index(
     store: IndexSink,
     items: Iterable[SourceItem | Document],
@@ -312,35 +357,10 @@ def run_index(
     t0 = time.perf_counter()
 
     t = time.perf_counter()
-    if store.schema is not None:
-        store.ensure_schema(wanted)  # refuses other encoders before anything is written
-    todo, stored, vanished = plan_index(store, items, stats, skip_unchanged=skip_unchanged, sync=sync)
-    if vanished and not allow_mass_delete:
-        _refuse_mass_delete(len(vanished), len(stored), stats.seen, max_delete_fraction)
-    if store.schema is None and todo:
-        if wanted.bm25:
-            sample = [d for d, _ in itertools.islice(todo, AVG_LEN_SAMPLE)]
-            wanted.bm25_avg_len = estimate_avg_len(store, sample)
-        store.ensure_schema(wanted)
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    stats.batches = len(batches)
-    stats.to_encode = len(todo)
-    stats.stages["plan"] = time.perf_counter() - t
-    log.info(
-        "%d documents: %d to encode in %d batches, %d unchanged, %d rejected, %d duplicate ids",
-        stats.seen,
-        len(todo),
-        len(batches),
-        stats.unchanged,
-        len(stats.rejected),
-        stats.duplicates,
+    batches, vanished = _prepare_run(
+        store, items, wanted, stats, skip_unchanged, sync, allow_mass_delete, max_delete_fraction, batch_size, log
     )
-    if stats.conflicting_ids:
-        log.warning(
-            "%d id(s) given more than once with different text, the last copy kept: %s",
-            len(stats.conflicting_ids),
-            ", ".join(stats.conflicting_ids[:10]) + (" ..." if len(stats.conflicting_ids) > 10 else ""),
-        )
+    stats.stages["plan"] = time.perf_counter() - t
     if on_batch:
         on_batch(stats)  # the plan, before any batch: progress displays learn their total here
 
