@@ -1,5 +1,5 @@
 """The search service under concurrent clients: the serial service (one search at a time, as
-before issue 22: ``--workers 1 --batch-window-ms 0``) and the concurrent, batching one, in one run.
+before issue 22: ``--workers 1 --batch-window-ms 0 --max-batch-size 1``) and the concurrent, batching one, in one run.
 
     python benchmarks/service_concurrency.py --base 300 --seconds 8 --rss-seconds 60
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service_load import QUERIES, SHARED, env, write_corpus
 
 LEVELS = (1, 4, 16, 64)
-CONFIGS = {"serial": ["--workers", "1", "--batch-window-ms", "0"], "concurrent": []}
+CONFIGS = {"serial": ["--workers", "1", "--batch-window-ms", "0", "--max-batch-size", "1"], "concurrent": []}
 
 
 def free_port() -> int:
