@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .beir import BeirDataset
+from .fusion_tuning import OBJECTIVE
 from .metrics import Run, per_query
 from .reranker_training import Candidates, reorder_head
 from .significance import compare_to_baseline
-from .tuning import OBJECTIVE
 
 #: Depths the study reranks (candidates rescored per query).
 DEPTHS = (10, 20, 50, 100)
