@@ -4,14 +4,12 @@ and the same searcher served over HTTP for the thin client."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import pytest
 
 from sparsehybrid import Document, HybridSearcher, Indexer
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
-from tests.support import free_port
+from tests.support import serving
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no usage events from the tests
 
@@ -36,21 +34,13 @@ def searcher(tmp_path_factory):
 @pytest.fixture(scope="module")
 def service_url(searcher):
     """``searcher`` behind ``sparsehybrid serve``'s app on a free port."""
-    import uvicorn
-
     from sparsehybrid.service.app import create_app
     from sparsehybrid.service.core import SearchService
     from sparsehybrid.service.settings import ServiceSettings
 
-    port = free_port()
-    app = create_app(SearchService(searcher.store, lambda _: searcher), ServiceSettings())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the test service did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    service = SearchService(searcher.store, lambda _: searcher)
+    try:
+        with serving(create_app(service, ServiceSettings())) as url:
+            yield url
+    finally:
+        service.batcher.close()  # the store is the searcher fixture's to close

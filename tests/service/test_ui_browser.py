@@ -13,8 +13,6 @@ import json
 import math
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -26,7 +24,7 @@ from sparsehybrid.service.app import create_app
 from sparsehybrid.service.core import SearchService
 from sparsehybrid.service.settings import ServiceSettings
 from sparsehybrid.service.ui import Judgements
-from tests.support import free_port
+from tests.support import serving
 
 pytestmark = pytest.mark.slow
 
@@ -92,22 +90,13 @@ def served(tmp_path_factory, tf_encoder):
     Indexer(store, sparse=tf_encoder, bm25=True).index([Document(k, t, title) for k, (title, t) in TEXTS.items()])
     searcher = HybridSearcher(store, sparse=tf_encoder)
     settings = ServiceSettings(api_key=API_KEY)
-    app = create_app(SearchService(store, lambda _: searcher), settings, judgements=Judgements.load(qrels_path))
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the test service did not start"
-        time.sleep(0.02)
+    service = SearchService(store, lambda _: searcher)
+    app = create_app(service, settings, judgements=Judgements.load(qrels_path))
     try:
-        yield f"http://127.0.0.1:{port}", searcher
+        with serving(app) as url:
+            yield url, searcher
     finally:
-        server.should_exit = True
-        thread.join(10)
+        service.batcher.close()
         store.close()
 
 
