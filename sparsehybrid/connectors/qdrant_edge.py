@@ -444,32 +444,28 @@ class QdrantEdgeStore(VectorStore):
 
     def iter_points(self, batch_size: int = 1000, fields: Sequence[str] | None = None) -> Iterator[ScoredPoint]:
         """Every point's payload; ``fields`` limits which payload keys are read."""
-        if self._shard is None:
-            return
-        q = _edge()
-        offset = None
-        with_payload = list(fields) if fields else True
-        while True:
-            records, offset = self.shard.scroll(
-                q.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=False)
-            )
-            for r in records:
-                yield checked_point(r, 0.0, self.url)
-            if offset is None:
-                break
+        for records in self._scroll(batch_size, list(fields) if fields else True, False):
+            yield from (checked_point(r, 0.0, self.url) for r in records)
 
     def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
         if self._shard is None:
             return
-        q = _edge()
         schema = self._require_schema()
+        for records in self._scroll(batch_size, True, ENCODED_VECTORS):
+            yield [stored_record(r, schema) for r in records]
+
+    def _scroll(self, batch_size: int, with_payload: Any, with_vector: Any) -> Iterator[list[Any]]:
+        """Every point, a page at a time (the engine's scroll)."""
+        if self._shard is None:
+            return
+        q = _edge()
         offset = None
         while True:
             records, offset = self.shard.scroll(
-                q.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=ENCODED_VECTORS)
+                q.ScrollRequest(offset=offset, limit=batch_size, with_payload=with_payload, with_vector=with_vector)
             )
             if records:
-                yield [stored_record(r, schema) for r in records]
+                yield records
             if offset is None:
                 break
 

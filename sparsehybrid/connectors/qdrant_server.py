@@ -342,30 +342,19 @@ class QdrantServerStore(RemoteStore):
         return [scored_point(r, 0.0) for r in records]
 
     def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
-        if self._schema is None:
-            return
-        offset = None
-        while True:
-            records, offset = self._call(
-                "scroll",
-                partial(
-                    self.client.scroll,
-                    self.collection,
-                    limit=batch_size,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=False,
-                ),
-            )
-            for r in records:
-                yield scored_point(r, 0.0)
-            if offset is None:
-                break
+        for records in self._scroll(batch_size, with_vectors=False):
+            yield from (scored_point(r, 0.0) for r in records)
 
     def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
+        schema = self._schema
+        for records in self._scroll(batch_size, with_vectors=ENCODED_VECTORS):
+            assert schema is not None  # _scroll reads nothing without a collection
+            yield [stored_record(r, schema) for r in records]
+
+    def _scroll(self, batch_size: int, with_vectors: bool | list[str]) -> Iterator[list[Any]]:
+        """Every point with its payload (and ``with_vectors``), a page at a time."""
         if self._schema is None:
             return
-        schema = self._schema
         offset = None
         while True:
             records, offset = self._call(
@@ -376,11 +365,11 @@ class QdrantServerStore(RemoteStore):
                     limit=batch_size,
                     offset=offset,
                     with_payload=True,
-                    with_vectors=ENCODED_VECTORS,
+                    with_vectors=with_vectors,
                 ),
             )
             if records:
-                yield [stored_record(r, schema) for r in records]
+                yield records
             if offset is None:
                 break
 

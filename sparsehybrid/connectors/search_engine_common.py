@@ -381,6 +381,17 @@ class SearchEngineStore(RemoteStore):
         return [hit_to_point(d, 0.0, with_sparse) for d in docs if d.get("found")]
 
     def iter_points(self, batch_size: int = 1000) -> Iterator[ScoredPoint]:
+        for hits in self._scroll(batch_size, source_filter(False)):
+            yield from (hit_to_point(h, 0.0) for h in hits)
+
+    def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
+        schema = self._schema
+        for hits in self._scroll(batch_size, ENCODED_SOURCE):
+            assert schema is not None  # _scroll reads nothing without a collection
+            yield [hit_to_record(h, schema) for h in hits]
+
+    def _scroll(self, batch_size: int, source: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every point's hit (``_source`` filtered by ``source``), a page at a time, by search_after."""
         if self._schema is None:
             return
         after = None
@@ -389,34 +400,13 @@ class SearchEngineStore(RemoteStore):
                 "query": {"match_all": {}},
                 "size": int(batch_size),
                 "sort": [{"doc_id": "asc"}, {"chunk": "asc"}],
-                "_source": source_filter(False),
-            }
-            if after is not None:
-                body["search_after"] = after
-            hits = self._search("scroll", body)
-            for h in hits:
-                yield hit_to_point(h, 0.0)
-            if len(hits) < batch_size:
-                break
-            after = hits[-1]["sort"]
-
-    def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
-        schema = self._schema
-        if schema is None:
-            return
-        after = None
-        while True:
-            body: dict[str, Any] = {
-                "query": {"match_all": {}},
-                "size": int(batch_size),
-                "sort": [{"doc_id": "asc"}, {"chunk": "asc"}],
-                "_source": ENCODED_SOURCE,
+                "_source": source,
             }
             if after is not None:
                 body["search_after"] = after
             hits = self._search("scroll", body)
             if hits:
-                yield [hit_to_record(h, schema) for h in hits]
+                yield hits
             if len(hits) < batch_size:
                 break
             after = hits[-1]["sort"]
