@@ -10,6 +10,7 @@ than its deadline gets :class:`DeadlineExceeded` (504) while its queued work is 
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -99,8 +100,20 @@ class DynamicBatcher:
         try:
             return future.result(timeout=self.settings.timeout_s)
         except TimeoutError:
-            future.cancel()
-            raise DeadlineExceeded(f"no answer within {self.settings.timeout_s:g} s; the search was dropped") from None
+            raise self._dropped(future) from None
+
+    async def search_async(self, queries: Sequence[str], options: SearchOptions) -> list[SearchResults]:
+        """:meth:`search` for an event loop: the caller waits without holding a thread."""
+        future = self.submit(queries, options)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.settings.timeout_s)
+        except TimeoutError:
+            raise self._dropped(future) from None
+
+    def _dropped(self, future: Future[list[SearchResults]]) -> DeadlineExceeded:
+        """The search is past its deadline: drop it (a queued one is never run) and say so."""
+        future.cancel()
+        return DeadlineExceeded(f"no answer within {self.settings.timeout_s:g} s; the search was dropped")
 
     def close(self) -> None:
         """Stop the workers after the work already queued."""

@@ -10,7 +10,6 @@ take only a write lock that keeps two jobs' schema updates apart; a search waits
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -20,7 +19,7 @@ from typing import Any
 from ..connectors.base import StoreError, VectorStore
 from ..fusion import FusionSetting
 from ..search import HybridSearcher, SearchOptions, SearchResults, check_query
-from .batching import BatchingSettings, DeadlineExceeded, DynamicBatcher
+from .batching import BatchingSettings, DynamicBatcher
 
 
 def default_workers() -> int:
@@ -114,17 +113,8 @@ class SearchService:
 
     async def search_async(self, queries: Sequence[str], options: SearchOptions) -> list[SearchResults]:
         """:meth:`search_batch` for an event loop: the caller waits without holding a thread."""
-        texts = [check_query(q) for q in queries]
-        if not texts:
-            return []
-        future = self.batcher.submit(texts, options)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.batcher.settings.timeout_s)
-        except TimeoutError:
-            future.cancel()
-            raise DeadlineExceeded(
-                f"no answer within {self.batcher.settings.timeout_s:g} s; the search was dropped"
-            ) from None
+        texts = [check_query(q) for q in queries]  # a bad query fails its own request only
+        return await self.batcher.search_async(texts, options) if texts else []
 
     def _search_batch(self, queries: list[str], options: SearchOptions) -> list[SearchResults]:
         return self.searcher.search_batch(queries, options)
