@@ -295,6 +295,9 @@ def print_summary(s: dict) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_row(*(str(s[k]) for k in cols))
     console.print(table)
+    steps = s.get("docs_per_second_by_step") or {}
+    if steps:  # encoding overlaps writing: each step's own rate shows which one bounds the run
+        console.print("docs/s by step: " + " · ".join(f"{k} {v:,.1f}" for k, v in steps.items()))
     for r in s["rejected_records"][:20]:
         err_console.print(f"[yellow]rejected[/] {r}")
     if s["rejected"] > 20:

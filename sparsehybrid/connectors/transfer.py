@@ -160,13 +160,19 @@ def _copy_to_store(
     resuming = existing is not None and dest.count() > 0
     report = CopyReport(source.url, dest.url, total=source.count())
     sampler = Sampler(report.total, sample)
+    native = same_engine_points(source, dest)
+    batches = native.read(batch_size) if native else source.iter_records(batch_size)
     t0 = time.perf_counter()
-    for batch in prefetched(source.iter_records(batch_size)):
-        todo = _missing(dest, batch) if resuming else batch
-        dest.upsert(todo)
+    for batch in prefetched(batches):
+        ids = [str(p.id) for p in batch]
+        todo = _missing(dest, batch, ids) if resuming else batch
+        if native:
+            native.write(todo)
+        else:
+            dest.upsert(todo)
         report.copied += len(todo)
         report.skipped += len(batch) - len(todo)
-        sampler.offer(batch)
+        sampler.offer(ids)
         if on_progress is not None:
             on_progress(report.copied + report.skipped, report.total)
     dest.flush()
@@ -177,12 +183,28 @@ def _copy_to_store(
         report.optimize_seconds = time.perf_counter() - t1
     report.destination_count = dest.count()
     _verify_count(report, exact=not resuming)
-    report.vectors_checked = verify_sample(sampler.records, dest.get_records([r.id for r in sampler.records]), dest.url)
+    expected = source.get_records(sampler.ids)
+    report.vectors_checked = verify_sample(expected, dest.get_records(sampler.ids), dest.url)
     if isinstance(source, VectorStore) and type(source) is type(dest) and not resuming:
-        report.queries_checked = verify_rankings(source, dest, sampler.records[:queries])
+        report.queries_checked = verify_rankings(source, dest, expected[:queries])
     elif not isinstance(source, VectorStore) or type(source) is not type(dest):
         report.notes.append("rankings not compared: the destination is another engine")
     return report
+
+
+class EnginePoints(Protocol):
+    """Points moved in the engine's own form between two stores of one engine: no conversion to
+    records and back, and derived vectors (BM25) carried instead of computed again."""
+
+    def read(self, batch_size: int) -> Iterator[list[Any]]: ...
+
+    def write(self, points: list[Any]) -> None: ...
+
+
+def same_engine_points(source: PointSource, dest: VectorStore) -> EnginePoints | None:
+    """The engine-form path when the destination can take the source's points as they are."""
+    native = getattr(source, "engine_points_to", None)
+    return native(dest) if native is not None else None
 
 
 def _copy_to_parquet(
@@ -201,7 +223,7 @@ def _copy_to_parquet(
         for batch in prefetched(source.iter_records(batch_size)):
             writer.write(batch)
             report.copied += len(batch)
-            sampler.offer(batch)
+            sampler.offer([r.id for r in batch])
             if on_progress is not None:
                 on_progress(report.copied, report.total)
     except BaseException:
@@ -214,7 +236,7 @@ def _copy_to_parquet(
         report.destination_count = written.count()
         _verify_count(report, exact=True)
         report.vectors_checked = verify_sample(
-            sampler.records, written.get_records([r.id for r in sampler.records]), writer.url
+            source.get_records(sampler.ids), written.get_records(sampler.ids), writer.url
         )
     finally:
         written.close()
@@ -262,10 +284,18 @@ def prefetched(batches: Iterable[list[PointRecord]], depth: int = 2) -> Iterator
                 reader.join(timeout=0.1)
 
 
-def _missing(dest: VectorStore, batch: list[PointRecord]) -> list[PointRecord]:
-    """The records of ``batch`` the destination lacks or holds with another content hash."""
-    held = {p.id: p.payload.get("content_hash") for p in dest.get([r.id for r in batch])}
-    return [r for r in batch if r.id not in held or held[r.id] != r.chunk.content_hash]
+def _missing(dest: VectorStore, batch: list[Any], ids: list[str]) -> list[Any]:
+    """The points of ``batch`` (records or engine points, with their ``ids``) the destination
+    lacks or holds with another content hash."""
+    held = {p.id: p.payload.get("content_hash") for p in dest.get(ids)}
+    return [p for p, i in zip(batch, ids) if i not in held or held[i] != content_hash(p)]
+
+
+def content_hash(point: Any) -> str | None:
+    """The content hash a record or an engine point carries."""
+    if isinstance(point, PointRecord):
+        return point.chunk.content_hash
+    return (point.payload or {}).get("content_hash")
 
 
 def _verify_count(report: CopyReport, *, exact: bool) -> None:
@@ -278,18 +308,19 @@ def _verify_count(report: CopyReport, *, exact: bool) -> None:
 
 
 class Sampler:
-    """Keeps about ``size`` records spread evenly over a stream of ``total`` (for verification)."""
+    """Keeps the ids of about ``size`` points spread evenly over a stream of ``total`` (for
+    verification: the source reads them back at the end)."""
 
     def __init__(self, total: int, size: int):
         self.every = max(1, total // max(size, 1)) if size > 0 else 0
         self.size = size
         self.seen = 0
-        self.records: list[PointRecord] = []
+        self.ids: list[str] = []
 
-    def offer(self, batch: Sequence[PointRecord]) -> None:
-        for record in batch:
-            if self.every and self.seen % self.every == 0 and len(self.records) < self.size:
-                self.records.append(record)
+    def offer(self, ids: Sequence[str]) -> None:
+        for point_id in ids:
+            if self.every and self.seen % self.every == 0 and len(self.ids) < self.size:
+                self.ids.append(point_id)
             self.seen += 1
 
 

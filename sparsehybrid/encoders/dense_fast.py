@@ -60,7 +60,7 @@ class FastDenseEncoder:
         self._references: dict[str, np.ndarray] = {}
 
     @classmethod
-    def from_sentence_transformer(cls, model, batch_size: int = 32) -> FastDenseEncoder | None:
+    def from_sentence_transformer(cls, model, batch_size: int = 32, queries: bool = True) -> FastDenseEncoder | None:
         """A fast encoder for ``model``, or None (logged at INFO) when it is not covered."""
         try:
             reason = _unsupported_reason(list(model.children()))
@@ -70,7 +70,8 @@ class FastDenseEncoder:
             fast = cls(model, model[0], batch_size=batch_size)
             reason = fast._self_check()
             if reason is None:
-                fast._attach_onnx(("query",))
+                if queries:  # an encoder built only for documents skips the graph (~135 MB a model)
+                    fast._attach_onnx(("query",))
                 return fast
         logger.info("fast dense path not used: %s", reason)
         return None

@@ -68,6 +68,19 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
     return name_or_path, name_or_path
 
 
+#: Texts per forward pass when the caller gives none. On CPU each worker thread runs its own
+#: batch, and a transformer's attention scores take batch x heads x length^2 floats: MiniLM at
+#: 32 texts of 256 tokens adds ~230 MB per 64 documents over the models, at 16 ~170 MB and no
+#: slower (less padding per sorted batch); measured in `benchmarks/index_memory.py`.
+CPU_BATCH_SIZE = 16
+GPU_BATCH_SIZE = 32
+
+
+def default_batch_size(device: str) -> int:
+    """Texts per forward pass on ``device``: small on CPU (memory), larger on a GPU (throughput)."""
+    return CPU_BATCH_SIZE if device == "cpu" else GPU_BATCH_SIZE
+
+
 def pick_device(device: str | None = None) -> str:
     """CUDA when present, else CPU, unless the caller says otherwise."""
     if device:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from ..types import SparseVector
-from .models import DEFAULT_SPARSE_MODEL, pick_device, resolve_model
+from .models import DEFAULT_SPARSE_MODEL, default_batch_size, pick_device, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class SparseEncoder:
         max_length: tokens per text; longer texts are chunked by the indexer, never silently cut.
         prune_top_k: keep only the k largest weights per document vector (smaller index).
         fast: use the fused MLM-head path (:mod:`.splade_fast`) where the architecture allows.
+        queries: ready the query path's ONNX Runtime graph now; an encoder that only indexes
+            documents passes False (~135 MB less per model); queries still encode, on torch.
     """
 
     def __init__(
@@ -56,10 +58,11 @@ class SparseEncoder:
         model: str = DEFAULT_SPARSE_MODEL,
         *,
         device: str | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_length: int | None = None,
         prune_top_k: int | None = None,
         fast: bool = True,
+        queries: bool = True,
         precision: str = "auto",
     ):
         from sentence_transformers import SparseEncoder as STSparseEncoder
@@ -70,7 +73,7 @@ class SparseEncoder:
         if max_length is not None:
             self.model.max_seq_length = max_length
         self.max_length: int = int(self.model.max_seq_length or 512)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(self.device)
         self.prune_top_k = prune_top_k
         self.precision = precision
         if self.device.startswith("cuda") and precision == "auto":
@@ -80,7 +83,9 @@ class SparseEncoder:
         if fast:
             from .splade_fast import FastSpladeEncoder
 
-            self._fast = FastSpladeEncoder.from_sentence_transformer(self.model, batch_size=batch_size)
+            self._fast = FastSpladeEncoder.from_sentence_transformer(
+                self.model, batch_size=self.batch_size, queries=queries
+            )
             if self._fast is None:
                 logger.info("fast SPLADE path does not cover %s; using sentence-transformers' encoder", self.name)
         self._lookup = None

@@ -127,7 +127,7 @@ class FastSpladeEncoder:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_sentence_transformer(cls, model, batch_size: int = 32) -> FastSpladeEncoder | None:
+    def from_sentence_transformer(cls, model, batch_size: int = 32, queries: bool = True) -> FastSpladeEncoder | None:
         """A fast encoder for ``model``'s document path, or None (logged at INFO) if not covered.
 
         Covered: ``Transformer`` with a fill-mask ``*ForMaskedLM`` whose output embedding is an
@@ -153,7 +153,8 @@ class FastSpladeEncoder:
             reason = fast._self_check("query")
         if reason is None:
             fast.covers_queries = True
-            fast._attach_onnx(("query",))
+            if queries:  # an encoder built only for documents skips the graph (~135 MB a model)
+                fast._attach_onnx(("query",))
         else:
             logger.info("fast SPLADE path not used for queries: %s", reason)
         return fast

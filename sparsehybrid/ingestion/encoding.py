@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,8 @@ class EncodedBatch:
     rejected: list[Rejected]
     seconds: float
     worker: str
+    #: Seconds per step of this batch ("chunk", "sparse", "dense"): a run reports docs/s per stage.
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 class BatchEncoder:
@@ -74,10 +76,12 @@ class BatchEncoder:
         """Chunk and encode a batch of documents (a document with a bad vector is rejected whole)."""
         t = time.perf_counter()
         chunk_lists = self.chunk(docs)
-        records, bad = self.encode_checked([c for cl in chunk_lists for c in cl])
+        stages = {"chunk": time.perf_counter() - t}
+        records, bad = self.encode_checked([c for cl in chunk_lists for c in cl], stages)
         seconds = time.perf_counter() - t
         n_chunks = {d.id: len(cl) for d, cl in zip(docs, chunk_lists)}
-        return EncodedBatch(records, n_chunks, list(bad.values()), seconds, f"{os.uname().nodename}:{os.getpid()}")
+        worker = f"{os.uname().nodename}:{os.getpid()}"
+        return EncodedBatch(records, n_chunks, list(bad.values()), seconds, worker, stages)
 
     def encode(self, chunks: Sequence[Chunk]) -> list[PointRecord]:
         """Vectors for a batch of chunks (sparse and dense encoded as whole batches), unchecked."""
@@ -86,7 +90,9 @@ class BatchEncoder:
         dense = self.dense.encode_document(texts) if self.dense is not None else [None] * len(chunks)
         return [PointRecord(c, s, d) for c, s, d in zip(chunks, sparse, dense)]
 
-    def encode_checked(self, chunks: Sequence[Chunk]) -> tuple[list[PointRecord], dict[str, Rejected]]:
+    def encode_checked(
+        self, chunks: Sequence[Chunk], stages: dict[str, float] | None = None
+    ) -> tuple[list[PointRecord], dict[str, Rejected]]:
         """Like :meth:`encode`, but a document whose vectors are bad is rejected, not fatal.
 
         Bad means: the encoder raised ``ValueError`` for it (e.g. :class:`SparseVector` refusing
@@ -96,8 +102,17 @@ class BatchEncoder:
         """
         bad: dict[str, Rejected] = {}
         n = len(chunks)
-        sparse = self._encode_side("sparse", self.sparse, chunks, bad) if self.sparse else [None] * n
-        dense = self._encode_side("dense", self.dense, chunks, bad) if self.dense is not None else [None] * n
+        stages = stages if stages is not None else {}
+        sparse: list = [None] * n
+        dense: list = [None] * n
+        if self.sparse:
+            t = time.perf_counter()
+            sparse = self._encode_side("sparse", self.sparse, chunks, bad)
+            stages["sparse"] = time.perf_counter() - t
+        if self.dense is not None:
+            t = time.perf_counter()
+            dense = self._encode_side("dense", self.dense, chunks, bad)
+            stages["dense"] = time.perf_counter() - t
         records = []
         for c, s, d in zip(chunks, sparse, dense):
             if c.doc_id in bad:

@@ -13,7 +13,6 @@ died mid-way resumes by simply running again.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import time
@@ -25,11 +24,12 @@ from typing import Any, Protocol, TypeVar
 
 from ..connectors.base import CollectionSchema
 from ..connectors.sink import IndexSink
+from ..heap import bound_malloc_arenas, release_free_memory
 from ..types import Chunk, Document, InvalidRecordError, PointRecord
 from .dead_letter import run_timestamp, write_dead_letter
 from .encoding import BatchEncoder, EncodedBatch
-from .heap import bound_malloc_arenas, release_free_memory
 from .sources import Rejected, SourceItem
+from .spool import DocumentSpool
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class IndexStats:
     workers: set[str] = field(default_factory=set)
     #: Wall seconds per stage, in the order the stages ran.
     stages: dict[str, float] = field(default_factory=dict)
+    #: Seconds of work per step summed over batches ("chunk", "sparse", "dense" on the encoders,
+    #: "write"): encoding overlaps writing, so these, not the wall stages, give docs/s per step.
+    work: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     encode_seconds: float = 0.0
     upsert_seconds: float = 0.0
@@ -111,6 +114,8 @@ class IndexStats:
             "upsert_seconds": round(self.upsert_seconds, 3),
             "docs_per_second": round(self.docs_per_second, 2),
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
+            "work": {k: round(v, 3) for k, v in self.work.items()},
+            "docs_per_second_by_step": {k: round(self.encoded / v, 1) for k, v in self.work.items() if v > 0},
         }
 
     def summary(self, store_url: str) -> dict[str, Any]:
@@ -152,55 +157,110 @@ def name_positions(items: Iterable[SourceItem | Document]) -> Iterator[SourceIte
         yield item
 
 
-def dedupe(items: Sequence[SourceItem | Document], stats: IndexStats) -> Iterator[SourceItem | Document]:
-    """Last-wins de-duplication within one stream, keeping stream order otherwise."""
-    last: dict[str, int] = {}
-    for pos, item in enumerate(items):
-        if isinstance(item, Document) and isinstance(item.id, str):
-            last[item.id] = pos
-    for pos, item in enumerate(items):
-        if isinstance(item, Document) and isinstance(item.id, str) and last[item.id] != pos:
-            stats.duplicates += 1
-            kept = items[last[item.id]]
-            differs = (item.text, item.title) != (getattr(kept, "text", None), getattr(kept, "title", None))
-            if differs and item.id not in stats.conflicting_ids:
-                stats.conflicting_ids.append(item.id)
-            continue
-        yield item
+@dataclass
+class _LastCopy:
+    """What the plan keeps of an id's latest copy: where it is spooled, its content hash (None:
+    invalid, with the reason) and whether an earlier copy had other contents."""
+
+    position: int
+    content_hash: str | None
+    error: InvalidRecordError | None = None
+    conflicting: bool = False
 
 
-def select(
-    items: Iterable[SourceItem | Document],
-    stored: dict[str, StoredState],
-    stats: IndexStats,
-    seen_ids: set[str],
-    skip_unchanged: bool = True,
-) -> list[Planned]:
-    """Validate and keep what needs encoding, as (document, stored state or None).
+@dataclass
+class Plan:
+    """What a run will do: documents to encode (spool positions with their stored state), the
+    stored states, and the ids a sync deletes. The texts stay in the spool until their batch."""
 
-    Rejected and unchanged documents are counted in ``stats``; every id present in the source
-    (valid or rejected) goes to ``seen_ids``.
-    """
-    docs = []
-    for item in items:
+    spool: DocumentSpool
+    todo: list[tuple[int, StoredState | None]]
+    stored: dict[str, StoredState]
+    vanished: list[str]
+
+    def batches(self, size: int) -> list[list[tuple[int, StoredState | None]]]:
+        return [self.todo[i : i + size] for i in range(0, len(self.todo), size)]
+
+    def load(self, refs: Sequence[tuple[int, StoredState | None]]) -> list[Planned]:
+        """One batch's documents, read back from the spool."""
+        return list(zip(self.spool.load([position for position, _ in refs]), (old for _, old in refs)))
+
+    def close(self) -> None:
+        self.spool.close()
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _spool_stream(
+    items: Iterable[SourceItem | Document], spool: DocumentSpool, stats: IndexStats, seen_ids: set[str]
+) -> dict[str, _LastCopy]:
+    """Read the stream once: documents go to the spool, and each id's latest copy is noted
+    (last wins); records rejected by the source are counted here."""
+    last: dict[str, _LastCopy] = {}
+    for item in name_positions(items):
         if isinstance(item, Rejected):
             stats.rejected.append(item)
             if item.doc_id:
                 seen_ids.add(item.doc_id)  # present in the source, only unreadable: never synced away
             continue
+        if not isinstance(item.id, str):
+            try:
+                item.validate()
+            except InvalidRecordError as err:
+                stats.rejected.append(Rejected.from_error(err, "(document)"))
+            continue
         try:
             item.validate()
+            copy = _LastCopy(spool.add(item), item.content_hash())
         except InvalidRecordError as err:
-            stats.rejected.append(Rejected.from_error(err, "(document)"))
-            continue
-        stats.seen += 1
-        seen_ids.add(item.id)
-        old = stored.get(item.id)
-        if old is not None and skip_unchanged and old[0] == item.content_hash():
-            stats.unchanged += 1
-            continue
-        docs.append((item, old))
-    return docs
+            copy = _LastCopy(-1, None, err)
+        previous = last.get(item.id)
+        if previous is not None:
+            stats.duplicates += 1
+            copy.conflicting = previous.conflicting or previous.content_hash != copy.content_hash
+            if copy.conflicting and item.id not in stats.conflicting_ids:
+                stats.conflicting_ids.append(item.id)
+        last[item.id] = copy
+    return last
+
+
+def plan_index(
+    store: IndexSink,
+    items: Iterable[SourceItem | Document],
+    stats: IndexStats,
+    *,
+    skip_unchanged: bool = True,
+    sync: bool = False,
+) -> Plan:
+    """What a run would do, without encoders (see :class:`Plan`; close it when done). Counts
+    seen, unchanged, rejected and duplicates into ``stats``. Memory: ids and hashes, not texts."""
+    spool = DocumentSpool()
+    try:
+        seen_ids: set[str] = set()
+        last = _spool_stream(items, spool, stats, seen_ids)
+        # Always read: it tells added from updated and which surplus chunks to delete.
+        stored = store.document_states() if store.schema is not None else {}
+        todo: list[tuple[int, StoredState | None]] = []
+        for doc_id, copy in sorted(last.items(), key=lambda kv: kv[1].position):
+            if copy.error is not None:
+                stats.rejected.append(Rejected.from_error(copy.error, "(document)"))
+                continue
+            stats.seen += 1
+            seen_ids.add(doc_id)
+            old = stored.get(doc_id)
+            if old is not None and skip_unchanged and old[0] == copy.content_hash:
+                stats.unchanged += 1
+                continue
+            todo.append((copy.position, old))
+        vanished = sorted(set(stored) - seen_ids) if sync else []
+    except BaseException:
+        spool.close()
+        raise
+    return Plan(spool, todo, stored, vanished)
 
 
 # -- one batch's bookkeeping and write ------------------------------------------------------------
@@ -215,6 +275,8 @@ def account_encoded(stats: IndexStats, docs: list[Planned], encoded: EncodedBatc
     """
     stats.encode_seconds += encoded.seconds
     stats.workers.add(encoded.worker)
+    for step, seconds in encoded.stages.items():
+        stats.work[step] = stats.work.get(step, 0.0) + seconds
     if encoded.rejected:
         stats.rejected.extend(encoded.rejected)
         stats.seen -= len(encoded.rejected)
@@ -253,25 +315,6 @@ def write_batch(store: IndexSink, records: Sequence[PointRecord], stale: Sequenc
     return time.perf_counter() - t
 
 
-def plan_index(
-    store: IndexSink,
-    items: Iterable[SourceItem | Document],
-    stats: IndexStats,
-    *,
-    skip_unchanged: bool = True,
-    sync: bool = False,
-) -> tuple[list[Planned], dict[str, StoredState], list[str]]:
-    """What a run would do, without encoders: (documents to encode, stored states, ids a sync
-    would delete). Counts seen, unchanged, rejected and duplicates into ``stats``."""
-    buffered = list(name_positions(items))  # de-duplication needs to know which occurrence is last
-    # Always read: it tells added from updated and which surplus chunks to delete.
-    stored = store.document_states() if store.schema is not None else {}
-    seen_ids: set[str] = set()
-    todo = select(dedupe(buffered, stats), stored, stats, seen_ids, skip_unchanged)
-    vanished = sorted(set(stored) - seen_ids) if sync else []
-    return todo, stored, vanished
-
-
 # -- the loop -------------------------------------------------------------------------------------
 
 
@@ -286,26 +329,31 @@ def _prepare_run(
     max_delete_fraction: float,
     batch_size: int,
     log: logging.Logger | logging.LoggerAdapter,
-) -> tuple[list[list[Planned]], list[str]]:
-    """What :func:`run_index` will write, in batches, and the ids a sync deletes: the plan checked (encoders, mass deletes),
-    the collection created if it is new and there is something to write, the plan logged."""
+) -> tuple[Plan, list[list[tuple[int, StoredState | None]]]]:
+    """What :func:`run_index` will write (the plan, and its batches as spool positions): the plan
+    checked (encoders, mass deletes), the collection created if it is new and there is something
+    to write, the plan logged. The caller closes the plan."""
     if store.schema is not None:
         store.ensure_schema(wanted)  # refuses other encoders before anything is written
-    todo, stored, vanished = plan_index(store, items, stats, skip_unchanged=skip_unchanged, sync=sync)
-    if vanished and not allow_mass_delete:
-        _refuse_mass_delete(len(vanished), len(stored), stats.seen, max_delete_fraction)
-    if store.schema is None and todo:
-        if wanted.bm25:
-            sample = [d for d, _ in itertools.islice(todo, AVG_LEN_SAMPLE)]
-            wanted.bm25_avg_len = estimate_avg_len(store, sample)
-        store.ensure_schema(wanted)
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    plan = plan_index(store, items, stats, skip_unchanged=skip_unchanged, sync=sync)
+    try:
+        if plan.vanished and not allow_mass_delete:
+            _refuse_mass_delete(len(plan.vanished), len(plan.stored), stats.seen, max_delete_fraction)
+        if store.schema is None and plan.todo:
+            if wanted.bm25:
+                sample = [d for d, _ in plan.load(plan.todo[:AVG_LEN_SAMPLE])]
+                wanted.bm25_avg_len = estimate_avg_len(store, sample)
+            store.ensure_schema(wanted)
+    except BaseException:
+        plan.close()
+        raise
+    batches = plan.batches(batch_size)
     stats.batches = len(batches)
-    stats.to_encode = len(todo)
+    stats.to_encode = len(plan.todo)
     log.info(
         "%d documents: %d to encode in %d batches, %d unchanged, %d rejected, %d duplicate ids",
         stats.seen,
-        len(todo),
+        len(plan.todo),
         len(batches),
         stats.unchanged,
         len(stats.rejected),
@@ -317,7 +365,7 @@ def _prepare_run(
             len(stats.conflicting_ids),
             ", ".join(stats.conflicting_ids[:10]) + (" ..." if len(stats.conflicting_ids) > 10 else ""),
         )
-    return batches, vanished
+    return plan, batches
 
 
 def run_index(
@@ -357,12 +405,47 @@ def run_index(
     t0 = time.perf_counter()
 
     t = time.perf_counter()
-    batches, vanished = _prepare_run(
+    plan, batches = _prepare_run(
         store, items, wanted, stats, skip_unchanged, sync, allow_mass_delete, max_delete_fraction, batch_size, log
     )
-    stats.stages["plan"] = time.perf_counter() - t
+    stats.stages["read + plan"] = time.perf_counter() - t
     if on_batch:
         on_batch(stats)  # the plan, before any batch: progress displays learn their total here
+    t = time.perf_counter()
+    with plan:
+        _encode_and_write(plan, batches, submit_encode, write, in_flight, on_batch, should_stop, stats, log)
+    stats.stages["encode + write"] = time.perf_counter() - t
+
+    if sync:
+        t = time.perf_counter()
+        # In batches: bounded requests for server stores (Elasticsearch caps terms at 65,536),
+        # and a run killed part-way has deleted whole documents only; the next run does the rest.
+        for j in range(0, len(plan.vanished), batch_size):
+            stats.deleted += delete_documents(plan.vanished[j : j + batch_size])
+        if plan.vanished:
+            log.info("deleted %d documents no longer in the source", stats.deleted)
+        stats.stages["delete"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if store.schema is not None:
+        store.flush()
+    stats.stages["flush"] = time.perf_counter() - t
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _encode_and_write(
+    plan: Plan,
+    batches: list[list[tuple[int, StoredState | None]]],
+    submit_encode: Callable[[list[Document]], Pending[EncodedBatch]],
+    write: Callable[[list[PointRecord], list[str]], float],
+    in_flight: int,
+    on_batch: Callable[[IndexStats], None] | None,
+    should_stop: Callable[[], bool] | None,
+    stats: IndexStats,
+    log: logging.Logger | logging.LoggerAdapter,
+) -> None:
+    """Encode the batches (up to ``in_flight`` ahead, each read back from the spool when it is
+    submitted) and write each as it comes back, in order; a stop request abandons the rest."""
 
     def finish(i: int, batch: list[Planned], pending: Pending[EncodedBatch]) -> None:
         encoded = pending.result()
@@ -376,7 +459,9 @@ def run_index(
             )
         if encoded.records:
             stale = stale_point_ids(batch, [encoded.n_chunks[d.id] for d, _ in batch])
-            stats.upsert_seconds += write(encoded.records, stale)
+            seconds = write(encoded.records, stale)
+            stats.upsert_seconds += seconds
+            stats.work["write"] = stats.work.get("write", 0.0) + seconds
         stats.batches_done += 1
         log.info(
             "batch %d/%d written: %d documents, %d chunks (encoded in %.2fs on %s)",
@@ -403,11 +488,11 @@ def run_index(
         )
 
     stopping = should_stop or (lambda: False)
-    t = time.perf_counter()
     queue: deque[tuple[int, list[Planned], Pending[EncodedBatch]]] = deque()
-    for i, batch in enumerate(batches):
+    for i, refs in enumerate(batches):
         if stopping():
             stop_now()
+        batch = plan.load(refs)
         queue.append((i, batch, submit_encode([d for d, _ in batch])))
         while len(queue) > in_flight:
             finish(*queue.popleft())
@@ -417,23 +502,6 @@ def run_index(
         finish(*queue.popleft())
         if stopping() and queue:
             stop_now()
-    stats.stages["encode + write"] = time.perf_counter() - t
-
-    if sync:
-        t = time.perf_counter()
-        # In batches: bounded requests for server stores (Elasticsearch caps terms at 65,536),
-        # and a run killed part-way has deleted whole documents only; the next run does the rest.
-        for j in range(0, len(vanished), batch_size):
-            stats.deleted += delete_documents(vanished[j : j + batch_size])
-        if vanished:
-            log.info("deleted %d documents no longer in the source", stats.deleted)
-        stats.stages["delete"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if store.schema is not None:
-        store.flush()
-    stats.stages["flush"] = time.perf_counter() - t
-    stats.seconds = time.perf_counter() - t0
-    return stats
 
 
 def _refuse_mass_delete(n: int, stored: int, accepted: int, max_fraction: float) -> None:

@@ -84,8 +84,8 @@ class ModelsConfig(_Strict):
     device: str | None = None
     #: Tokens per chunk (None: the models' own max length).
     max_length: int | None = Field(default=None, ge=16)
-    #: Texts per forward pass.
-    encode_batch_size: int = Field(default=32, ge=1)
+    #: Texts per forward pass (None: 16 on CPU, 32 on a GPU; see encoders.models.default_batch_size).
+    encode_batch_size: int | None = Field(default=None, ge=1)
 
     @field_validator("sparse", "dense", mode="before")
     @classmethod

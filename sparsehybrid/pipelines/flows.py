@@ -4,8 +4,9 @@ It runs the one indexing loop, :func:`~sparsehybrid.ingestion.indexing.run_index
 content hash, chunking, encoding, surplus-chunk deletion, sync), plugging in Prefect tasks for
 the stages that do work:
 
-* ``read-source`` runs in the flow's process; the loop then compares content hashes with the
-  store and cuts the documents that need encoding into batches.
+* The source is read as a stream in the flow's process (no task: a task's result would be the
+  whole corpus in memory); the loop spools it to disk, compares content hashes with the store
+  and cuts the documents that need encoding into batches, read back from the spool one at a time.
 * ``encode-batch`` tasks are *submitted* to the task runner (threads by default, Dask workers
   with ``dask:`` in the config). Each process keeps one encoder per (model, device) in a module
   cache, so a worker loads its models once; with several GPUs each worker takes one.
@@ -26,7 +27,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -108,12 +109,22 @@ def cached_encoder(models: ModelsConfig, chunk_overlap: int) -> tuple[BatchEncod
 
             sparse = dense = None
             if models.sparse:
+                # queries=False: an index job encodes documents only, and the query path's ONNX
+                # Runtime graphs cost ~270 MB for the two default models (issue 21).
                 sparse = SparseEncoder(
-                    models.sparse, device=device, max_length=models.max_length, batch_size=models.encode_batch_size
+                    models.sparse,
+                    device=device,
+                    max_length=models.max_length,
+                    batch_size=models.encode_batch_size,
+                    queries=False,
                 )
             if models.dense:
                 dense = DenseEncoder(
-                    models.dense, device=device, max_length=models.max_length, batch_size=models.encode_batch_size
+                    models.dense,
+                    device=device,
+                    max_length=models.max_length,
+                    batch_size=models.encode_batch_size,
+                    queries=False,
                 )
             _ENCODERS[key] = (BatchEncoder(sparse, dense, chunk_overlap=chunk_overlap), threading.Lock())
         return _ENCODERS[key]
@@ -138,10 +149,9 @@ def describe_encoders(models: ModelsConfig, chunk_overlap: int) -> CollectionSch
     return encoder.schema(models.bm25)
 
 
-@task(name="read-source", cache_policy=NO_CACHE)
-def read_source(source: SourceConfig) -> list[SourceItem]:
-    """Every record of the source, as Documents and Rejected (last duplicate id wins later)."""
-    return list(open_source(source.path, source.fields.field_map(), source.format))
+def read_source(source: SourceConfig) -> Iterator[SourceItem]:
+    """The source's records as a stream of Documents and Rejected (last duplicate id wins later)."""
+    return open_source(source.path, source.fields.field_map(), source.format)
 
 
 @task(name="encode-batch", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
@@ -324,15 +334,13 @@ def _as_is(value: T) -> T:
 
 def _read_with_schema(
     cfg: PipelineConfig, store: IndexSink, stats: IndexStats
-) -> tuple[list[SourceItem], CollectionSchema]:
-    """The source's items and the schema the configured models imply. An existing collection
-    built with these models describes them: no model is loaded unless a batch needs encoding.
-    Otherwise loading (on a worker) overlaps the read."""
+) -> tuple[Iterator[SourceItem], CollectionSchema]:
+    """The source's items (a stream) and the schema the configured models imply. An existing
+    collection built with these models describes them: no model is loaded unless a batch needs
+    encoding."""
     wanted = recorded_schema(cfg.models, store.schema)
     described = describe_encoders.submit(cfg.models, cfg.chunk_overlap) if wanted is None else None
-    t = time.perf_counter()
     items = read_source(cfg.source)
-    stats.stages["read"] = time.perf_counter() - t
     if described is not None:
         t = time.perf_counter()
         wanted = described.result()

@@ -35,7 +35,8 @@ def unchanged_summary(cfg: PipelineConfig, sink: IndexSink) -> dict[str, Any] | 
         return None
     stats = IndexStats()
     items = open_source(cfg.source.path, cfg.source.fields.field_map(), cfg.source.format)
-    todo, _, vanished = plan_index(sink, items, stats, sync=cfg.sync)
+    with plan_index(sink, items, stats, sync=cfg.sync) as plan:
+        todo, vanished = plan.todo, plan.vanished
     if todo or vanished or (stats.rejected and cfg.dead_letter) or rejection_failure(stats, cfg.max_reject_fraction):
         return None
     stats.seconds = time.perf_counter() - t0

@@ -206,12 +206,12 @@ def test_a_destination_that_loses_points_fails_verification(tmp_path, monkeypatc
     build(src, make_records(10))
     from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 
-    real = QdrantEdgeStore._upsert
+    real = QdrantEdgeStore._write_engine_points  # embedded -> embedded moves the engine's own points
 
-    def drop_one(self: VectorStore, records):
-        return real(self, records[1:])
+    def drop_one(self: VectorStore, points):
+        return real(self, points[1:])
 
-    monkeypatch.setattr(QdrantEdgeStore, "_upsert", drop_one)
+    monkeypatch.setattr(QdrantEdgeStore, "_write_engine_points", drop_one)
     with pytest.raises(CopyVerificationError, match="holds 9 points after copying 10"):
         copy_collection(src, dst, batch_size=100)
 
@@ -219,15 +219,22 @@ def test_a_destination_that_loses_points_fails_verification(tmp_path, monkeypatc
 def test_a_destination_that_changes_vectors_fails_verification(tmp_path, monkeypatch):
     src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
     build(src, make_records(10))
+    import qdrant_edge
+
     from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 
-    real = QdrantEdgeStore._upsert
+    real = QdrantEdgeStore._write_engine_points
 
-    def rotate_dense(self: VectorStore, records):
-        changed = [dataclasses.replace(r, dense=[*r.dense[1:], r.dense[0]]) for r in records]
+    def rotate_dense(self: VectorStore, points):
+        def rotated(v):
+            return [*v[1:], v[0]]
+
+        changed = [
+            qdrant_edge.Point(p.id, {**p.vector, "dense": rotated(p.vector["dense"])}, p.payload) for p in points
+        ]
         return real(self, changed)
 
-    monkeypatch.setattr(QdrantEdgeStore, "_upsert", rotate_dense)
+    monkeypatch.setattr(QdrantEdgeStore, "_write_engine_points", rotate_dense)
     with pytest.raises(CopyVerificationError, match="different dense vector"):
         copy_collection(src, dst, batch_size=100, sample=3)
 
@@ -272,3 +279,22 @@ def test_prefetched_reads_ahead_boundedly_and_hands_over_errors():
         for batch in prefetched(failing()):
             got.append(batch)
     assert got == [[1]]
+
+
+def test_embedded_to_embedded_carries_bm25_only_where_its_settings_agree(tmp_path):
+    """The engine-form copy carries the stored BM25 vectors, which depend on the collection's
+    average document length: into a collection with another one, BM25 is derived again by the
+    destination (the generic path), so its BM25 search answers as if it had indexed the text."""
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    records = make_records(40)
+    build(src, records)
+    other = dataclasses.replace(SCHEMA, bm25_avg_len=(SCHEMA.bm25_avg_len or 10.0) * 3)
+    build(dst, records[:1], other)
+    with open_store(src) as a, open_store(dst) as b:
+        assert a.engine_points_to(b) is None  # the average differs: no carrying
+    copy_collection(src, dst, batch_size=9, queries=0)
+    reference = f"qdrant-edge://{tmp_path / 'c'}"
+    build(reference, records, other)
+    with open_store(dst) as copied, open_store(reference) as direct:
+        for q in records[:5]:
+            assert same_ranking(direct.search_bm25(q.chunk.text, 10), copied.search_bm25(q.chunk.text, 10))

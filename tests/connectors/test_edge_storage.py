@@ -42,3 +42,53 @@ def test_disk_storage_answers_as_ram_storage(tmp_path):
 def test_an_unknown_storage_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="storage must be one of ram, disk"):
         open_store(f"qdrant-edge://{tmp_path / 'x'}?storage=tape")
+
+
+OPEN_ELSEWHERE = """
+import sys
+from sparsehybrid.connectors import StoreLockedError
+from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
+try:
+    QdrantEdgeStore(sys.argv[1])
+except StoreLockedError:
+    print("LOCKED")
+else:
+    print("OPENED")
+"""
+
+
+def test_a_disk_store_builds_in_bounded_steps_and_keeps_its_lock(tmp_path, monkeypatch):
+    """Issue 21: a ``disk`` store optimizes every DISK_OPTIMIZE_EVERY written points and reloads
+    its shard (memory flat at a million points); the answers, the count and the process lock
+    are unchanged by it, and a store reopened without the option keeps building that way."""
+    import subprocess
+    import sys
+
+    from sparsehybrid.connectors import qdrant_edge
+
+    monkeypatch.setattr(qdrant_edge, "DISK_OPTIMIZE_EVERY", 40)
+    records = make_records(50, chunks_per_doc=2)  # 100 points: two bounded steps on the way
+    path = tmp_path / "big"
+    store = open_store(f"qdrant-edge://{path}?storage=disk")
+    reference = open_store(f"qdrant-edge://{tmp_path / 'ref'}")
+    try:
+        for store_ in (store, reference):
+            store_.ensure_schema(SCHEMA)
+        for start in range(0, 100, 20):
+            store.upsert(records[start : start + 20])
+            other = subprocess.run(
+                [sys.executable, "-c", OPEN_ELSEWHERE, str(path)], capture_output=True, text=True, timeout=120
+            )
+            assert other.stdout.strip() == "LOCKED", other.stdout + other.stderr  # held across each reload
+        reference.upsert(records)
+        assert store._unoptimized == 20  # two steps of 40 taken, 20 points waiting for the next one
+        assert store.count() == 100
+        for q in records[:5]:
+            assert same_ranking(reference.search_sparse(q.sparse, 10), store.search_sparse(q.sparse, 10))
+            assert same_ranking(reference.search_bm25(q.chunk.text, 10), store.search_bm25(q.chunk.text, 10))
+    finally:
+        store.close()
+        reference.close()
+    with open_store(f"qdrant-edge://{path}") as reopened:
+        assert isinstance(reopened, QdrantEdgeStore) and reopened.storage == "disk"
+        assert reopened.count() == 100

@@ -138,3 +138,17 @@ def test_a_batch_onnx_runtime_fails_on_is_computed_by_torch(cache, tiny_splade_d
         encoder.encode_query(QUERIES)
     assert np.abs(ours - expected).max() < 1e-4
     assert caplog.text.count("ONNX Runtime failed on a batch") == 1
+
+
+def test_an_encoder_for_documents_only_builds_no_query_graph(cache, tiny_splade_dir, tiny_dense_dir):
+    """Issue 21: an index job's encoders skip the query graphs (memory), and still encode
+    queries as sentence-transformers does if asked."""
+    sparse = SparseEncoder(tiny_splade_dir, max_length=64, queries=False)
+    dense = DenseEncoder(tiny_dense_dir, queries=False)
+    assert sparse._fast is not None and sparse._fast.onnx is None
+    assert dense._fast is not None and dense._fast.onnx is None
+    assert not list(cache.glob("*.onnx"))
+    expected = sparse_reference(sparse, QUERIES)
+    assert np.abs(as_dense(sparse.encode_query(QUERIES), expected.shape[1]) - expected).max() < 1e-4
+    reference = dense.model.encode_query(QUERIES, normalize_embeddings=True, convert_to_numpy=True)
+    assert float((dense.encode_query(QUERIES) * reference).sum(axis=1).min()) > 1 - 1e-4

@@ -6,8 +6,9 @@ import platform
 
 import pytest
 
+from sparsehybrid import heap
 from sparsehybrid.connectors import open_store
-from sparsehybrid.ingestion import heap, indexing
+from sparsehybrid.ingestion import indexing
 from sparsehybrid.ingestion.indexing import Indexer
 from sparsehybrid.types import Document
 
