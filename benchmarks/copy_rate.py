@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--dir", type=Path, default=None, help="Where the stores go (default: a temporary folder).")
+    parser.add_argument(
+        "--no-optimize", action="store_true", help="skip the destinations' optimize (index building, timed apart)"
+    )
     args = parser.parse_args()
     from sparsehybrid.connectors.transfer import copy_collection
 
@@ -74,7 +77,7 @@ def main() -> None:
         # "as records": the path every other pair of stores takes (records out, BM25 derived
         # again from the text on the way in), measured beside the engine-form copy.
         QdrantEdgeStore.engine_points_to = (lambda self, dest: None) if name.endswith("records") else engine_form  # type: ignore[method-assign]
-        report = copy_collection(src, dst, batch_size=args.batch_size)
+        report = copy_collection(src, dst, batch_size=args.batch_size, optimize=not args.no_optimize)
         mem = memory_mib()
         print(
             f"| {name} | {report.points_per_second:,.0f} | {report.points_per_second / upsert_rate:.2f}x | "

@@ -135,6 +135,12 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=100_000)
     ap.add_argument("--paths", nargs="+", default=["inprocess", "prefect"], choices=["inprocess", "prefect"])
     ap.add_argument("--dense", default="none", help="dense model, or none (default: sparse + BM25 only)")
+    ap.add_argument(
+        "--storage",
+        default="disk",
+        choices=["ram", "disk"],
+        help="the embedded store's ?storage= (disk: memory-mapped, built in bounded steps, flat RSS)",
+    )
     ap.add_argument("--interrupt-at", type=float, default=0.3, help="share of batches written before SIGINT")
     ap.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "datasets" / "msmarco-5k")
     ap.add_argument("--dir", type=Path, default=None)
@@ -143,11 +149,14 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     corpus = root / f"corpus-{args.docs}.jsonl"
     write_corpus(args.dataset / "corpus.jsonl", args.docs, corpus)
-    print(f"{args.docs:,} passages of {args.dataset.name}, dense={args.dense}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.docs:,} passages of {args.dataset.name}, dense={args.dense}, storage={args.storage}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     for path in args.paths:
         store = root / f"store-{path}"
         shutil.rmtree(store, ignore_errors=True)
-        url = f"qdrant-edge://{store}"
+        url = f"qdrant-edge://{store}?storage={args.storage}"
         if path == "inprocess":
             command = [sys.executable, "-c", IN_PROCESS, str(corpus), url, args.dense]
         else:
@@ -157,7 +166,7 @@ def main() -> None:
         second = run(command, None)
         from sparsehybrid.connectors import open_store
 
-        with open_store(url) as opened:
+        with open_store(f"qdrant-edge://{store}") as opened:
             states = opened.document_states()
         print(f"\n## {path}  (load {os.getloadavg()[0]:.1f})")
         print(

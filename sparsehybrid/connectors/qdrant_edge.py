@@ -65,13 +65,14 @@ EDGE_CONFIG_FILE = "edge_config.json"
 STORAGE_MODES = ("ram", "disk")
 #: ``disk`` stores build in bounded steps, so memory stays flat however large they grow. Written
 #: points wait in an in-RAM appendable segment (~7 KB a point) until optimized, and one optimize
-#: over everything merges it all into one segment (peak ~19 KB a point: 1.8 GB at 92k points).
-#: So: optimize every ``DISK_OPTIMIZE_EVERY`` written points, into segments the merger keeps under
-#: ``DISK_SEGMENT_KB`` of vectors (each step builds one ~50k-point segment; measured at 123k points
-#: in 30k steps: peak 870 MiB, flat), and reload the shard after each optimize, which unmaps the
-#: pages the optimizer wrote (they stay in the kernel's page cache, not in this process's RSS).
-DISK_OPTIMIZE_EVERY = int(os.environ.get("SPARSEHYBRID_DISK_OPTIMIZE_EVERY", "50000"))
-DISK_SEGMENT_KB = 100_000
+#: over everything merges it all into one segment (peak ~19 KB a point: 1.8 GB at 92k points,
+#: and 217 s for 100k where 30k took 14-38 s). So: optimize every ``DISK_OPTIMIZE_EVERY``
+#: written points into segments the merger keeps under ``DISK_SEGMENT_KB`` of vectors, and
+#: reload the shard after each optimize, which unmaps the pages the optimizer wrote (they stay in
+#: the kernel's page cache, not in this process's RSS). Measured at 123k points in 30k steps:
+#: peak 870 MiB, flat; 50k steps were slower per point (see README, "Scale").
+DISK_OPTIMIZE_EVERY = int(os.environ.get("SPARSEHYBRID_DISK_OPTIMIZE_EVERY", "30000"))
+DISK_SEGMENT_KB = 50_000
 LOCK_FILE = ".sparsehybrid.lock"
 
 
