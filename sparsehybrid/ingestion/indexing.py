@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from ..connectors.base import CollectionSchema
 from ..connectors.sink import IndexSink
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 #: How many leading documents measure BM25's average document length for a new collection.
 AVG_LEN_SAMPLE = 2000
 
+T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 #: A stored document's state: (content hash, number of chunks).
 StoredState = tuple[str, int]
@@ -55,6 +56,27 @@ class Pending(Protocol[T_co]):
     """What an encode submission returns: a concurrent.futures.Future or a PrefectFuture."""
 
     def result(self) -> T_co: ...
+
+
+#: How often a wait for a pending result looks at the stop request (seconds).
+STOP_POLL_S = 0.05
+
+
+def result_unless_stopped(
+    pending: Pending[T], should_stop: Callable[[], bool] | None, interrupted: Callable[[], NoReturn]
+) -> T:
+    """``pending``'s result, or ``interrupted()`` (which raises) as soon as ``should_stop()`` while
+    it is not ready: a model loading or a batch encoding cannot be interrupted mid-call, but the
+    run need not wait for it (issue 23). Futures are polled through their ``done()`` (a Prefect
+    future's through its wrapped future); anything else is simply waited for."""
+    inner = getattr(pending, "wrapped_future", pending)
+    done = getattr(inner, "done", None)
+    if should_stop is not None and callable(done):
+        while not done():
+            if should_stop():
+                interrupted()
+            time.sleep(STOP_POLL_S)
+    return pending.result()
 
 
 @dataclass
@@ -365,7 +387,7 @@ def run_index(
         on_batch(stats)  # the plan, before any batch: progress displays learn their total here
 
     def finish(i: int, batch: list[Planned], pending: Pending[EncodedBatch]) -> None:
-        encoded = pending.result()
+        encoded = result_unless_stopped(pending, should_stop, stop_now)
         batch, empty = account_encoded(stats, batch, encoded)
         if empty:
             log.warning(
@@ -391,7 +413,7 @@ def run_index(
         if on_batch:
             on_batch(stats)
 
-    def stop_now() -> None:
+    def stop_now() -> NoReturn:
         """Abandon the batches still being encoded (nothing of them is written) and stop."""
         for _, _, pending in queue:
             cancel = getattr(pending, "cancel", None)
@@ -424,6 +446,11 @@ def run_index(
         # In batches: bounded requests for server stores (Elasticsearch caps terms at 65,536),
         # and a run killed part-way has deleted whole documents only; the next run does the rest.
         for j in range(0, len(vanished), batch_size):
+            if stopping():
+                raise IndexInterrupted(
+                    f"interrupted after deleting {stats.deleted} of {len(vanished)} documents no longer in the "
+                    "source; every batch is written: run the same command again to resume"
+                )
             stats.deleted += delete_documents(vanished[j : j + batch_size])
         if vanished:
             log.info("deleted %d documents no longer in the source", stats.deleted)
