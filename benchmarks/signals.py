@@ -19,6 +19,8 @@ Phases (the moment the signal is sent):
   sync      0.3 s after the plan of a --sync run that deletes most of a stored collection
   optimize  as the last "batch N/N written" line appears (flush, then the store's optimize)
   second    encode, then the other signal 0.1 s later (the second signal exits at once)
+  serve     `sparsehybrid serve` over the indexed store, once it says it is serving
+  copy      `sparsehybrid copy` of the indexed store into another, 5 points a batch, at 50 copied
 With --resume each trial then re-runs the same command and checks it completes with every
 document (no duplicate, none missing).
 """
@@ -38,7 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPARSEHYBRID_SHARED", REPO.parent / "shared"))
-PHASES = ("start", "api", "models", "encode", "write", "sync", "optimize", "second")
+PHASES = ("start", "api", "models", "encode", "write", "sync", "optimize", "second", "serve", "copy")
 
 
 def descendants(pid: int) -> set[int]:
@@ -117,14 +119,20 @@ class Trial:
     def run(self, phase: str, signum: int) -> dict:
         extra: tuple[str, ...] = ()
         self.write_source(self.rows)
-        if phase == "sync":  # a stored collection, then a source without most of it
+        if phase in ("sync", "serve", "copy"):  # a stored collection first
             subprocess.run(self.command(), env=self.env, capture_output=True, check=True, timeout=900)
+        if phase == "sync":  # then a source without most of it
             self.write_source(self.rows[: len(self.rows) // 5])
             extra = ("--sync", "--allow-mass-delete", "--batch-size", "2")
+        cmd = self.command(*extra)
+        if phase == "serve":
+            cmd = [sys.executable, "-m", "sparsehybrid.cli", "serve", "--store", f"qdrant-edge://{self.store}"]
+            cmd += ["--port", "0"]
+        elif phase == "copy":
+            cmd = [sys.executable, "-m", "sparsehybrid.cli", "copy", f"qdrant-edge://{self.store}"]
+            cmd += [f"qdrant-edge://{self.tmp / 'copy'}", "--batch-size", "5"]
         out = open(self.log, "w")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            self.command(*extra), env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         seen: set[int] = set()
         sent_at = self.wait_for(phase, proc, seen)
         if sent_at is not None:
@@ -154,7 +162,7 @@ class Trial:
         }
         for pid in orphans:  # leave nothing behind, whatever the CLI did
             os.kill(pid, signal.SIGKILL)
-        if self.args.resume:
+        if self.args.resume and phase not in ("serve", "copy"):
             self.write_source(self.rows if phase != "sync" else self.rows[: len(self.rows) // 5])
             again = subprocess.run(self.command(*extra), env=self.env, capture_output=True, text=True, timeout=900)
             want = len(self.rows) if phase != "sync" else len(self.rows) // 5
@@ -173,6 +181,8 @@ class Trial:
             "write": ("batch 1/", 0.0),
             "sync": (" to encode in ", 0.3),
             "optimize": (last_batch, 0.0),
+            "serve": ("serving ", 0.0),
+            "copy": ("copied 50/", 0.0),
         }
         while proc.poll() is None:
             if phase == "start":

@@ -129,10 +129,10 @@ def run_interactive(cfg: PipelineConfig, sink: IndexSink, stop: StopRequest) -> 
     from prefect.settings import PREFECT_API_URL
 
     from ..pipelines.flows import run_pipeline
-    from ..pipelines.runtime import temporary_prefect_api
+    from ..pipelines.runtime import STOPPED_BEFORE_START, temporary_prefect_api
 
     if stop.is_set():
-        raise IndexInterrupted("stopped before the run started, nothing written: run the same command again to resume")
+        raise IndexInterrupted(STOPPED_BEFORE_START)
     api = contextlib.nullcontext() if PREFECT_API_URL.value() else temporary_prefect_api(stop=stop)
     with api:
         return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop, sink=sink)

@@ -33,6 +33,8 @@ from uuid import UUID
 import httpx
 
 PR_SET_PDEATHSIG = 1
+#: What a run stopped before its flow began says (nothing written, nothing to clean up).
+STOPPED_BEFORE_START = "stopped before the run started, nothing written: run the same command again to resume"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -130,12 +132,10 @@ def _wait_until_up(
                 return
         if time.monotonic() > deadline:
             raise RuntimeError(f"the temporary Prefect API did not start in {startup_timeout:.0f} s")
-        if stop is not None and stop.wait(0.2):
-            raise IndexInterrupted(
-                "stopped before the run started, nothing written: run the same command again to resume"
-            )
         if stop is None:
             time.sleep(0.2)
+        elif stop.wait(0.2):
+            raise IndexInterrupted(STOPPED_BEFORE_START)
 
 
 def _stop_process(proc: subprocess.Popen, grace: float) -> None:
@@ -211,8 +211,7 @@ class StopRequest:
             sys.stderr.write(
                 f"\n{signal.Signals(signum).name}: stopped at once{recorded}; run the same command again to resume\n"
             )
-            sys.stderr.flush()
-            os._exit(128 + signum)
+            exit_at_once(128 + signum)
         self.signum = signum
         self.event.set()
         sys.stderr.write(f"\n{signal.Signals(signum).name}: stopping (send it again to stop at once)\n")
