@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import signal
 import sys
 import warnings
-from typing import NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -82,3 +85,27 @@ def fail(message: str) -> NoReturn:
     one_line = one_line.replace("\r", "\\r").replace("\n", "\\n")
     err_console.print(f"[bold red]error:[/] {one_line}")
     raise typer.Exit(code=1)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, stopping a command the way Ctrl-C does, with the shell's code for it (143, not 130)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> NoReturn:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) for the block: the command closes
+    what it opened on the way out, as on Ctrl-C, instead of dying with it half-open."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal's number: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)

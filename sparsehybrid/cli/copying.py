@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import time
-from typing import Any
 
 import typer
 
-from .app import app, console, fail, progress_bar
+from .app import app, console, fail, interrupted_exit_code, progress_bar, sigterm_as_ctrl_c
 
 
 class CopyProgress:
@@ -36,11 +34,6 @@ class CopyProgress:
             self.bar.stop()
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM stops a copy as Ctrl-C does: the stores are closed (flushed) on the way out."""
-    raise KeyboardInterrupt
-
-
 @app.command()
 def copy(
     source: str = typer.Argument(..., help="Store URL to read (or parquet:///path/points.parquet)."),
@@ -56,22 +49,19 @@ def copy(
     from ..connectors import StoreError
     from ..connectors.transfer import copy_collection
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with CopyProgress() as progress:
+    try:  # SIGTERM stops a copy as Ctrl-C does: the stores are closed (flushed) on the way out
+        with sigterm_as_ctrl_c(), CopyProgress() as progress:
             report = copy_collection(
                 source, destination, batch_size=batch_size, sample=sample, optimize=optimize, on_progress=progress
             )
     except (StoreError, ValueError) as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         console.print(
             "[bold red]interrupted:[/] every batch written so far is kept; run the same command again to finish",
             soft_wrap=True,
         )
-        raise typer.Exit(code=130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        raise typer.Exit(code=interrupted_exit_code(exc)) from None
     console.print(
         f"copied {report.copied} points ({report.skipped} already there) from {report.source} to "
         f"{report.destination} in {report.seconds:.1f} s ({report.points_per_second:.0f} points/s)"

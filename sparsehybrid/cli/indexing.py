@@ -117,7 +117,9 @@ class IndexProgress:
 def run_interactive(cfg: PipelineConfig, sink: IndexSink, stop: StopRequest) -> dict[str, Any]:
     """Run the index flow from a terminal on ``sink`` (the store, opened once): nothing at all
     when nothing changed, else against PREFECT_API_URL, or a temporary API of our own that no
-    signal or crash of this process leaves behind; SIGINT/SIGTERM stop it between batches."""
+    signal or crash of this process leaves behind; SIGINT/SIGTERM (handled by ``stop``, which
+    the caller installed) stop it between batches."""
+    from ..ingestion.indexing import IndexInterrupted
     from ..pipelines.planning import unchanged_summary
 
     unchanged = unchanged_summary(cfg, sink)
@@ -127,12 +129,13 @@ def run_interactive(cfg: PipelineConfig, sink: IndexSink, stop: StopRequest) -> 
     from prefect.settings import PREFECT_API_URL
 
     from ..pipelines.flows import run_pipeline
-    from ..pipelines.runtime import temporary_prefect_api
+    from ..pipelines.runtime import STOPPED_BEFORE_START, temporary_prefect_api
 
-    with stop.installed():
-        api = contextlib.nullcontext() if PREFECT_API_URL.value() else temporary_prefect_api()
-        with api:
-            return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop, sink=sink)
+    if stop.is_set():
+        raise IndexInterrupted(STOPPED_BEFORE_START)
+    api = contextlib.nullcontext() if PREFECT_API_URL.value() else temporary_prefect_api(stop=stop)
+    with api:
+        return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop, sink=sink)
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -192,58 +195,69 @@ def index(
     from ..connectors import StoreError, open_index_sink
     from ..ingestion.indexing import IndexInterrupted
     from ..pipelines.config import PipelineConfig, PipelineConfigError
-    from ..pipelines.flows import TooManyRejectedError
+    from ..pipelines.flows import StoppedWhileOptimizing, TooManyRejectedError
     from ..pipelines.planning import recorded_models
     from ..pipelines.runtime import StopRequest
 
     stop = StopRequest()
     sink: IndexSink | None = None  # the store, opened once: models, the no-op check and the run read it
-    try:
-        if config is not None:
-            cfg = PipelineConfig.from_file(config)
-        else:
-            if source is None:
-                fail("give a SOURCE path or --config FILE")
-            sink = open_index_sink(store)
-            recorded = recorded_models(sink)
-            cfg = PipelineConfig.parse(
-                options_config(
-                    source=source,
-                    store=store,
-                    sparse=sparse_model if sparse_model is not None else recorded[0],
-                    dense=dense_model if dense_model is not None else recorded[1],
-                    bm25=bm25,
-                    device=device,
-                    max_length=max_length,
-                    batch_size=batch_size,
-                    chunk_overlap=chunk_overlap,
-                    sync=sync,
-                    allow_mass_delete=allow_mass_delete,
-                    fields={"id": id_field, "text": text_field, "title": title_field, "metadata": metadata_field},
-                    format=format,
-                    dask_address=dask_address,
-                    dask_workers=dask_workers,
-                    dead_letter=dead_letter,
-                ),
-                where="options",
+    interrupted: IndexInterrupted | None = None
+    with stop.installed():  # from the start: a signal while the store opens or the run plans stops it too
+        try:
+            if config is not None:
+                cfg = PipelineConfig.from_file(config)
+            else:
+                if source is None:
+                    fail("give a SOURCE path or --config FILE")
+                sink = open_index_sink(store)
+                recorded = recorded_models(sink)
+                cfg = PipelineConfig.parse(
+                    options_config(
+                        source=source,
+                        store=store,
+                        sparse=sparse_model if sparse_model is not None else recorded[0],
+                        dense=dense_model if dense_model is not None else recorded[1],
+                        bm25=bm25,
+                        device=device,
+                        max_length=max_length,
+                        batch_size=batch_size,
+                        chunk_overlap=chunk_overlap,
+                        sync=sync,
+                        allow_mass_delete=allow_mass_delete,
+                        fields={"id": id_field, "text": text_field, "title": title_field, "metadata": metadata_field},
+                        format=format,
+                        dask_address=dask_address,
+                        dask_workers=dask_workers,
+                        dead_letter=dead_letter,
+                    ),
+                    where="options",
+                )
+            if not cfg.source.path.exists():
+                fail(f"{cfg.source.path} does not exist")
+            if sink is None:
+                sink = open_index_sink(cfg.store_url())
+            summary = run_interactive(cfg, sink, stop)
+        except IndexInterrupted as exc:
+            interrupted = exc
+            if isinstance(exc, StoppedWhileOptimizing):
+                sink = None  # the engine is still optimizing it: closing would wait for that
+        except TooManyRejectedError as exc:
+            print_summary(exc.summary)
+            fail(str(exc))
+        except (StoreError, PipelineConfigError, ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+        finally:
+            if sink is not None:
+                sink.close()
+        if interrupted is not None:
+            err_console.print(f"[bold yellow]stopped:[/] {interrupted}", soft_wrap=True)
+            stop.exit()  # the store is closed; threads still loading a model or encoding are abandoned
+        print_summary(summary)
+        if stop.is_set():  # the signal came as the run finished: the user still asked to stop
+            err_console.print(
+                "[bold yellow]stopped:[/] the run had finished; every document is written", soft_wrap=True
             )
-        if not cfg.source.path.exists():
-            fail(f"{cfg.source.path} does not exist")
-        if sink is None:
-            sink = open_index_sink(cfg.store_url())
-        summary = run_interactive(cfg, sink, stop)
-    except IndexInterrupted as exc:
-        err_console.print(f"[bold yellow]stopped:[/] {exc}")
-        raise typer.Exit(code=stop.exit_code) from None
-    except TooManyRejectedError as exc:
-        print_summary(exc.summary)
-        fail(str(exc))
-    except (StoreError, PipelineConfigError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
-    finally:
-        if sink is not None:
-            sink.close()
-    print_summary(summary)
+            stop.exit()
 
 
 def options_config(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import DEFAULT_STORE, app, console, fail
+from .app import DEFAULT_STORE, app, console, fail, interrupted_exit_code, sigterm_as_ctrl_c
 from .searching import CLI_ERRORS, parse_weights
 
 
@@ -45,13 +45,14 @@ def serve(
     ),
 ) -> None:
     """Serve searches over HTTP with warm models; index jobs on the same embedded store write through it."""
+    from ..pipelines.runtime import exit_at_once
     from ..service.batching import BatchingSettings
     from ..service.core import default_workers
     from ..service.runner import bind, open_owned_store, run_service, start_service
     from ..service.settings import ServiceSettings
     from ..service.ui import Judgements
 
-    sock = None
+    sock = st = None
     try:
         judgements = Judgements.load(qrels) if qrels else None
         settings = ServiceSettings.from_env(host, port, max_top_k=max_top_k, cors_origins=cors_origins(cors_origin))
@@ -66,22 +67,34 @@ def serve(
         batching.check()
         default_weights = parse_weights(weights)
         sock = bind(host, port)
-        st = open_owned_store(store, wait_for_store, notify=say)
-        with console.status("loading models"):
-            service = start_service(
-                st,
-                reranker=reranker,
-                device=device,
-                fusion=fusion,
-                rrf_k=rrf_k,
-                weights=default_weights,
-                batching=batching,
-            )
+        with sigterm_as_ctrl_c():  # a stop while the models load closes the store it opened
+            st = open_owned_store(store, wait_for_store, notify=say)
+            with console.status("loading models"):
+                service = start_service(
+                    st,
+                    reranker=reranker,
+                    device=device,
+                    fusion=fusion,
+                    rrf_k=rrf_k,
+                    weights=default_weights,
+                    batching=batching,
+                )
     except CLI_ERRORS as exc:
         if sock is not None:
             sock.close()
         fail(str(exc))
-    run_service(service, settings, log_level=log_level, notify=say, judgements=judgements, sock=sock)
+    except KeyboardInterrupt as exc:
+        if st is not None:
+            st.close()
+        if sock is not None:
+            sock.close()
+        exit_at_once(interrupted_exit_code(exc))
+    try:
+        run_service(service, settings, log_level=log_level, notify=say, judgements=judgements, sock=sock)
+    except KeyboardInterrupt as exc:  # closed by now: the teardown of the loaded models takes seconds
+        exit_at_once(interrupted_exit_code(exc))
+    except SystemExit as exc:  # SIGTERM, after uvicorn's graceful shutdown
+        exit_at_once(exc.code if isinstance(exc.code, int) else 1)
 
 
 def say(line: str) -> None:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from ..connectors.base import CollectionSchema
 from ..connectors.sink import IndexSink
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 #: How many leading documents measure BM25's average document length for a new collection.
 AVG_LEN_SAMPLE = 2000
 
+T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 #: A stored document's state: (content hash, number of chunks).
 StoredState = tuple[str, int]
@@ -55,6 +56,27 @@ class Pending(Protocol[T_co]):
     """What an encode submission returns: a concurrent.futures.Future or a PrefectFuture."""
 
     def result(self) -> T_co: ...
+
+
+#: How often a wait for a pending result looks at the stop request (seconds).
+STOP_POLL_S = 0.05
+
+
+def result_unless_stopped(
+    pending: Pending[T], should_stop: Callable[[], bool] | None, interrupted: Callable[[], NoReturn]
+) -> T:
+    """``pending``'s result, or ``interrupted()`` (which raises) as soon as ``should_stop()`` while
+    it is not ready: a model loading or a batch encoding cannot be interrupted mid-call, but the
+    run need not wait for it (issue 23). Futures are polled through their ``done()`` (a Prefect
+    future's through its wrapped future); anything else is simply waited for."""
+    inner = getattr(pending, "wrapped_future", pending)
+    done = getattr(inner, "done", None)
+    if should_stop is not None and callable(done):
+        while not done():
+            if should_stop():
+                interrupted()
+            time.sleep(STOP_POLL_S)
+    return pending.result()
 
 
 @dataclass
@@ -195,13 +217,26 @@ class Plan:
         self.close()
 
 
+#: Records read between two looks at a stop request while planning.
+STOP_CHECK_EVERY = 1000
+
+
 def _spool_stream(
-    items: Iterable[SourceItem | Document], spool: DocumentSpool, stats: IndexStats, seen_ids: set[str]
+    items: Iterable[SourceItem | Document],
+    spool: DocumentSpool,
+    stats: IndexStats,
+    seen_ids: set[str],
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, _LastCopy]:
     """Read the stream once: documents go to the spool, and each id's latest copy is noted
-    (last wins); records rejected by the source are counted here."""
+    (last wins); records rejected by the source are counted here. A stop request ends the read
+    (nothing is written yet)."""
     last: dict[str, _LastCopy] = {}
-    for item in name_positions(items):
+    for position, item in enumerate(name_positions(items)):
+        if should_stop is not None and position % STOP_CHECK_EVERY == 0 and should_stop():
+            raise IndexInterrupted(
+                "stopped while reading the source, nothing written: run the same command again to resume"
+            )
         if isinstance(item, Rejected):
             stats.rejected.append(item)
             if item.doc_id:
@@ -235,13 +270,14 @@ def plan_index(
     *,
     skip_unchanged: bool = True,
     sync: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Plan:
     """What a run would do, without encoders (see :class:`Plan`; close it when done). Counts
     seen, unchanged, rejected and duplicates into ``stats``. Memory: ids and hashes, not texts."""
     spool = DocumentSpool()
     try:
         seen_ids: set[str] = set()
-        last = _spool_stream(items, spool, stats, seen_ids)
+        last = _spool_stream(items, spool, stats, seen_ids, should_stop)
         # Always read: it tells added from updated and which surplus chunks to delete.
         stored = store.document_states() if store.schema is not None else {}
         todo: list[tuple[int, StoredState | None]] = []
@@ -329,13 +365,14 @@ def _prepare_run(
     max_delete_fraction: float,
     batch_size: int,
     log: logging.Logger | logging.LoggerAdapter,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[Plan, list[list[tuple[int, StoredState | None]]]]:
     """What :func:`run_index` will write (the plan, and its batches as spool positions): the plan
     checked (encoders, mass deletes), the collection created if it is new and there is something
     to write, the plan logged. The caller closes the plan."""
     if store.schema is not None:
         store.ensure_schema(wanted)  # refuses other encoders before anything is written
-    plan = plan_index(store, items, stats, skip_unchanged=skip_unchanged, sync=sync)
+    plan = plan_index(store, items, stats, skip_unchanged=skip_unchanged, sync=sync, should_stop=should_stop)
     try:
         if plan.vanished and not allow_mass_delete:
             _refuse_mass_delete(len(plan.vanished), len(plan.stored), stats.seen, max_delete_fraction)
@@ -406,7 +443,17 @@ def run_index(
 
     t = time.perf_counter()
     plan, batches = _prepare_run(
-        store, items, wanted, stats, skip_unchanged, sync, allow_mass_delete, max_delete_fraction, batch_size, log
+        store,
+        items,
+        wanted,
+        stats,
+        skip_unchanged,
+        sync,
+        allow_mass_delete,
+        max_delete_fraction,
+        batch_size,
+        log,
+        should_stop,
     )
     stats.stages["read + plan"] = time.perf_counter() - t
     if on_batch:
@@ -421,6 +468,11 @@ def run_index(
         # In batches: bounded requests for server stores (Elasticsearch caps terms at 65,536),
         # and a run killed part-way has deleted whole documents only; the next run does the rest.
         for j in range(0, len(plan.vanished), batch_size):
+            if should_stop is not None and should_stop():
+                raise IndexInterrupted(
+                    f"interrupted after deleting {stats.deleted} of {len(plan.vanished)} documents no longer in "
+                    "the source; every batch is written: run the same command again to resume"
+                )
             stats.deleted += delete_documents(plan.vanished[j : j + batch_size])
         if plan.vanished:
             log.info("deleted %d documents no longer in the source", stats.deleted)
@@ -448,7 +500,7 @@ def _encode_and_write(
     submitted) and write each as it comes back, in order; a stop request abandons the rest."""
 
     def finish(i: int, batch: list[Planned], pending: Pending[EncodedBatch]) -> None:
-        encoded = pending.result()
+        encoded = result_unless_stopped(pending, should_stop, stop_now)
         batch, empty = account_encoded(stats, batch, encoded)
         if empty:
             log.warning(
@@ -476,7 +528,7 @@ def _encode_and_write(
         if on_batch:
             on_batch(stats)
 
-    def stop_now() -> None:
+    def stop_now() -> NoReturn:
         """Abandon the batches still being encoded (nothing of them is written) and stop."""
         for _, _, pending in queue:
             cancel = getattr(pending, "cancel", None)

@@ -28,8 +28,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 from urllib.parse import urlsplit
 
 from prefect import flow, get_run_logger, task
@@ -44,7 +45,14 @@ from ..connectors import IndexSink, open_index_sink
 from ..connectors.base import CollectionSchema, StoreError, StoreUnavailableError
 from ..ingestion.dead_letter import run_timestamp, write_dead_letter
 from ..ingestion.encoding import BatchEncoder, EncodedBatch
-from ..ingestion.indexing import IndexInterrupted, IndexStats, rejection_failure, run_index, write_batch
+from ..ingestion.indexing import (
+    IndexInterrupted,
+    IndexStats,
+    rejection_failure,
+    result_unless_stopped,
+    run_index,
+    write_batch,
+)
 from ..ingestion.sources import SourceItem, open_source
 from ..types import Document, PointRecord
 from .config import DaskConfig, ModelsConfig, PipelineConfig, PipelineConfigError, SourceConfig
@@ -204,9 +212,22 @@ def load_config(config: dict[str, Any] | str | PipelineConfig) -> PipelineConfig
     return PipelineConfig.parse(config)
 
 
+class UnawaitedThreadPoolTaskRunner(ThreadPoolTaskRunner):
+    """Prefect's thread pool, except that a flow run leaving it does not wait for tasks still
+    running: a run stopped by a signal abandons a model load or a batch being encoded (they cannot
+    be interrupted mid-call) and ends at once, recorded Cancelled (issue 23). A run that ends
+    normally has no task left running; pending tasks are cancelled either way."""
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        super().__exit__(exc_type, exc_value, traceback)
+
+
 #: Encode tasks run on threads unless the config asks for Dask (typed loosely: Prefect's generic
 #: runner types do not unify with the flow decorator's parameter).
-_THREADS: Any = ThreadPoolTaskRunner(max_workers=2)
+_THREADS: Any = UnawaitedThreadPoolTaskRunner(max_workers=2)
 
 
 @dataclass(frozen=True)
@@ -263,9 +284,12 @@ USER_ERRORS = (StoreError, PipelineConfigError, ValueError, FileNotFoundError, I
 
 def _failed(exc: BaseException) -> Any:
     """A Failed state carrying ``exc``: the caller of the flow gets ``exc`` raised, Prefect's UI
-    shows the one-line message, and no traceback is logged for an error that is the user's to fix."""
-    from prefect.states import Failed
+    shows the one-line message, and no traceback is logged for an error that is the user's to fix.
+    A run stopped by its user (:class:`IndexInterrupted`) ends Cancelled instead: nothing failed."""
+    from prefect.states import Cancelled, Failed
 
+    if isinstance(exc, IndexInterrupted):
+        return Cancelled(message=str(exc), data=exc)
     return Failed(message=str(exc), data=exc)
 
 
@@ -333,20 +357,58 @@ def _as_is(value: T) -> T:
 
 
 def _read_with_schema(
-    cfg: PipelineConfig, store: IndexSink, stats: IndexStats
+    cfg: PipelineConfig, store: IndexSink, stats: IndexStats, stop: StopRequest | None
 ) -> tuple[Iterator[SourceItem], CollectionSchema]:
     """The source's items (a stream) and the schema the configured models imply. An existing
     collection built with these models describes them: no model is loaded unless a batch needs
-    encoding."""
+    encoding, and a stop does not wait for a model load."""
     wanted = recorded_schema(cfg.models, store.schema)
     described = describe_encoders.submit(cfg.models, cfg.chunk_overlap) if wanted is None else None
     items = read_source(cfg.source)
     if described is not None:
         t = time.perf_counter()
-        wanted = described.result()
+        wanted = result_unless_stopped(described, stop.is_set if stop else None, _stopped_before_writing)
         stats.stages["load models"] = time.perf_counter() - t
+    elif stop is not None and stop.is_set():
+        _stopped_before_writing()
     assert wanted is not None
     return items, wanted
+
+
+def _stopped_before_writing() -> NoReturn:
+    raise IndexInterrupted("stopped before the first batch, nothing written: run the same command again to resume")
+
+
+class StoppedWhileOptimizing(IndexInterrupted):
+    """Stopped during the store's optimize, which is left running on its thread: every document is
+    written and flushed, but the store cannot be closed while the engine optimizes (the process
+    exits instead; the engine's files are crash-safe, as after ``kill -9``)."""
+
+
+def _optimize(store: IndexSink, stop: StopRequest | None) -> None:
+    """``store.optimize()``, on a thread that a stop does not wait for (a large collection's
+    optimize takes minutes and the engine cannot interrupt it)."""
+    if stop is None:
+        store.optimize()
+        return
+    done: Future[None] = Future()
+
+    def optimize() -> None:
+        try:
+            store.optimize()
+            done.set_result(None)
+        except BaseException as exc:  # handed to the waiting thread
+            done.set_exception(exc)
+
+    threading.Thread(target=optimize, name="optimize-store", daemon=True).start()
+
+    def stopped() -> NoReturn:
+        raise StoppedWhileOptimizing(
+            "stopped while the store was optimizing; every document is written: run the same command again "
+            "to resume (nothing is left to write; the next run that writes optimizes the store)"
+        )
+
+    result_unless_stopped(done, stop.is_set, stopped)
 
 
 def _run_batches(cfg: PipelineConfig, stats: IndexStats, hooks: RunHooks) -> dict[str, Any]:
@@ -358,9 +420,10 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats, hooks: RunHooks) -> dic
     # run's stop request takes over again for the body (and gives it back afterwards).
     stop = hooks.stop
     signals = stop.installed() if stop is not None else contextlib.nullcontext()
+    store_busy = False
     with signals:
         try:
-            items, wanted = _read_with_schema(cfg, store, stats)
+            items, wanted = _read_with_schema(cfg, store, stats, stop)
 
             def submit_encode(docs: list[Document]) -> Any:
                 rows = [dataclasses.asdict(d) for d in docs]
@@ -385,10 +448,13 @@ def _run_batches(cfg: PipelineConfig, stats: IndexStats, hooks: RunHooks) -> dic
             )
             if stats.encoded or stats.deleted:
                 t = time.perf_counter()
-                store.optimize()
+                _optimize(store, stop)
                 stats.stages["optimize"] = time.perf_counter() - t
+        except StoppedWhileOptimizing:
+            store_busy = True
+            raise
         finally:
-            if hooks.sink is None:
+            if hooks.sink is None and not store_busy:
                 store.close()
     stats.seconds = time.perf_counter() - t0
     for r in stats.rejected[:20]:
@@ -481,9 +547,18 @@ def run_pipeline(
     @flow(name=FLOW_NAME, task_runner=_THREADS, persist_result=False)
     def index_flow_run(config: dict[str, Any]) -> Any:
         """:func:`index_flow` with this run's hooks (in the closure, not in the parameters)."""
+        if stop is not None:  # a second signal records the run Cancelled itself: the engine cannot
+            from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL
+
+            run = getattr(get_run_context(), "flow_run", None)
+            stop.attach(run.id if run else None, PREFECT_API_URL.value(), PREFECT_API_KEY.value())
         return index_body(config, hooks)
 
-    return cast(dict[str, Any], index_flow_run(config=handed.model_dump(mode="json")))
+    try:
+        return cast(dict[str, Any], index_flow_run(config=handed.model_dump(mode="json")))
+    finally:
+        if stop is not None:
+            stop.attach(None)
 
 
 def secret_free(cfg: PipelineConfig) -> tuple[PipelineConfig, dict[str, str]]:

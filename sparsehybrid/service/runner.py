@@ -98,8 +98,9 @@ def run_service(
     sock: socket.socket | None = None,
 ) -> None:
     """Serve ``service`` on ``sock`` (default: :func:`bind` to ``settings.host:port``) until
-    SIGINT/SIGTERM; an embedded store's service file is published while it runs. The service
-    and the socket are closed on every path. ``judgements`` are what ``/ui`` scores against."""
+    SIGINT (then KeyboardInterrupt) or SIGTERM (then ``SystemExit(143)``); an embedded store's
+    service file is published while it runs. The service and the socket are closed on every
+    path. ``judgements`` are what ``/ui`` scores against."""
     import uvicorn
 
     from .app import create_app
@@ -119,7 +120,8 @@ def run_service(
             state = "ready" if service.ready else "no collection yet: index into it, the service writes it"
             notify(f"serving {store_url} on {url} ({state}); docs at /docs")
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
-        # found: make that one an exit, so the store is closed and the service file withdrawn below.
+        # found: make that one an exit (143, the shell's code for SIGTERM), so the store is closed
+        # and the service file withdrawn below. SIGINT comes back as a KeyboardInterrupt.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         config = uvicorn.Config(api, host=settings.host, port=port, log_level=log_level)
         uvicorn.Server(config).run(sockets=[sock])
@@ -132,4 +134,4 @@ def run_service(
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+    raise SystemExit(128 + signum)

@@ -74,7 +74,7 @@ def test_sigterm_stops_a_copy_cleanly_and_the_same_command_finishes_it(tmp_path,
     monkeypatch.setattr(transfer, "copy_collection", terminated_after_two_batches)
     args = ["copy", str(tmp_path / "a"), str(tmp_path / "b"), "--batch-size", "10"]
     stopped = runner.invoke(app, args)
-    assert stopped.exit_code == 130 and "run the same command again to finish" in stopped.output
+    assert stopped.exit_code == 143 and "run the same command again to finish" in stopped.output  # 128 + SIGTERM
     with open_store(str(tmp_path / "b")) as partial:  # closed on the way out: reopens, writes kept
         assert partial.count() == 20
     monkeypatch.setattr(transfer, "copy_collection", real)

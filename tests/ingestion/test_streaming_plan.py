@@ -63,3 +63,28 @@ def test_a_closed_spool_leaves_no_file_behind(tmp_path):
     assert spool.load([0])[0].text == "y"
     spool.close()
     assert list(tmp_path.iterdir()) == []  # an unnamed temporary file: nothing to clean up after a kill either
+
+
+def test_a_stop_request_ends_the_read_of_a_long_source(tmp_path):
+    """Ctrl-C while a large source is being read and spooled ends the run there, not after it."""
+    import pytest
+
+    from sparsehybrid.ingestion.indexing import IndexInterrupted, run_index
+
+    read = 0
+    stop = False
+
+    def source():
+        nonlocal read, stop
+        for i in range(100_000):
+            read += 1
+            stop = stop or i == 1500  # the signal arrives while the source is read
+            yield Document(id=f"d{i}", text=f"passage {i}")
+
+    store = QdrantEdgeStore(tmp_path / "idx")
+    try:
+        with pytest.raises(IndexInterrupted, match="while reading the source, nothing written"):
+            run_index(store, source(), None, lambda docs: None, should_stop=lambda: stop)  # type: ignore[arg-type]
+        assert read < 5000 and store.schema is None
+    finally:
+        store.close()
