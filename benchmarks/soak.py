@@ -105,9 +105,11 @@ while True:
         time.sleep(0.01)
 
 
-def on_batch(stats):
+def on_batch(stats):  # the soak disrupts the job after a chosen batch
     if stats.batches_done == 0:
-        print("plan", flush=True)
+        print("plan", stats.batches, flush=True)
+    else:
+        print("batch", flush=True)
 
 
 docs = [Document(id=i, text=t) for i, t in spec["docs"]]
@@ -302,7 +304,6 @@ class Soak:
         self.stderr: dict[int, Path] = {}
         self.step_seconds: Counter[str] = Counter()  # wall time by step (and of the checks)
         self.exit_grace = 10.0  # seconds a process may take to exit after its step
-        self.write_seconds = 0.5  # the last completed job's writing time: kills land inside it
         self.service = Service(self.store_url, self.store, work / "service.log", self.spawn)
 
     # -- processes ------------------------------------------------------------------------------
@@ -385,15 +386,17 @@ class Soak:
         service mid-write (and start it again), which the job must survive."""
         docs = self.choose_docs(sync)
         spec = self.work / f"job{self.version}.json"
-        batch = self.rng.choice([5, 20, 100])
+        batch = 5 if kill or during else self.rng.choice([5, 20, 100])
         spec.write_text(json.dumps({"docs": sorted(docs.items()), "sync": sync, "batch": batch}))
         searcher = self.start_searcher() if search else None
         job = self.python(JOB, str(spec), SPARSE_MODEL)
         assert job.stdout is not None
-        first = job.stdout.readline()  # "plan" once it starts writing (or its result, or EOF)
-        t0 = time.monotonic()
-        if kill or during:
-            time.sleep(self.rng.uniform(0, 1.2) * self.write_seconds)
+        if kill or during:  # after a random number of its batches are written, and a little more
+            first = job.stdout.readline().split()  # ["plan", batches] (or its result, or nothing: done)
+            batches = int(first[1]) if first[:1] == ["plan"] else 0
+            for _ in range(self.rng.randrange(batches) if batches else 0):
+                job.stdout.readline()
+            time.sleep(self.rng.uniform(0, 0.05))
         if kill:
             job.kill()
         elif during == "restart":
@@ -409,9 +412,8 @@ class Soak:
         killed = kill and job.returncode == -signal.SIGKILL
         if not killed:
             expect(job.returncode == 0, f"job exited {job.returncode}: {self.last_error(job)}")
-            if first.strip() == "plan":
-                self.write_seconds = max(time.monotonic() - t0, 0.05)
-        self.counts[("kill9_sync" if sync else "kill9_index") if killed else ("sync" if sync else "index")] += 1
+        kind = "sync" if sync else "index"
+        self.counts[f"kill9_{kind}" if killed else "kill9_missed" if kill else kind] += 1  # missed: it was done
         self.settle(docs, sync, acknowledged=not killed)
         if searcher is not None:
             self.finish_searcher(searcher)
