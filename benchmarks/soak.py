@@ -281,7 +281,7 @@ class Service:
 
 #: The steps and their weights in the random choice (service steps only while a service runs).
 STEPS = {
-    "index": 3, "sync": 2, "search": 3, "kill": 2, "search_during": 2, "cli_index": 1, "tune": 1,
+    "index": 3, "sync": 2, "search": 3, "kill": 2, "search_during": 2, "cli_index": 1, "cli_kill": 1, "tune": 1,
     "service_toggle": 1, "service_restart": 1, "service_kill9": 1, "restart_during_job": 1, "kill9_during_job": 1,
 }  # fmt: skip
 #: Steps that need a running service (never chosen at random without one).
@@ -430,12 +430,14 @@ class Soak:
         job = self.spawn(cmd, stderr=subprocess.STDOUT)
         assert job.stdout is not None
         lines = []
-        if kill:
-            for line in job.stdout:  # the plan line comes once the flow (and its Prefect API) runs
+        if kill:  # after a random number of its batches are written (with its Prefect API running)
+            for line in job.stdout:  # "N documents: M to encode in B batches, ..." then "batch i/B written"
                 lines.append(line)
                 if "to encode in" in line:
+                    batches = int(line.split("to encode in")[1].split()[0])
+                    lines += [job.stdout.readline() for _ in range(self.rng.randrange(batches) if batches else 0)]
                     break
-            time.sleep(self.rng.uniform(0, 1.0))
+            time.sleep(self.rng.uniform(0, 0.2))
             job.kill()
         out, _ = job.communicate(timeout=600)
         killed = kill and job.returncode == -signal.SIGKILL
@@ -642,8 +644,8 @@ class Soak:
             self.run_job(sync=sync, kill=True)
         elif op == "search_during":
             self.run_job(sync=sync, search=True)
-        elif op == "cli_index":
-            self.run_cli_index(sync=sync, kill=self.rng.random() < 0.4)
+        elif op in ("cli_index", "cli_kill"):
+            self.run_cli_index(sync=sync, kill=op == "cli_kill")
         elif op == "tune":
             self.tune()
         elif op in ("restart_during_job", "kill9_during_job"):
