@@ -3,9 +3,11 @@
 For a fixed duration, random steps on one store, each in its own process:
 
 * index jobs and ``--sync`` jobs (in-process ``Indexer`` through ``open_index_sink``, so through
-  the service while one owns the store), some killed with ``kill -9`` mid-write;
+  the service while one owns the store), some killed with ``kill -9`` mid-write, some two at
+  once on different documents;
 * ``sparsehybrid index`` (the CLI: a Prefect flow with its temporary Prefect API), sometimes
-  ``--sync``, sometimes killed with ``kill -9`` mid-write;
+  ``--sync``, sometimes killed with ``kill -9`` or stopped with SIGTERM mid-write (it must exit
+  143 within 60 s);
 * searches: by a process of their own on the store, or over HTTP while a service owns it; some
   while a job writes;
 * ``sparsehybrid tune`` (records a fusion; through the service while one owns the store);
@@ -33,8 +35,9 @@ over SPLADE-tiny's own vocabulary, recorded under its name) beside the store's B
 collection has the two retrievers ``tune`` needs, and the service, ``tune`` without a service and
 CLI jobs load the bundled SPLADE-tiny to serve it. The soak tests the store, not relevance.
 
-Prints a JSON summary (operations by kind, invariant checks, failures, elapsed, load average);
-exits 1 on the first broken invariant.
+Prints a JSON summary (operations by kind, invariant checks, wall time by step, failures,
+elapsed, load average); exits 1 on the first broken invariant. ``--plan`` runs given steps first
+(the test suite's short runs).
 
     nice -n 10 python benchmarks/soak.py --seconds 1800 --seed 23
 """
@@ -281,7 +284,8 @@ class Service:
 
 #: The steps and their weights in the random choice (service steps only while a service runs).
 STEPS = {
-    "index": 3, "sync": 2, "search": 3, "kill": 2, "search_during": 2, "cli_index": 1, "cli_kill": 1, "tune": 1,
+    "index": 3, "sync": 2, "search": 3, "kill": 2, "search_during": 2, "two_jobs": 2, "cli_index": 1, "cli_kill": 1, "cli_term": 1,
+    "tune": 1,
     "service_toggle": 1, "service_restart": 1, "service_kill9": 1, "restart_during_job": 1, "kill9_during_job": 1,
 }  # fmt: skip
 #: Steps that need a running service (never chosen at random without one).
@@ -299,6 +303,7 @@ class Soak:
         self.written: dict[str, set[str]] = {}  # every text ever sent for an id
         self.fusion: dict[str, Any] | None = None  # what the last tune recorded
         self.version = 0
+        self.files = 0
         self.counts: Counter[str] = Counter()
         self.children: list[subprocess.Popen] = []
         self.stderr: dict[int, Path] = {}
@@ -355,15 +360,18 @@ class Soak:
         self.written.setdefault(doc_id, set()).add(text)
         return text
 
-    def choose_docs(self, sync: bool) -> dict[str, str]:
+    def choose_docs(self, sync: bool, exclude: Sequence[str] = ()) -> dict[str, str]:
         if sync:
             present = set(self.acked)
             chosen = set(self.rng.sample(self.ids, k=len(self.ids) // 2)) | set(
                 self.rng.sample(sorted(present), k=len(present) * 3 // 4)
             )
         else:
-            chosen = set(self.rng.sample(self.ids, k=self.rng.randint(1, len(self.ids) // 3)))
-        return {i: (self.text(i) if self.rng.random() < 0.6 or i not in self.acked else self.acked[i]) for i in chosen}
+            chosen = set(self.rng.sample(self.ids, k=self.rng.randint(1, len(self.ids) // 3))) - set(exclude)
+        return {  # sorted: the same seed makes the same texts (a set's order changes with the hash seed)
+            i: (self.text(i) if self.rng.random() < 0.6 or i not in self.acked else self.acked[i])
+            for i in sorted(chosen)
+        }
 
     def settle(self, docs: dict[str, str], sync: bool, acknowledged: bool) -> None:
         """Record a job's outcome: acknowledged, its content is now required; killed, either."""
@@ -385,11 +393,8 @@ class Soak:
         """One ``Indexer`` job; ``kill``: kill -9 it mid-write; ``during``: restart or kill -9 the
         service mid-write (and start it again), which the job must survive."""
         docs = self.choose_docs(sync)
-        spec = self.work / f"job{self.version}.json"
-        batch = 5 if kill or during else self.rng.choice([5, 20, 100])
-        spec.write_text(json.dumps({"docs": sorted(docs.items()), "sync": sync, "batch": batch}))
         searcher = self.start_searcher() if search else None
-        job = self.python(JOB, str(spec), SPARSE_MODEL)
+        job = self.start_job(docs, sync, batch=5 if kill or during else self.rng.choice([5, 20, 100]))
         assert job.stdout is not None
         if kill or during:  # after a random number of its batches are written, and a little more
             first = job.stdout.readline().split()  # ["plan", batches] (or its result, or nothing: done)
@@ -419,18 +424,38 @@ class Soak:
             self.finish_searcher(searcher)
             self.counts["search_during_write"] += 1
 
-    def run_cli_index(self, sync: bool, kill: bool) -> None:
-        """``sparsehybrid index`` as a user runs it: a Prefect flow on a temporary Prefect API,
-        killed with -9 (with that API running) if ``kill``."""
+    def start_job(self, docs: dict[str, str], sync: bool, batch: int) -> subprocess.Popen:
+        self.files += 1
+        spec = self.work / f"job{self.files}.json"  # one per job: two jobs may start at once
+        spec.write_text(json.dumps({"docs": sorted(docs.items()), "sync": sync, "batch": batch}))
+        return self.python(JOB, str(spec), SPARSE_MODEL)
+
+    def run_two_jobs(self) -> None:
+        """Two index jobs at once on different documents: both through the service (its writes
+        interleave), or one waiting for the other's lock on the store."""
+        first = self.choose_docs(sync=False)
+        second = self.choose_docs(sync=False, exclude=list(first))
+        jobs = [self.start_job(docs, False, batch=self.rng.choice([5, 20])) for docs in (first, second)]
+        for job, docs in zip(jobs, (first, second)):
+            job.communicate(timeout=600)
+            expect(job.returncode == 0, f"job exited {job.returncode}: {self.last_error(job)}")
+            self.settle(docs, sync=False, acknowledged=True)
+        self.counts["two_jobs"] += 1
+
+    def run_cli_index(self, sync: bool, stop: signal.Signals | None = None) -> None:
+        """``sparsehybrid index`` as a user runs it: a Prefect flow on a temporary Prefect API;
+        ``stop``: sent mid-write (SIGKILL: with that API running; SIGTERM: the job must stop
+        between batches and exit 143 within 60 s, its API stopped)."""
         docs = self.choose_docs(sync)
-        source = self.work / f"cli{self.version}.jsonl"
+        self.files += 1
+        source = self.work / f"cli{self.files}.jsonl"
         source.write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in sorted(docs.items())))
         cmd = [sys.executable, "-m", "sparsehybrid.cli", "index", str(source), "--store", self.store_url]
         cmd += ["--batch-size", str(self.rng.choice([10, 50]))] + (["--sync", "--allow-mass-delete"] if sync else [])
         job = self.spawn(cmd, stderr=subprocess.STDOUT)
         assert job.stdout is not None
         lines = []
-        if kill:  # after a random number of its batches are written (with its Prefect API running)
+        if stop:  # after a random number of its batches are written
             for line in job.stdout:  # "N documents: M to encode in B batches, ..." then "batch i/B written"
                 lines.append(line)
                 if "to encode in" in line:
@@ -438,14 +463,18 @@ class Soak:
                     lines += [job.stdout.readline() for _ in range(self.rng.randrange(batches) if batches else 0)]
                     break
             time.sleep(self.rng.uniform(0, 0.2))
-            job.kill()
+            job.send_signal(stop)
+        t0 = time.monotonic()
         out, _ = job.communicate(timeout=600)
-        killed = kill and job.returncode == -signal.SIGKILL
-        if not killed:
-            last = ([ln for ln in (*lines, *out.splitlines()) if ln.strip()] or ["(no output)"])[-1]
-            expect(job.returncode == 0, f"sparsehybrid index exited {job.returncode}: {last.strip()}")
-        self.counts[f"cli_{'sync' if sync else 'index'}{'_kill9' if killed else ''}"] += 1
-        self.settle(docs, sync, acknowledged=not killed)
+        last = ([ln for ln in (*lines, *out.splitlines()) if ln.strip()] or ["(no output)"])[-1].strip()
+        stopped = stop is not None and job.returncode in (-signal.SIGKILL, 128 + signal.SIGTERM)
+        if stop == signal.SIGTERM:
+            expect(time.monotonic() - t0 < 60, f"sparsehybrid index took {time.monotonic() - t0:.0f} s to stop")
+        if not stopped:
+            expect(job.returncode == 0, f"sparsehybrid index exited {job.returncode}: {last}")
+        outcome = ("_kill9" if stop == signal.SIGKILL else "_term") if stopped else ""
+        self.counts[f"cli_{'sync' if sync else 'index'}{outcome}"] += 1
+        self.settle(docs, sync, acknowledged=not stopped)
 
     def start_searcher(self) -> Any:
         if not self.service.up:
@@ -632,6 +661,7 @@ class Soak:
     def step(self, op: str | None = None) -> None:
         """One step, ``op`` (one of :data:`STEPS`) or a random one, then every check."""
         weights = {k: 0 if k in SERVICE_STEPS and not self.service.up else w for k, w in STEPS.items()}
+        weights["service_toggle"] = 1 if self.service.up else 3  # the service runs most of the time
         op = op or self.rng.choices(list(weights), weights=list(weights.values()))[0]
         expect(op in STEPS, f"unknown step {op!r}; steps: {', '.join(STEPS)}")
         t0 = time.monotonic()
@@ -644,8 +674,10 @@ class Soak:
             self.run_job(sync=sync, kill=True)
         elif op == "search_during":
             self.run_job(sync=sync, search=True)
-        elif op in ("cli_index", "cli_kill"):
-            self.run_cli_index(sync=sync, kill=op == "cli_kill")
+        elif op == "two_jobs":
+            self.run_two_jobs()
+        elif op in ("cli_index", "cli_kill", "cli_term"):
+            self.run_cli_index(sync=sync, stop={"cli_kill": signal.SIGKILL, "cli_term": signal.SIGTERM}.get(op))
         elif op == "tune":
             self.tune()
         elif op in ("restart_during_job", "kill9_during_job"):
