@@ -63,6 +63,8 @@ from typing import Any
 
 import httpx
 
+from sparsehybrid.connectors import service_file
+
 SPARSE_MODEL = "splade-tiny"
 WORDS = ["wing", "flutter", "shell", "heat", "inlet", "layer"]
 
@@ -235,18 +237,13 @@ class Service:
         while True:
             expect(self.proc.poll() is None, f"the service exited with {self.proc.returncode} while starting")
             expect(time.monotonic() < deadline, "the service was not ready within 180 s")
-            info = self._published()
-            if info and info["pid"] == self.proc.pid:
+            info = service_file.read(self.store_dir, check_alive=False)
+            if info and info.pid == self.proc.pid:
                 with contextlib.suppress(httpx.HTTPError):
-                    if self.http.get(f"{info['url']}/healthz").json().get("ready"):
-                        self.url, self.token = info["url"], info["token"]
+                    if self.http.get(f"{info.url}/healthz").json().get("ready"):
+                        self.url, self.token = info.url, info.token
                         return
             time.sleep(0.1)
-
-    def _published(self) -> dict[str, Any] | None:
-        with contextlib.suppress(OSError, ValueError):
-            return json.loads((self.store_dir / "sparsehybrid-service.json").read_text())
-        return None
 
     def stop(self) -> None:
         """SIGTERM: a clean exit that removes its service file."""
@@ -261,8 +258,8 @@ class Service:
             raise InvariantBroken("the service did not exit within 60 s of SIGTERM") from None
         self.proc = None
         expect(code == 0, f"the service exited with {code} on SIGTERM")
-        info = self._published()
-        expect(info is None or info["pid"] != pid, "the service left its service file behind")
+        info = service_file.read(self.store_dir, check_alive=False)
+        expect(info is None or info.pid != pid, "the service left its service file behind")
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -276,7 +273,7 @@ class Service:
         return response.json()
 
     def post(self, path: str, body: Any, internal: bool = False) -> Any:
-        headers = {"X-Sparsehybrid-Write-Token": self.token} if internal else {}
+        headers = {service_file.WRITE_TOKEN_HEADER: self.token} if internal else {}
         response = self.http.post(self.url + path, json=body, headers=headers)
         expect(response.status_code == 200, f"POST {path}: {response.status_code} {response.text[:200]}")
         return response.json()
@@ -284,8 +281,8 @@ class Service:
 
 #: The steps and their weights in the random choice (service steps only while a service runs).
 STEPS = {
-    "index": 3, "sync": 2, "search": 3, "kill": 2, "search_during": 2, "two_jobs": 2, "cli_index": 1, "cli_kill": 1, "cli_term": 1,
-    "tune": 1,
+    "index": 3, "sync": 2, "search": 3, "kill": 2, "search_during": 2, "two_jobs": 2,
+    "cli_index": 1, "cli_kill": 1, "cli_term": 1, "tune": 1,
     "service_toggle": 1, "service_restart": 1, "service_kill9": 1, "restart_during_job": 1, "kill9_during_job": 1,
 }  # fmt: skip
 #: Steps that need a running service (never chosen at random without one).
