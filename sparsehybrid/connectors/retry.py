@@ -30,12 +30,16 @@ class RetryPolicy:
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 8.0
+    #: Keep retrying past ``attempts`` until this many seconds have passed since the first try:
+    #: full jitter draws a wait anywhere from 0 to its cap, so attempts alone bound the count of
+    #: tries but not how long an outage they ride out.
+    patience: float = 0.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError(f"retry attempts must be >= 1, got {self.attempts}")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("retry delays must be >= 0")
+        if self.base_delay < 0 or self.max_delay < 0 or self.patience < 0:
+            raise ValueError("retry delays and patience must be >= 0")
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full-jitter exponential backoff before retry number ``attempt`` (1-based)."""
@@ -67,6 +71,7 @@ def call_with_retries(
     policy: RetryPolicy = RetryPolicy(),
     secrets: Iterable[str | None] = (),
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run ``fn``; retry transient failures; raise :class:`StoreUnavailableError` when exhausted.
 
@@ -74,18 +79,20 @@ def call_with_retries(
     ``where`` is the safe (credential-free) store URL used in the message.
     """
     secrets = list(secrets)
-    last: BaseException | None = None
-    for attempt in range(1, policy.attempts + 1):
+    patient_until = clock() + policy.patience
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return fn()
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            last = exc
-            if attempt < policy.attempts:
-                sleep(policy.delay(attempt))
-    assert last is not None
+            if attempt >= policy.attempts and clock() >= patient_until:
+                last = exc
+                break
+            sleep(policy.delay(attempt))
     raise StoreUnavailableError(
-        f"{where} is unavailable after {policy.attempts} attempt(s): {describe_error(last, secrets)}. "
+        f"{where} is unavailable after {attempt} attempt(s): {describe_error(last, secrets)}. "
         "Check that the server is running and reachable, and the URL and credentials."
     ) from None

@@ -23,6 +23,11 @@ from .service_file import WRITE_TOKEN_HEADER, ServiceInfo
 
 T = TypeVar("T")
 
+#: How a job's calls ride out a service restart (the new service publishes itself once its
+#: models are loaded: 10-20 s on a busy 2-core machine): backoff up to 8 s, for at least a minute
+#: whatever the jitter draws (8 attempts alone averaged ~20 s, but could end within seconds).
+RESTART_POLICY = RetryPolicy(attempts=8, base_delay=1.0, max_delay=8.0, patience=60.0)
+
 #: Errors the service reports by name, raised here as the same class.
 _ERRORS: dict[str, type[Exception]] = {
     "EncoderMismatchError": base.EncoderMismatchError,
@@ -76,8 +81,7 @@ class ServiceStore:
         self.path = path
         self._info = info
         self._lock = threading.RLock()
-        # Patient enough to ride out a service restart (models load in ~15 s on a busy 2-core machine).
-        self._policy = policy or RetryPolicy(attempts=8, base_delay=1.0, max_delay=8.0)
+        self._policy = policy or RESTART_POLICY
         self._http = httpx.Client(base_url=info.url, timeout=timeout, headers={WRITE_TOKEN_HEADER: info.token})
         #: The schema as last read or written: a job reads it often (planning, the BM25 length
         #: estimate) and only this job's ``ensure_schema`` / ``save_fusion`` change it meanwhile.

@@ -10,7 +10,7 @@ import pytest
 
 from sparsehybrid.connectors import StoreLockedError, VectorStore, open_index_sink, open_store, served_by
 from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
-from sparsehybrid.connectors.retry import RetryPolicy
+from sparsehybrid.connectors.retry import RetryPolicy, call_with_retries
 from sparsehybrid.connectors.service_file import SERVICE_FILE
 from sparsehybrid.connectors.service_store import ServiceStore
 from sparsehybrid.ingestion.indexing import Indexer
@@ -77,3 +77,33 @@ def test_an_index_job_reads_the_served_schema_once(tmp_path, cranfield, tf_encod
     finally:
         job.close()
         svc.close()
+
+
+def test_a_job_waits_out_a_service_restart_however_short_the_jittered_waits_fall(monkeypatch):
+    """Found by the chaos soak (issue 23): the service's retries were 8 attempts with full-jitter
+    backoff, ~20 s on average but as little as a few seconds, so a job writing while the service
+    restarted (models loading: 10-20 s on this machine) failed about half the time. Now a call is
+    retried for at least a minute whatever the jitter draws."""
+    from sparsehybrid.connectors import retry
+    from sparsehybrid.connectors.service_store import RESTART_POLICY
+
+    now = [0.0]
+    monkeypatch.setattr(retry.random, "uniform", lambda low, high: low + (high - low) * 0.1)  # unlucky draws
+
+    def write():
+        if now[0] < 45:  # the service is back 45 s after the kill
+            raise ConnectionRefusedError("connection refused")
+        return "written"
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    result = call_with_retries(
+        write,
+        is_transient=lambda exc: isinstance(exc, ConnectionError),
+        where="qdrant-edge://idx",
+        policy=RESTART_POLICY,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    assert result == "written" and 45 <= now[0] < 60
