@@ -220,6 +220,9 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="re-run each trial's command and check every document")
     ap.add_argument("--logs", type=Path, help="keep each trial's output here, as PHASE.log")
     args = ap.parse_args()
+    # Started in the background (`&`), this process inherits SIGINT ignored, and so would every
+    # command it starts (Python leaves an ignored SIGINT ignored): restore the default first.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signum = signal.SIGINT if args.signal == "INT" else signal.SIGTERM
     with open(SHARED / "datasets" / "cranfield" / "corpus.jsonl", encoding="utf-8") as fh:
         rows = [json.loads(next(fh)) for _ in range(args.docs)]

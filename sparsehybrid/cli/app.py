@@ -96,14 +96,19 @@ def _raise_terminated(signum: int, frame: Any) -> NoReturn:
 
 
 @contextlib.contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) for the block: the command closes
-    what it opened on the way out, as on Ctrl-C, instead of dying with it half-open."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+def signals_as_ctrl_c() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt and SIGTERM :class:`Terminated` (one) for the block: the
+    command closes what it opened on the way out instead of dying with it half-open. SIGINT is
+    set too because a command started in the background of a script inherits it ignored."""
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated),
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def interrupted_exit_code(exc: KeyboardInterrupt) -> int:

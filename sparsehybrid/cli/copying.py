@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from .app import app, console, fail, interrupted_exit_code, progress_bar, sigterm_as_ctrl_c
+from .app import app, console, fail, interrupted_exit_code, progress_bar, signals_as_ctrl_c
 
 
 class CopyProgress:
@@ -50,7 +50,7 @@ def copy(
     from ..connectors.transfer import copy_collection
 
     try:  # SIGTERM stops a copy as Ctrl-C does: the stores are closed (flushed) on the way out
-        with sigterm_as_ctrl_c(), CopyProgress() as progress:
+        with signals_as_ctrl_c(), CopyProgress() as progress:
             report = copy_collection(
                 source, destination, batch_size=batch_size, sample=sample, optimize=optimize, on_progress=progress
             )

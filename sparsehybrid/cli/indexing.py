@@ -126,6 +126,7 @@ def run_interactive(cfg: PipelineConfig, sink: IndexSink, stop: StopRequest) -> 
     if unchanged is not None:
         console.print(f"{unchanged['seen']} documents: nothing changed since the last run", soft_wrap=True)
         return unchanged
+    from prefect.exceptions import TerminationSignal
     from prefect.settings import PREFECT_API_URL
 
     from ..pipelines.flows import run_pipeline
@@ -135,7 +136,16 @@ def run_interactive(cfg: PipelineConfig, sink: IndexSink, stop: StopRequest) -> 
         raise IndexInterrupted(STOPPED_BEFORE_START)
     api = contextlib.nullcontext() if PREFECT_API_URL.value() else temporary_prefect_api(stop=stop)
     with api:
-        return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop, sink=sink)
+        try:
+            return run_pipeline(cfg, on_progress=IndexProgress(), stop=stop, sink=sink)
+        except TerminationSignal:
+            # SIGTERM in the instants Prefect's engine holds it (as the flow run starts or ends,
+            # outside the body, where ``stop`` holds it): the engine records the run Crashed and
+            # sends the signal on to ``stop``. It escaped as a traceback and exit 1.
+            raise IndexInterrupted(
+                "stopped as the flow run started or ended (Prefect recorded it Crashed): "
+                "run the same command again to resume"
+            ) from None
 
 
 def quiet_libraries(verbose: bool) -> None:

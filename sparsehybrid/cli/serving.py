@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import DEFAULT_STORE, app, console, fail, interrupted_exit_code, sigterm_as_ctrl_c
+from .app import DEFAULT_STORE, app, console, fail, interrupted_exit_code, signals_as_ctrl_c
 from .searching import CLI_ERRORS, parse_weights
 
 
@@ -67,7 +67,7 @@ def serve(
         batching.check()
         default_weights = parse_weights(weights)
         sock = bind(host, port)
-        with sigterm_as_ctrl_c():  # a stop while the models load closes the store it opened
+        with signals_as_ctrl_c():  # a stop while the models load closes the store it opened
             st = open_owned_store(store, wait_for_store, notify=say)
             with console.status("loading models"):
                 service = start_service(
@@ -91,10 +91,8 @@ def serve(
         exit_at_once(interrupted_exit_code(exc))
     try:
         run_service(service, settings, log_level=log_level, notify=say, judgements=judgements, sock=sock)
-    except KeyboardInterrupt as exc:  # closed by now: the teardown of the loaded models takes seconds
-        exit_at_once(interrupted_exit_code(exc))
-    except SystemExit as exc:  # SIGTERM, after uvicorn's graceful shutdown
-        exit_at_once(exc.code if isinstance(exc.code, int) else 1)
+    except SystemExit as exc:  # a signal, after uvicorn's graceful shutdown; all is closed by now, and
+        exit_at_once(exc.code if isinstance(exc.code, int) else 1)  # the models' teardown takes seconds
 
 
 def say(line: str) -> None:

@@ -98,7 +98,7 @@ def run_service(
     sock: socket.socket | None = None,
 ) -> None:
     """Serve ``service`` on ``sock`` (default: :func:`bind` to ``settings.host:port``) until
-    SIGINT (then KeyboardInterrupt) or SIGTERM (then ``SystemExit(143)``); an embedded store's
+    SIGINT or SIGTERM (then ``SystemExit(130 or 143)``); an embedded store's
     service file is published while it runs. The service and the socket are closed on every
     path. ``judgements`` are what ``/ui`` scores against."""
     import uvicorn
@@ -119,10 +119,11 @@ def run_service(
         if notify is not None:
             state = "ready" if service.ready else "no collection yet: index into it, the service writes it"
             notify(f"serving {store_url} on {url} ({state}); docs at /docs")
-        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
-        # found: make that one an exit (143, the shell's code for SIGTERM), so the store is closed
-        # and the service file withdrawn below. SIGINT comes back as a KeyboardInterrupt.
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with the
+        # handler it found: make that one an exit (130/143, the shell's codes), so the store is
+        # closed and the service file withdrawn below (also when SIGINT was inherited ignored).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _exit_on_signal)
         config = uvicorn.Config(api, host=settings.host, port=port, log_level=log_level)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
@@ -133,5 +134,5 @@ def run_service(
             sock.close()
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
+def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)

@@ -80,3 +80,33 @@ def test_sigterm_stops_a_copy_cleanly_and_the_same_command_finishes_it(tmp_path,
     monkeypatch.setattr(transfer, "copy_collection", real)
     finished = runner.invoke(app, args)
     assert finished.exit_code == 0 and "copied 10 points (20 already there)" in finished.output
+
+
+def test_ctrl_c_stops_a_copy_started_with_sigint_ignored(tmp_path, monkeypatch):
+    """A copy started in the background of a script inherits SIGINT ignored: it ran to the end."""
+    import os
+    import signal
+
+    from sparsehybrid.connectors import transfer
+
+    build(tmp_path / "a")
+    real = transfer.copy_collection
+
+    def interrupted_after_two_batches(*args, on_progress, **kwargs):
+        def progress(done, total):
+            on_progress(done, total)
+            if done == 20:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return real(*args, on_progress=progress, **kwargs)
+
+    monkeypatch.setattr(transfer, "copy_collection", interrupted_after_two_batches)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stopped = runner.invoke(app, ["copy", str(tmp_path / "a"), str(tmp_path / "b"), "--batch-size", "10"])
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the command gave back what it found
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stopped.exit_code == 130 and "run the same command again to finish" in stopped.output
+    with open_store(str(tmp_path / "b")) as partial:
+        assert partial.count() == 20
