@@ -79,6 +79,14 @@ def scored_point(p: Any, score: float) -> ScoredPoint:
 ENCODED_VECTORS = [SPARSE, DENSE]
 
 
+def encoded_vectors(schema: CollectionSchema) -> list[str] | bool:
+    """The :data:`ENCODED_VECTORS` this collection has (asking the engine for a vector the
+    collection lacks is an error: a collection built without a dense encoder has none); False
+    when it has neither (BM25 only)."""
+    names = [name for name, has in ((SPARSE, schema.sparse_model), (DENSE, schema.dense_dim)) if has]
+    return names or False
+
+
 def stored_record(p: Any, schema: CollectionSchema) -> PointRecord:
     """A Qdrant record read with :data:`ENCODED_VECTORS` (either binding) as the record that wrote it."""
     vec = p.vector if isinstance(getattr(p, "vector", None), dict) else {}

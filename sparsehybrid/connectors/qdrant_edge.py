@@ -37,8 +37,8 @@ from .base import (
 from .batch_plan import batched_or_empty, run_batch
 from .filters import Condition
 from .qdrant_common import (
-    ENCODED_VECTORS,
     doc_id_filter,
+    encoded_vectors,
     fusion_inputs,
     metadata_filter,
     point_vectors,
@@ -517,7 +517,7 @@ class QdrantEdgeStore(VectorStore):
         if self._shard is None:
             return
         schema = self._require_schema()
-        for records in self._scroll(batch_size, True, ENCODED_VECTORS):
+        for records in self._scroll(batch_size, True, encoded_vectors(schema)):
             yield [stored_record(r, schema) for r in records]
 
     def _scroll(self, batch_size: int, with_payload: Any, with_vector: Any) -> Iterator[list[Any]]:
@@ -539,7 +539,7 @@ class QdrantEdgeStore(VectorStore):
         if not point_ids or self._shard is None:
             return []
         schema = self._require_schema()
-        found = self.shard.retrieve(point_ids=list(point_ids), with_payload=True, with_vector=ENCODED_VECTORS)
+        found = self.shard.retrieve(point_ids=list(point_ids), with_payload=True, with_vector=encoded_vectors(schema))
         return [stored_record(r, schema) for r in found]
 
     def document_states(self) -> dict[str, tuple[str, int]]:

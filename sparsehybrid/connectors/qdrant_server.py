@@ -45,8 +45,8 @@ from .batch_plan import OnItsOwn, Step, batched_or_empty, run_batch
 from .connection import ConnectionSettings
 from .filters import Condition
 from .qdrant_common import (
-    ENCODED_VECTORS,
     doc_id_filter,
+    encoded_vectors,
     fusion_inputs,
     metadata_filter,
     point_vectors,
@@ -347,8 +347,9 @@ class QdrantServerStore(RemoteStore):
 
     def iter_records(self, batch_size: int = 1000) -> Iterator[list[PointRecord]]:
         schema = self._schema
-        for records in self._scroll(batch_size, with_vectors=ENCODED_VECTORS):
-            assert schema is not None  # _scroll reads nothing without a collection
+        if schema is None:
+            return
+        for records in self._scroll(batch_size, with_vectors=encoded_vectors(schema)):
             yield [stored_record(r, schema) for r in records]
 
     def _scroll(self, batch_size: int, with_vectors: bool | list[str]) -> Iterator[list[Any]]:
@@ -380,7 +381,7 @@ class QdrantServerStore(RemoteStore):
         found = self._call(
             "retrieve",
             lambda: self.client.retrieve(
-                self.collection, ids=list(point_ids), with_payload=True, with_vectors=ENCODED_VECTORS
+                self.collection, ids=list(point_ids), with_payload=True, with_vectors=encoded_vectors(schema)
             ),
         )
         return [stored_record(r, schema) for r in found]

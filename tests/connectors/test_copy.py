@@ -298,3 +298,18 @@ def test_embedded_to_embedded_carries_bm25_only_where_its_settings_agree(tmp_pat
     with open_store(dst) as copied, open_store(reference) as direct:
         for q in records[:5]:
             assert same_ranking(direct.search_bm25(q.chunk.text, 10), copied.search_bm25(q.chunk.text, 10))
+
+
+def test_a_collection_without_dense_vectors_copies_both_ways(tmp_path):
+    """Found by the #23 signals work: a collection built with ``--dense-model none`` failed every
+    copy ("Not existing vector name error: dense"): reads asked for a vector it does not have."""
+    schema = dataclasses.replace(SCHEMA, dense_model=None, dense_dim=None)
+    records = [dataclasses.replace(r, dense=None) for r in make_records(20)]
+    src = f"qdrant-edge://{tmp_path / 'a'}"
+    build(src, records, schema)
+    for dest in (f"qdrant-edge://{tmp_path / 'b'}", f"parquet://{tmp_path / 'p.parquet'}"):
+        report = copy_collection(src, dest, batch_size=7, sample=5)
+        assert report.destination_count == 20 and report.vectors_checked == 5
+    loaded = copy_collection(f"parquet://{tmp_path / 'p.parquet'}", f"qdrant-edge://{tmp_path / 'c'}", batch_size=7)
+    assert loaded.destination_count == 20
+    assert_same_points(contents(src), contents(f"qdrant-edge://{tmp_path / 'c'}"))
