@@ -37,7 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from index_memory import REPO, write_corpus
 
 IN_PROCESS = r"""
-import json, sys
+import json, signal, sys
+# A process started in the background of a script inherits SIGINT ignored; a user's script
+# stopped with Ctrl-C gets KeyboardInterrupt, so this one must too.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from sparsehybrid.connectors import open_store
 from sparsehybrid.encoders.dense import DenseEncoder
 from sparsehybrid.encoders.sparse import SparseEncoder
