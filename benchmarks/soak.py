@@ -50,6 +50,7 @@ import ctypes
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -463,7 +464,7 @@ class Soak:
             job.send_signal(stop)
         t0 = time.monotonic()
         out, _ = job.communicate(timeout=600)
-        last = ([ln for ln in (*lines, *out.splitlines()) if ln.strip()] or ["(no output)"])[-1].strip()
+        last = " | ".join(ln.strip() for ln in [*lines, *out.splitlines()][-5:] if ln.strip()) or "(no output)"
         stopped = stop is not None and job.returncode in (-signal.SIGKILL, 128 + signal.SIGTERM)
         if stop == signal.SIGTERM:
             expect(time.monotonic() - t0 < 60, f"sparsehybrid index took {time.monotonic() - t0:.0f} s to stop")
@@ -739,6 +740,10 @@ def soak(seconds: float, seed: int, ids: int = 300, service: bool = True, plan: 
                 failures.append("service log tail: " + " | ".join(log.strip().splitlines()[-5:]))
         finally:
             s.close()
+        if failures:  # keep the store, the service log and every job's stderr to look at
+            kept = tempfile.mkdtemp(prefix="sparsehybrid-soak-failed-")
+            shutil.copytree(tmp, kept, dirs_exist_ok=True)
+            failures.append(f"kept in {kept}")
     ops = {k: v for k, v in sorted(s.counts.items()) if not k.startswith("check")}
     checks = {k: v for k, v in sorted(s.counts.items()) if k.startswith("check")}
     return {
