@@ -43,10 +43,21 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _listening_socket() -> socket.socket:
+    """A socket listening on a free loopback port, for the API process to inherit (uvicorn's
+    ``--fd``). Why not a free port number handed over: between finding it and the server binding
+    it, another process could take it, and the health check would then find *that* server (e.g.
+    another job's temporary API) and use it until it went away with its job: "All connection
+    attempts failed" in the chaos soak with two jobs at once (issue 23)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _flush_run_logs(timeout: float) -> None:
@@ -73,7 +84,8 @@ def temporary_prefect_api(startup_timeout: float = 120.0, stop: StopRequest | No
     import prefect
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    port = _free_port()
+    listener = _listening_socket()
+    port = int(listener.getsockname()[1])
     env = {
         **os.environ,
         **get_current_settings().to_environment_variables(exclude_unset=True),
@@ -90,10 +102,8 @@ def temporary_prefect_api(startup_timeout: float = 120.0, stop: StopRequest | No
         str(prefect.__module_path__.parent),
         "--factory",
         "prefect.server.api.server:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
+        "--fd",
+        str(listener.fileno()),
         "--log-level",
         "error",
         "--lifespan",
@@ -101,9 +111,16 @@ def temporary_prefect_api(startup_timeout: float = 120.0, stop: StopRequest | No
     ]
     url = f"http://127.0.0.1:{port}/api"
     with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
-        )
+        with listener:  # the server holds the port from here on; this process needs no copy
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                pass_fds=(listener.fileno(),),
+            )
         stopping = stop.is_set if stop is not None else (lambda: False)
         try:
             _wait_until_up(proc, url, output, startup_timeout, stop)
