@@ -247,7 +247,7 @@ class Service:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """SIGTERM: a clean exit that removes its service file."""
+        """SIGTERM: a clean exit (143) that removes its service file."""
         assert self.proc is not None
         pid = self.proc.pid
         self.proc.send_signal(signal.SIGTERM)
@@ -258,7 +258,8 @@ class Service:
             self.proc.wait()
             raise InvariantBroken("the service did not exit within 60 s of SIGTERM") from None
         self.proc = None
-        expect(code == 0, f"the service exited with {code} on SIGTERM")
+        # 143 = 128 + SIGTERM: stopped as asked (the shell's convention, `serve` since issue 23).
+        expect(code == 128 + signal.SIGTERM, f"the service exited with {code} on SIGTERM")
         info = service_file.read(self.store_dir, check_alive=False)
         expect(info is None or info.pid != pid, "the service left its service file behind")
 
