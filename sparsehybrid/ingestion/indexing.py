@@ -242,13 +242,7 @@ def _spool_stream(
             if item.doc_id:
                 seen_ids.add(item.doc_id)  # present in the source, only unreadable: never synced away
             continue
-        if not isinstance(item.id, str):
-            try:
-                item.validate()
-            except InvalidRecordError as err:
-                stats.rejected.append(Rejected.from_error(err, "(document)"))
-            continue
-        try:
+        try:  # name_positions has made every document without a usable id a Rejected
             item.validate()
             copy = _LastCopy(spool.add(item), item.content_hash())
         except InvalidRecordError as err:
@@ -456,12 +450,12 @@ def run_index(
         should_stop,
     )
     stats.stages["read + plan"] = time.perf_counter() - t
-    if on_batch:
-        on_batch(stats)  # the plan, before any batch: progress displays learn their total here
-    t = time.perf_counter()
-    with plan:
+    with plan:  # the spool is closed on every path, a failing progress callback's included
+        if on_batch:
+            on_batch(stats)  # the plan, before any batch: progress displays learn their total here
+        t = time.perf_counter()
         _encode_and_write(plan, batches, submit_encode, write, in_flight, on_batch, should_stop, stats, log)
-    stats.stages["encode + write"] = time.perf_counter() - t
+        stats.stages["encode + write"] = time.perf_counter() - t
 
     if sync:
         t = time.perf_counter()
