@@ -23,7 +23,12 @@ def _stopped_while_starting(signum: int, frame: Any) -> None:
 
 def main() -> Any:
     """Run the CLI, with signals during its import ending the process in one line."""
-    previous = {s: signal.signal(s, _stopped_while_starting) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    # A process inherits its parent thread's blocked signals: started from a thread that blocks
+    # them (seen under a test runner's worker), Ctrl-C would never reach any handler of ours.
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+    previous = {s: signal.signal(s, _stopped_while_starting) for s in stop_signals}
     from .cli import app
 
     for signum, handler in previous.items():

@@ -30,10 +30,21 @@ main()
 """
 
 
+def _block_stop_signals() -> None:  # runs in the child between fork and exec
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+@pytest.mark.parametrize("blocked", [False, True], ids=["", "started_with_them_blocked"])
 @pytest.mark.parametrize(("signum", "rc"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_while_the_cli_imports_is_one_line_and_its_exit_code(signum, rc):
+def test_a_signal_while_the_cli_imports_is_one_line_and_its_exit_code(signum, rc, blocked):
+    """Also when the process was started with the signals blocked (it inherits its parent
+    thread's mask): before, it then ignored Ctrl-C until killed."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_IMPORT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SLOW_IMPORT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_block_stop_signals if blocked else None,
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "importing"
