@@ -3,7 +3,8 @@
 Builds N synthetic points shaped like the real ones (``scale.py``'s generator: ~150-non-zero
 sparse vectors, 384-d dense, ~1 KB texts) in a Qdrant Edge store, then times each copy in this
 process and prints points/s with the load average, ratios measured in one run. Embedded ->
-embedded runs twice: as the engine's own points (the default between two embedded stores) and as
+embedded runs three times: as the engine's files (the default into a new embedded store), as the
+engine's own points (``--no-files``, and into a store that already holds a collection) and as
 records, the path between any other pair of stores.
 The destination's ``optimize()`` is timed apart (it is index building, not copying).
 
@@ -63,13 +64,14 @@ def main() -> None:
     upsert_rate = build(source, args.points)
     print(f"{args.points:,} points built at {upsert_rate:,.0f} upserts/s; load average {os.getloadavg()[0]:.1f}")
     runs = [
-        ("embedded -> embedded", f"qdrant-edge://{source}", f"qdrant-edge://{root / 'copy'}"),
+        ("embedded -> new embedded, files", f"qdrant-edge://{source}", f"qdrant-edge://{root / 'files'}"),
+        ("embedded -> embedded, engine points", f"qdrant-edge://{source}", f"qdrant-edge://{root / 'copy'}"),
         ("embedded -> embedded as records", f"qdrant-edge://{source}", f"qdrant-edge://{root / 'records'}"),
         ("embedded -> parquet", f"qdrant-edge://{source}", f"parquet://{parquet}"),
         ("parquet -> embedded", f"parquet://{parquet}", f"qdrant-edge://{root / 'loaded'}"),
     ]
-    print("| copy | points/s | vs upsert | optimize s | verified points / queries | RSS MiB | load |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| copy | points/s | vs upsert | seconds | optimize s | verified points / queries | RSS MiB | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
 
     engine_form = QdrantEdgeStore.engine_points_to
@@ -77,11 +79,13 @@ def main() -> None:
         # "as records": the path every other pair of stores takes (records out, BM25 derived
         # again from the text on the way in), measured beside the engine-form copy.
         QdrantEdgeStore.engine_points_to = (lambda self, dest: None) if name.endswith("records") else engine_form  # type: ignore[method-assign]
-        report = copy_collection(src, dst, batch_size=args.batch_size, optimize=not args.no_optimize)
+        report = copy_collection(
+            src, dst, batch_size=args.batch_size, optimize=not args.no_optimize, files=name.endswith("files")
+        )
         mem = memory_mib()
         print(
             f"| {name} | {report.points_per_second:,.0f} | {report.points_per_second / upsert_rate:.2f}x | "
-            f"{report.optimize_seconds:.1f} | {report.vectors_checked} / {report.queries_checked} | "
+            f"{report.seconds:.1f} | {report.optimize_seconds:.1f} | {report.vectors_checked} / {report.queries_checked} | "
             f"{mem['rss']:.0f} (peak {mem['peak']:.0f}) | {os.getloadavg()[0]:.1f} |",
             flush=True,
         )

@@ -21,7 +21,9 @@ reuses it, but separate processes keep each size's numbers its own.
 
 Memory is split into ``anon`` (heap: the engine's in-RAM indexes and buffers, and ours) and
 ``mapped`` (the segment files the engine memory-maps: page cache, which the kernel drops under
-pressure, though it counts in RSS); ``peak`` is the high-water RSS. The generator holds one
+pressure, though it counts in RSS); ``peak`` is the high-water RSS of the build; ``RSS searched``
+and ``peak searched`` are taken after every search (the pages searches touched, and the encoders
+with ``--queries-file``). The generator holds one
 upsert batch at a time: generating 30k points without storing them keeps RSS at ~46 MiB.
 
     python benchmarks/scale.py                          # 10k and 100k points
@@ -254,6 +256,10 @@ def measure(
         store.search_batch(fused[s : s + 32])
     result["batched_qps"] = n_queries / (time.perf_counter() - t)
     result["sequential_qps"] = n_queries / sum(modes["hybrid"])
+    # After the searches: the segment pages they touched are mapped (page cache, counted in RSS),
+    # and with --queries-file both encoders are loaded.
+    searched = memory_mib()
+    result["rss_searched_mib"], result["peak_searched_mib"] = searched["rss"], searched["peak"]
     store.close()
     shutil.rmtree(path, ignore_errors=True)
     return result
@@ -282,6 +288,8 @@ COLUMNS = [
     ("hybrid_encoded_p95", "p95", "{:>7.2f}"),
     ("sequential_qps", "hybrid q/s", "{:>11.0f}"),
     ("batched_qps", "batched q/s", "{:>12.0f}"),
+    ("rss_searched_mib", "RSS searched", "{:>13.0f}"),
+    ("peak_searched_mib", "peak searched", "{:>14.0f}"),
 ]
 
 

@@ -130,7 +130,7 @@ class Trial:
             cmd += ["--port", "0"]
         elif phase == "copy":
             cmd = [sys.executable, "-m", "sparsehybrid.cli", "copy", f"qdrant-edge://{self.store}"]
-            cmd += [f"qdrant-edge://{self.tmp / 'copy'}", "--batch-size", "5"]
+            cmd += [f"qdrant-edge://{self.tmp / 'copy'}", "--batch-size", "5", "--no-files"]
         out = open(self.log, "w")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         seen: set[int] = set()

@@ -41,6 +41,11 @@ def copy(
     batch_size: int = typer.Option(1000, min=1, help="Points read and written per batch."),
     sample: int = typer.Option(32, min=0, help="Points read back from the destination and compared."),
     optimize: bool = typer.Option(True, help="Build the destination's indexes after loading (embedded store)."),
+    files: bool = typer.Option(
+        True,
+        help="Into a new embedded store of the same ?storage= (or none stated): copy the engine's files, "
+        "indexes included, at the disk's speed. --no-files copies point by point.",
+    ),
 ) -> None:
     """Copy a collection (vectors, payloads, schema, recorded fusion) between stores, then verify it.
 
@@ -52,13 +57,20 @@ def copy(
     try:  # SIGTERM stops a copy as Ctrl-C does: the stores are closed (flushed) on the way out
         with signals_as_ctrl_c(), CopyProgress() as progress:
             report = copy_collection(
-                source, destination, batch_size=batch_size, sample=sample, optimize=optimize, on_progress=progress
+                source,
+                destination,
+                batch_size=batch_size,
+                sample=sample,
+                optimize=optimize,
+                files=files,
+                on_progress=progress,
             )
     except (StoreError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt as exc:
         console.print(
-            "[bold red]interrupted:[/] every batch written so far is kept; run the same command again to finish",
+            "[bold red]interrupted:[/] run the same command again to finish (batches already written are kept; "
+            "a copy of files starts over)",
             soft_wrap=True,
         )
         raise typer.Exit(code=interrupted_exit_code(exc)) from None
@@ -68,6 +80,9 @@ def copy(
         + (f", optimized in {report.optimize_seconds:.1f} s" if report.optimize_seconds else ""),
         soft_wrap=True,
     )
+    for note in report.notes:
+        if not note.startswith("rankings"):
+            console.print(note, soft_wrap=True)
     rankings = (
         f", same top-10 for {report.queries_checked} sample documents' queries"
         if report.queries_checked is not None

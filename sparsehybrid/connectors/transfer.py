@@ -6,7 +6,9 @@ back) only reads points and writes them again: payloads, content hashes, sparse 
 vectors, and the collection schema with its recorded fusion. BM25 needs no copying: each backend
 derives it from the text, with the schema's BM25 settings.
 
-Streaming a batch at a time keeps memory flat. Point ids are deterministic, so an interrupted copy
+Into a new embedded store of the same storage mode, the source's engine files are copied as they
+are (:class:`~.qdrant_edge.EdgeShardCopy`): the disk's speed, indexes included. Everywhere else,
+streaming a batch at a time keeps memory flat. Point ids are deterministic, so an interrupted copy
 run again writes the same points again, never duplicates; it skips the points the destination
 already holds with the same content hash. At the end the copy is verified: counts, a sample of
 points read back from the destination (payload and vectors equal), and, where both stores are the
@@ -113,9 +115,13 @@ def copy_collection(
     sample: int = 32,
     queries: int = 5,
     optimize: bool = True,
+    files: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> CopyReport:
     """Copy every point of ``source_url`` into ``dest_url`` and verify the result.
+
+    ``files``: into a new embedded store, copy the engine's files rather than its points (False:
+    point by point, as between any other stores).
 
     ``on_progress(done, total)`` is called after each batch. ``sample`` points are read back from
     the destination and compared; ``queries`` of them are searched in both stores when they are
@@ -134,6 +140,9 @@ def copy_collection(
             return _copy_to_parquet(source, schema, dest_url, batch_size, sample, on_progress)
         dest = open_store(dest_url)
         try:
+            whole = whole_collection_files(source, dest) if files else None
+            if whole is not None:
+                return _copy_files(source, dest, whole, sample, queries, optimize, on_progress)
             return _copy_to_store(source, schema, dest, batch_size, sample, queries, optimize, on_progress)
         finally:
             dest.close()
@@ -205,6 +214,58 @@ def same_engine_points(source: PointSource, dest: VectorStore) -> EnginePoints |
     """The engine-form path when the destination can take the source's points as they are."""
     native = getattr(source, "engine_points_to", None)
     return native(dest) if native is not None else None
+
+
+class CollectionFiles(Protocol):
+    """A whole collection copied as its engine's files into a new store of the same engine."""
+
+    def point_ids(self, batch_size: int = ...) -> Iterator[list[str]]: ...
+
+    def run(self, on_bytes: Callable[[int, int], None] | None = None) -> int: ...
+
+
+def whole_collection_files(source: PointSource, dest: VectorStore) -> CollectionFiles | None:
+    """The file copy, when the destination is new and of the source's engine and storage mode."""
+    files = getattr(source, "shard_copy_to", None)
+    return files(dest) if files is not None else None
+
+
+def _copy_files(
+    source: PointSource,
+    dest: VectorStore,
+    files: CollectionFiles,
+    sample: int,
+    queries: int,
+    optimize: bool,
+    on_progress: Callable[[int, int], None] | None,
+) -> CopyReport:
+    t0 = time.perf_counter()
+    report = CopyReport(source.url, dest.url, total=source.count())
+    sampler = Sampler(report.total, sample)
+    for ids in files.point_ids():
+        sampler.offer(ids)
+
+    def progress(done: int, total: int) -> None:  # bytes, shown as the share of the points
+        if on_progress is not None:
+            on_progress(report.total * done // max(total, 1), report.total)
+
+    copied = files.run(progress)
+    report.copied = report.total
+    report.seconds = time.perf_counter() - t0
+    report.notes.append(f"copied the engine's files ({copied / 2**20:,.0f} MiB), indexes included")
+    if on_progress is not None:
+        on_progress(report.total, report.total)
+    if optimize:
+        t1 = time.perf_counter()
+        dest.optimize()
+        report.optimize_seconds = time.perf_counter() - t1
+    report.destination_count = dest.count()
+    _verify_count(report, exact=True)
+    expected = source.get_records(sampler.ids)
+    report.vectors_checked = verify_sample(expected, dest.get_records(sampler.ids), dest.url)
+    if isinstance(source, VectorStore):
+        report.queries_checked = verify_rankings(source, dest, expected[:queries])
+    return report
 
 
 def _copy_to_parquet(

@@ -21,7 +21,8 @@ def build(path, schema=SCHEMA, n=30, prefix="doc"):
 
 def test_copy_prints_progress_lines_and_a_verified_summary(tmp_path):
     build(tmp_path / "a")
-    result = runner.invoke(app, ["copy", str(tmp_path / "a"), f"qdrant-edge://{tmp_path / 'b'}", "--batch-size", "10"])
+    args = ["copy", str(tmp_path / "a"), f"qdrant-edge://{tmp_path / 'b'}", "--batch-size", "10", "--no-files"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert [line.split(" (")[0] for line in lines[:3]] == [
@@ -72,7 +73,7 @@ def test_sigterm_stops_a_copy_cleanly_and_the_same_command_finishes_it(tmp_path,
         return real(*args, on_progress=progress, **kwargs)
 
     monkeypatch.setattr(transfer, "copy_collection", terminated_after_two_batches)
-    args = ["copy", str(tmp_path / "a"), str(tmp_path / "b"), "--batch-size", "10"]
+    args = ["copy", str(tmp_path / "a"), str(tmp_path / "b"), "--batch-size", "10", "--no-files"]
     stopped = runner.invoke(app, args)
     assert stopped.exit_code == 143 and "run the same command again to finish" in stopped.output  # 128 + SIGTERM
     with open_store(str(tmp_path / "b")) as partial:  # closed on the way out: reopens, writes kept
@@ -103,10 +104,20 @@ def test_ctrl_c_stops_a_copy_started_with_sigint_ignored(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer, "copy_collection", interrupted_after_two_batches)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        stopped = runner.invoke(app, ["copy", str(tmp_path / "a"), str(tmp_path / "b"), "--batch-size", "10"])
+        args = ["copy", str(tmp_path / "a"), str(tmp_path / "b"), "--batch-size", "10", "--no-files"]
+        stopped = runner.invoke(app, args)
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the command gave back what it found
     finally:
         signal.signal(signal.SIGINT, previous)
     assert stopped.exit_code == 130 and "run the same command again to finish" in stopped.output
     with open_store(str(tmp_path / "b")) as partial:
         assert partial.count() == 20
+
+
+def test_a_copy_into_a_new_embedded_store_copies_the_files_and_says_so(tmp_path):
+    build(tmp_path / "a", n=40)
+    result = runner.invoke(app, ["copy", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "copied 40 points (0 already there)" in result.output
+    assert "copied the engine's files" in result.output
+    assert "verified: 40 points, 32 sampled points equal, same top-10 for 5" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import shutil
 import tempfile
@@ -66,7 +67,9 @@ def test_embedded_to_embedded_copies_everything_and_searches_the_same(tmp_path):
     src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
     build(src, records)
     progress: list[tuple[int, int]] = []
-    report = copy_collection(src, dst, batch_size=16, sample=10, on_progress=lambda d, t: progress.append((d, t)))
+    report = copy_collection(
+        src, dst, batch_size=16, sample=10, files=False, on_progress=lambda d, t: progress.append((d, t))
+    )
     assert report.copied == 80 and report.skipped == 0 and report.destination_count == 80
     assert report.vectors_checked == 10 and report.queries_checked == 5
     assert progress[-1] == (80, 80) and len(progress) == 5
@@ -94,7 +97,7 @@ def test_rerun_after_an_interrupted_copy_finishes_without_duplicates(tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        copy_collection(src, dst, batch_size=10, on_progress=die_after_two_batches)
+        copy_collection(src, dst, batch_size=10, files=False, on_progress=die_after_two_batches)
     with open_store(dst) as partial:
         assert partial.count() == 20
     report = copy_collection(src, dst, batch_size=10)
@@ -213,7 +216,7 @@ def test_a_destination_that_loses_points_fails_verification(tmp_path, monkeypatc
 
     monkeypatch.setattr(QdrantEdgeStore, "_write_engine_points", drop_one)
     with pytest.raises(CopyVerificationError, match="holds 9 points after copying 10"):
-        copy_collection(src, dst, batch_size=100)
+        copy_collection(src, dst, batch_size=100, files=False)
 
 
 def test_a_destination_that_changes_vectors_fails_verification(tmp_path, monkeypatch):
@@ -236,7 +239,25 @@ def test_a_destination_that_changes_vectors_fails_verification(tmp_path, monkeyp
 
     monkeypatch.setattr(QdrantEdgeStore, "_write_engine_points", rotate_dense)
     with pytest.raises(CopyVerificationError, match="different dense vector"):
-        copy_collection(src, dst, batch_size=100, sample=3)
+        copy_collection(src, dst, batch_size=100, sample=3, files=False)
+
+
+def test_a_file_copy_that_lost_a_point_fails_verification(tmp_path, monkeypatch):
+    from sparsehybrid.connectors.qdrant_edge import EdgeShardCopy
+
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    records = make_records(10)
+    build(src, records)
+    real = EdgeShardCopy.run
+
+    def lose_one(self: EdgeShardCopy, on_bytes=None) -> int:
+        done = real(self, on_bytes)
+        self.dest.delete_points([records[3].id])
+        return done
+
+    monkeypatch.setattr(EdgeShardCopy, "run", lose_one)
+    with pytest.raises(CopyVerificationError, match="holds 9 points after copying 10"):
+        copy_collection(src, dst)
 
 
 def test_same_ranking_allows_reordered_ties_but_not_other_points():
@@ -307,9 +328,93 @@ def test_a_collection_without_dense_vectors_copies_both_ways(tmp_path):
     records = [dataclasses.replace(r, dense=None) for r in make_records(20)]
     src = f"qdrant-edge://{tmp_path / 'a'}"
     build(src, records, schema)
-    for dest in (f"qdrant-edge://{tmp_path / 'b'}", f"parquet://{tmp_path / 'p.parquet'}"):
-        report = copy_collection(src, dest, batch_size=7, sample=5)
+    for dest, files in (
+        (f"qdrant-edge://{tmp_path / 'b'}", False),
+        (f"qdrant-edge://{tmp_path / 'd'}", True),
+        (f"parquet://{tmp_path / 'p.parquet'}", True),
+    ):
+        report = copy_collection(src, dest, batch_size=7, sample=5, files=files)
         assert report.destination_count == 20 and report.vectors_checked == 5
     loaded = copy_collection(f"parquet://{tmp_path / 'p.parquet'}", f"qdrant-edge://{tmp_path / 'c'}", batch_size=7)
     assert loaded.destination_count == 20
     assert_same_points(contents(src), contents(f"qdrant-edge://{tmp_path / 'c'}"))
+
+
+def test_a_new_embedded_destination_gets_the_engine_files_and_searches_the_same(tmp_path):
+    records = make_records(40, chunks_per_doc=2)
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, records)
+    progress: list[tuple[int, int]] = []
+    report = copy_collection(src, dst, sample=10, on_progress=lambda d, t: progress.append((d, t)))
+    assert any("engine's files" in note for note in report.notes)
+    assert report.copied == 80 and report.destination_count == 80 and report.vectors_checked == 10
+    assert report.queries_checked == 5
+    assert progress[-1] == (80, 80) and all(a <= b for (a, _), (b, _) in itertools.pairwise(progress))
+    assert not (tmp_path / "b" / ".shard-copy.partial").exists()
+    assert_same_points(contents(src), contents(dst))
+    with open_store(src) as a, open_store(dst) as b:
+        assert b.schema == a.schema and b.schema is not None and b.schema.fusion == FUSION
+        for q in records[:5]:
+            assert same_ranking(
+                a.search_fused(sparse=q.sparse, dense=q.dense), b.search_fused(sparse=q.sparse, dense=q.dense)
+            )
+        # Two stores from then on: a write to the copy leaves the source as it was.
+        b.upsert(make_records(3, prefix="new"))
+        assert b.count() == 83 and a.count() == 80
+
+
+def test_a_file_copy_killed_midway_leaves_no_collection_and_runs_again(tmp_path, monkeypatch):
+    from sparsehybrid.connectors import file_copy
+
+    monkeypatch.setattr(file_copy, "PIECE", 4096)  # many progress calls, so one comes midway
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, make_records(30))
+
+    class Killed(Exception):
+        pass
+
+    def die_midway(done: int, total: int) -> None:
+        if 0 < done < total:
+            raise Killed
+
+    with pytest.raises(Killed):
+        copy_collection(src, dst, on_progress=die_midway)
+    leftovers = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert leftovers == [".sparsehybrid.lock"]  # no shard, no half-copied folder, no schema
+    with open_store(dst) as nothing:
+        assert nothing.schema is None and nothing.count() == 0
+    report = copy_collection(src, dst)
+    assert report.destination_count == 30
+    assert_same_points(contents(src), contents(dst))
+
+
+def test_a_file_copy_without_the_room_for_it_is_refused_in_one_line(tmp_path, monkeypatch):
+    from sparsehybrid.connectors import qdrant_edge
+
+    src, dst = f"qdrant-edge://{tmp_path / 'a'}", f"qdrant-edge://{tmp_path / 'b'}"
+    build(src, make_records(10))
+    monkeypatch.setattr(qdrant_edge, "free_bytes", lambda path: qdrant_edge.MIN_FREE_MB * 2**20 + 1)
+    with pytest.raises(StoreError) as err:
+        copy_collection(src, dst)
+    assert "\n" not in str(err.value) and "free some space and run again" in str(err.value)
+    monkeypatch.undo()
+    assert copy_collection(src, dst).destination_count == 10  # nothing was left locked or half-made
+
+
+@pytest.mark.parametrize(
+    ("source_mode", "dest_option", "by_files"),
+    [("ram", "?storage=disk", False), ("disk", "?storage=ram", False), ("ram", "", True), ("disk", "", True)],
+)
+def test_the_files_are_copied_only_into_the_source_storage_mode(tmp_path, source_mode, dest_option, by_files):
+    """A URL that asks for another ``?storage=`` gets its own kind of store, point by point; one
+    that asks for none gets the source's, as files."""
+    from sparsehybrid.connectors.qdrant_edge import SHARD_DIR, persisted_storage
+
+    src = f"qdrant-edge://{tmp_path / 'a'}?storage={source_mode}"
+    dst = f"qdrant-edge://{tmp_path / 'b'}{dest_option}"
+    build(src, make_records(20))
+    report = copy_collection(src, dst, batch_size=7)
+    assert any("engine's files" in note for note in report.notes) is by_files
+    assert report.destination_count == 20
+    expected = dest_option.removeprefix("?storage=") or source_mode
+    assert persisted_storage(tmp_path / "b" / SHARD_DIR) == expected

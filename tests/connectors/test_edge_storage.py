@@ -39,6 +39,18 @@ def test_disk_storage_answers_as_ram_storage(tmp_path):
         assert reopened.count() == 120
 
 
+@pytest.mark.parametrize("mode", ["ram", "disk"])
+def test_a_store_reopened_without_the_option_keeps_its_mode(tmp_path, mode):
+    """Found copying stores: the engine's load writes its defaults into the shard's config,
+    payloads "cold" among them, so a ``ram`` store opened once more read as ``disk``."""
+    with open_store(f"qdrant-edge://{tmp_path / 's'}?storage={mode}") as store:
+        store.ensure_schema(SCHEMA)
+        store.upsert(make_records(5))
+    for _ in range(2):
+        with open_store(f"qdrant-edge://{tmp_path / 's'}") as reopened:
+            assert isinstance(reopened, QdrantEdgeStore) and reopened.storage == mode
+
+
 def test_an_unknown_storage_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="storage must be one of ram, disk"):
         open_store(f"qdrant-edge://{tmp_path / 'x'}?storage=tape")
@@ -92,3 +104,49 @@ def test_a_disk_store_builds_in_bounded_steps_and_keeps_its_lock(tmp_path, monke
     with open_store(f"qdrant-edge://{path}") as reopened:
         assert isinstance(reopened, QdrantEdgeStore) and reopened.storage == "disk"
         assert reopened.count() == 100
+
+
+def test_searches_during_a_disk_store_bounded_step_wait_for_it_and_answer(tmp_path, monkeypatch):
+    """A ``disk`` store reloads its shard after each bounded step; searches and counts from other
+    threads meanwhile (a service answering while a job writes) must neither fail nor see an
+    empty store: they wait for the reload. Before, a search in that window raised "holds no
+    collection yet", a count answered 0, or the engine was called on the closed shard."""
+    import threading
+
+    from sparsehybrid.connectors import qdrant_edge
+
+    monkeypatch.setattr(qdrant_edge, "DISK_OPTIMIZE_EVERY", 30)
+    records = make_records(120, chunks_per_doc=2)
+    store = open_store(f"qdrant-edge://{tmp_path / 'disk'}?storage=disk")
+    store.ensure_schema(SCHEMA)
+    store.upsert(records[:10])
+    failures: list[str] = []
+    counts: list[int] = []
+    writing = threading.Event()
+    writing.set()
+
+    def search() -> None:
+        while writing.is_set():
+            try:
+                counts.append(store.count())
+                if not store.search_sparse(records[0].sparse, 5):
+                    failures.append("a search found nothing")
+                store.search_fused(sparse=records[1].sparse, dense=records[1].dense, text=records[1].chunk.text)
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+    readers = [threading.Thread(target=search) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    try:
+        for start in range(10, 120, 5):
+            store.upsert(records[start : start + 5])  # a reload every sixth call
+        writing.clear()
+        for reader in readers:
+            reader.join()
+        assert store.count() == 120
+    finally:
+        writing.clear()
+        store.close()
+    assert not failures, failures[:3]
+    assert counts and min(counts) >= 10

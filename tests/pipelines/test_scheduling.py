@@ -79,7 +79,7 @@ def prefect_server(tmp_path_factory):
 
 
 def _completed_flow_runs(api: str) -> list[dict]:
-    body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}, "limit": 10}
+    body = {"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}, "limit": 200}
     response = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10)
     response.raise_for_status()
     return response.json()
@@ -100,13 +100,16 @@ def test_a_cron_deployment_served_by_schedule_is_run_by_the_servers_scheduler(
     env = _prefect_env(home, api)
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = "2"
     log = open(tmp_path / "schedule.log", "w")  # noqa: SIM115 - closed below
+    # The server is shared with this module's other tests (random order): their deployments' runs
+    # (started by hand, so not auto-scheduled) are not this one's.
+    earlier = {r["id"] for r in _completed_flow_runs(api)}
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 200  # the next minute boundary, then the run itself
         completed: list[dict] = []
         while time.time() < deadline and not completed:
             time.sleep(3)
-            completed = [r for r in _completed_flow_runs(api) if r.get("deployment_id")]
+            completed = [r for r in _completed_flow_runs(api) if r.get("deployment_id") and r["id"] not in earlier]
             assert proc.poll() is None, (tmp_path / "schedule.log").read_text()[-3000:]
         assert completed, "no scheduled run completed: " + (tmp_path / "schedule.log").read_text()[-3000:]
         assert completed[0]["auto_scheduled"] is True  # created by the scheduler, not by us
