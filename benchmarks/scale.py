@@ -29,6 +29,7 @@ upsert batch at a time: generating 30k points without storing them keeps RSS at 
     python benchmarks/scale.py                          # 10k and 100k points
     python benchmarks/scale.py --sizes 10000 100000 1000000 --dir /big/disk
     python benchmarks/scale.py --sizes 30000 --storage ram disk   # the embedded store's ?storage= modes
+    python benchmarks/scale.py --sizes 1000000 --storage disk --step 100000   # a million points
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def measure(
     progress: bool = False,
     storage: str = "ram",
     queries_file: Path | None = None,
+    step: int | None = None,
 ) -> dict:
     from sparsehybrid import open_store
     from sparsehybrid.connectors.base import CollectionSchema, StoreQuery
@@ -167,7 +169,7 @@ def measure(
 
     path = root / f"scale-{size}-{storage}"
     shutil.rmtree(path, ignore_errors=True)
-    store = open_store(f"qdrant-edge://{path}?storage={storage}")
+    store = open_store(f"qdrant-edge://{path}?storage={storage}" + (f"&step={step}" if step else ""))
     store.ensure_schema(
         CollectionSchema(
             sparse_model="synthetic", sparse_dim=VOCAB, dense_model="synthetic", dense_dim=DENSE_DIM, bm25_avg_len=170.0
@@ -313,6 +315,7 @@ def main() -> None:
         type=Path,
         help="a BEIR queries.jsonl: also time hybrid searches with these texts encoded by the default models",
     )
+    ap.add_argument("--step", type=int, help="a disk store's bounded step (the store URL's ?step=; default 30000)")
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="sparsehybrid-scale-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -326,7 +329,16 @@ def main() -> None:
         for storage in args.storage:
             with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
                 job = pool.submit(
-                    measure, size, root, args.queries, args.batch, args.seed, args.progress, storage, args.queries_file
+                    measure,
+                    size,
+                    root,
+                    args.queries,
+                    args.batch,
+                    args.seed,
+                    args.progress,
+                    storage,
+                    args.queries_file,
+                    args.step,
                 )
                 row = job.result()
             rows.append(row)

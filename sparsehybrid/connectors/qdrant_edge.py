@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 import threading
@@ -73,12 +74,22 @@ DEFAULT_STORAGE = "disk"
 #: points wait in an in-RAM appendable segment (~7 KB a point) until optimized, and one optimize
 #: over everything merges it all into one segment (peak ~19 KB a point: 1.8 GB at 92k points,
 #: and 217 s for 100k where 30k took 14-38 s). So: optimize every ``DISK_OPTIMIZE_EVERY``
-#: written points into segments the merger keeps under ``DISK_SEGMENT_KB`` of vectors, and
+#: written points into segments the merger keeps under ``disk_segment_kb`` of vectors, and
 #: reload the shard after each optimize, which unmaps the pages the optimizer wrote (they stay in
 #: the kernel's page cache, not in this process's RSS). Measured at 123k points in 30k steps:
 #: peak 870 MiB, flat; 50k steps were slower per point (see README, "Scale").
 DISK_OPTIMIZE_EVERY = int(os.environ.get("SPARSEHYBRID_DISK_OPTIMIZE_EVERY", "30000"))
-DISK_SEGMENT_KB = 50_000
+#: Segment size per point of a step (KB): 50 MB for a 30k-point step, just over one step's
+#: 384-d float vectors, so each step makes a segment of its own and steps never merge (a merge
+#: peaks like a step of the merged size). ``?step=N`` sets both for a new store.
+DISK_SEGMENT_KB_PER_POINT = 50_000 / 30_000
+
+
+def disk_segment_kb(step: int) -> int:
+    """The ``max_segment_size`` (KB) of a new ``disk`` store that optimizes every ``step`` points."""
+    return math.ceil(step * DISK_SEGMENT_KB_PER_POINT)
+
+
 LOCK_FILE = ".sparsehybrid.lock"
 
 
@@ -273,9 +284,20 @@ class QdrantEdgeStore(VectorStore):
     native_fusion = True
     partial_payloads = True
 
-    def __init__(self, path: str | os.PathLike[str], *, exact_dense: bool = False, storage: str | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        exact_dense: bool = False,
+        storage: str | None = None,
+        step: int | None = None,
+    ):
         if storage is not None and storage not in STORAGE_MODES:
             raise ValueError(f"storage must be one of {', '.join(STORAGE_MODES)}, got {storage!r}")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 1):
+            raise ValueError(f"step must be a whole number of points >= 1, got {step!r}")
+        #: A ``disk`` store's bounded step: optimize every ``step`` written points (``?step=``).
+        self.step = step or DISK_OPTIMIZE_EVERY
         #: The ``?storage=`` the URL asked for (None: not stated; a new store is then ``DEFAULT_STORAGE``).
         self.requested_storage = storage
         self.storage = storage or DEFAULT_STORAGE
@@ -392,7 +414,7 @@ class QdrantEdgeStore(VectorStore):
             sparse_vectors[BM25] = q.EdgeSparseVectorParams(modifier=q.Modifier.Idf, **cold)
         storage = {"payload_memory": q.Memory.Cold, "id_tracker_memory": q.Memory.Cold} if cold else {}
         if cold:
-            storage["optimizers"] = q.EdgeOptimizersConfig(max_segment_size=DISK_SEGMENT_KB)
+            storage["optimizers"] = q.EdgeOptimizersConfig(max_segment_size=disk_segment_kb(self.step))
         config = q.EdgeConfig(vectors=vectors or None, sparse_vectors=sparse_vectors or None, **storage)
         shard_path = str(self.path / SHARD_DIR)
         shard = None
@@ -525,7 +547,7 @@ class QdrantEdgeStore(VectorStore):
 
     def _after_write(self, n: int) -> None:
         self._unoptimized += n
-        if self.storage == "disk" and self._unoptimized >= DISK_OPTIMIZE_EVERY:
+        if self.storage == "disk" and self._unoptimized >= self.step:
             self.optimize()  # bounded steps: see DISK_OPTIMIZE_EVERY
 
     def _require_schema(self) -> CollectionSchema:

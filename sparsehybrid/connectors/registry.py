@@ -63,7 +63,7 @@ def open_store(url: str, **options: Any) -> VectorStore:
 
 
 #: Options an embedded (Qdrant Edge) store URL may carry in its query string.
-EDGE_OPTIONS = ("exact_dense", "storage")
+EDGE_OPTIONS = ("exact_dense", "storage", "step")
 
 
 def local_path(url: str) -> str | None:
@@ -128,6 +128,11 @@ def _open_qdrant_edge(url: str, **options: Any) -> VectorStore:
         )
     if "exact_dense" in given:
         given["exact_dense"] = str(given["exact_dense"]).lower() in ("1", "true", "yes", "on")
+    if isinstance(given.get("step"), str):
+        try:
+            given["step"] = int(given["step"])
+        except ValueError:
+            raise ValueError(f"step must be a whole number of points, got {given['step']!r}") from None
     service = served_by(url)
     if service is not None:
         raise StoreLockedError(

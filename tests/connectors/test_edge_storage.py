@@ -150,3 +150,27 @@ def test_searches_during_a_disk_store_bounded_step_wait_for_it_and_answer(tmp_pa
         store.close()
     assert not failures, failures[:3]
     assert counts and min(counts) >= 10
+
+
+def test_the_step_of_a_disk_store_is_a_url_option(tmp_path):
+    """``?step=N``: optimize every N written points, into segments sized for one step each
+    (recorded in the shard's config, so the steps of a large collection never merge)."""
+    from sparsehybrid.connectors.qdrant_edge import disk_segment_kb
+
+    path = tmp_path / "s"
+    store = open_store(f"qdrant-edge://{path}?step=25")
+    try:
+        assert isinstance(store, QdrantEdgeStore) and store.step == 25 and store.storage == "disk"
+        store.ensure_schema(SCHEMA)
+        for start in range(0, 50, 10):
+            store.upsert(make_records(50)[start : start + 10])
+        assert store._unoptimized == 20  # a step at 30 points, 20 waiting for the next
+        assert store.count() == 50
+    finally:
+        store.close()
+    config = json.loads((path / "shard" / "edge_config.json").read_text())
+    assert config["optimizers"]["max_segment_size"] == disk_segment_kb(25)
+    assert disk_segment_kb(30_000) == 50_000  # the default step's segments: 50 MB
+    for bad in ("abc", "0"):
+        with pytest.raises(ValueError, match="step must be a whole number of points"):
+            open_store(f"qdrant-edge://{tmp_path / 'bad'}?step={bad}")
