@@ -200,8 +200,8 @@ def checked_point(p: Any, score: float, url: str) -> ScoredPoint:
 class GuardedShard:
     """The engine's shard, its errors turned into one-line :class:`StoreCorruptError` s naming the
     store and the damaged part (the binding raises bare ``Exception`` with Rust's message). Each
-    engine call shares :attr:`gate`; :meth:`replaced` takes it alone to swap the engine's shard
-    (a ``disk`` store's reload) while calls from other threads wait instead of failing."""
+    engine call shares :attr:`gate`; a ``disk`` store's reload, ``close()`` and a copy of the
+    shard's files take it alone, and calls from other threads wait for them instead of failing."""
 
     def __init__(self, shard: Any, url: str):
         self.inner, self._url = shard, url
@@ -795,8 +795,11 @@ class EdgeShardCopy:
         """Copy, then open the destination on the copied shard; ``on_bytes(done, total)`` as the
         files are copied. Returns the bytes copied."""
         source, dest = self.source, self.dest
-        with source._lock, dest._lock:
-            source.shard.flush()
+        engine = source.shard
+        # Alone on the source's shard: no thread of this process reads or writes it meanwhile
+        # (other processes are kept out by its lock), so the files copied are one state.
+        with source._lock, dest._lock, engine.gate.exclusive():
+            engine.inner.flush()
             shard = source.path / SHARD_DIR
             total = allocated_bytes(shard)
             try:
