@@ -345,14 +345,17 @@ class QdrantEdgeStore(VectorStore):
 
     def _create_collection(self, schema: CollectionSchema) -> CollectionSchema:
         self._check_free_space()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the store at {self.path}: {exc.strerror or exc}") from None
+        self._make_directory()
         self._schema = schema
         self._open_shard(create=True)
         self._write_schema()
         return schema
+
+    def _make_directory(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {self.path}: {exc.strerror or exc}") from None
 
     def _write_schema(self) -> None:
         tmp = self.path / (SCHEMA_FILE + ".tmp")
@@ -802,20 +805,9 @@ class EdgeShardCopy:
             engine.inner.flush()
             shard = source.path / SHARD_DIR
             total = allocated_bytes(shard)
-            try:
-                dest.path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the store at {dest.path}: {exc.strerror or exc}") from None
+            dest._make_directory()
             dest._take_process_lock()  # no other process writes here while the files land
-            free = free_bytes(dest.path)
-            if free < total + MIN_FREE_MB * 2**20:
-                dest._release_process_lock()
-                raise StoreError(
-                    f"{dest.url}: the copy needs {total / 2**20:.0f} MiB and {MIN_FREE_MB} MiB to spare, "
-                    f"but its disk has {free / 2**20:.0f} MiB free; free some space and run again"
-                )
             partial = dest.path / self.PARTIAL
-            shutil.rmtree(partial, ignore_errors=True)  # what a killed copy left
             done = 0
 
             def moved(n: int) -> None:
@@ -825,6 +817,13 @@ class EdgeShardCopy:
                     on_bytes(min(done, total), total)
 
             try:
+                free = free_bytes(dest.path)
+                if free < total + MIN_FREE_MB * 2**20:
+                    raise StoreError(
+                        f"{dest.url}: the copy needs {total / 2**20:.0f} MiB and {MIN_FREE_MB} MiB to spare, "
+                        f"but its disk has {free / 2**20:.0f} MiB free; free some space and run again"
+                    )
+                shutil.rmtree(partial, ignore_errors=True)  # what a killed copy left
                 copy_tree(shard, partial, moved)
                 os.replace(partial, dest.path / SHARD_DIR)
             except BaseException as exc:

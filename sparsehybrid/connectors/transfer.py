@@ -186,14 +186,28 @@ def _copy_to_store(
             on_progress(report.copied + report.skipped, report.total)
     dest.flush()
     report.seconds = time.perf_counter() - t0
+    return _optimize_and_verify(report, source, dest, sampler.ids, queries, optimize, resuming)
+
+
+def _optimize_and_verify(
+    report: CopyReport,
+    source: PointSource,
+    dest: VectorStore,
+    sample_ids: list[str],
+    queries: int,
+    optimize: bool,
+    resuming: bool,
+) -> CopyReport:
+    """The end of a copy into a store: optimize it (timed apart), then check its count (exact
+    unless it already held points), the sampled points, and same-engine rankings."""
     if optimize:
         t1 = time.perf_counter()
         dest.optimize()
         report.optimize_seconds = time.perf_counter() - t1
     report.destination_count = dest.count()
     _verify_count(report, exact=not resuming)
-    expected = source.get_records(sampler.ids)
-    report.vectors_checked = verify_sample(expected, dest.get_records(sampler.ids), dest.url)
+    expected = source.get_records(sample_ids)
+    report.vectors_checked = verify_sample(expected, dest.get_records(sample_ids), dest.url)
     if isinstance(source, VectorStore) and type(source) is type(dest) and not resuming:
         report.queries_checked = verify_rankings(source, dest, expected[:queries])
     elif not isinstance(source, VectorStore) or type(source) is not type(dest):
@@ -255,17 +269,7 @@ def _copy_files(
     report.notes.append(f"copied the engine's files ({copied / 2**20:,.0f} MiB), indexes included")
     if on_progress is not None:
         on_progress(report.total, report.total)
-    if optimize:
-        t1 = time.perf_counter()
-        dest.optimize()
-        report.optimize_seconds = time.perf_counter() - t1
-    report.destination_count = dest.count()
-    _verify_count(report, exact=True)
-    expected = source.get_records(sampler.ids)
-    report.vectors_checked = verify_sample(expected, dest.get_records(sampler.ids), dest.url)
-    if isinstance(source, VectorStore):
-        report.queries_checked = verify_rankings(source, dest, expected[:queries])
-    return report
+    return _optimize_and_verify(report, source, dest, sampler.ids, queries, optimize, resuming=False)
 
 
 def _copy_to_parquet(
