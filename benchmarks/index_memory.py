@@ -7,6 +7,7 @@ RSS, docs/s and the ratio to the smallest size, with the load average (the machi
 
     python benchmarks/index_memory.py --docs 500 5000
     python benchmarks/index_memory.py --docs 500 50000 --dir /tmp/index-memory
+    python benchmarks/index_memory.py --docs 50000 --step 30000   # another bounded step
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ def write_corpus(source: Path, n: int, out: Path) -> None:
             fh.write(json.dumps({**row, "_id": f"{row['_id']}~{lap + 1}" if lap else row["_id"]}) + "\n")
 
 
-def run(corpus: Path, store: Path, extra: list[str]) -> tuple[float, float, str]:
+def run(corpus: Path, store: Path, extra: list[str], step: int | None = None) -> tuple[float, float, str]:
     """(peak RSS MiB, seconds, last line of output) of one ``sparsehybrid index`` run."""
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "sparsehybrid.cli", "index", str(corpus)]
-    command += ["--store", f"qdrant-edge://{store}", *extra]
+    command += ["--store", f"qdrant-edge://{store}" + (f"?step={step}" if step else ""), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     t = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -54,11 +55,13 @@ def main() -> None:
     ap.add_argument("--docs", type=int, nargs="+", default=[500, 5000])
     ap.add_argument("--dataset", type=Path, default=REPO.parent / "shared" / "datasets" / "msmarco-5k")
     ap.add_argument("--dir", type=Path, default=None, help="Where corpora and stores go (default: temporary).")
+    ap.add_argument("--step", type=int, help="The store's bounded step (its URL's ?step=; default: the store's).")
     ap.add_argument("extra", nargs="*", help="More `sparsehybrid index` options (after --).")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="index-memory-"))
     root.mkdir(parents=True, exist_ok=True)
-    print(f"sparsehybrid index, both default encoders unless told otherwise {args.extra}")
+    step = f", ?step={args.step}" if args.step else ""
+    print(f"sparsehybrid index, both default encoders unless told otherwise {args.extra}{step}")
     print("| documents | peak RSS MiB | vs first | seconds | docs/s | load before / after |")
     print("|---:|---:|---:|---:|---:|---|")
     first = None
@@ -67,7 +70,7 @@ def main() -> None:
         write_corpus(args.dataset / "corpus.jsonl", n, corpus)
         shutil.rmtree(store, ignore_errors=True)
         load = os.getloadavg()[0]
-        peak, seconds, _ = run(corpus, store, args.extra)
+        peak, seconds, _ = run(corpus, store, args.extra, args.step)
         first = first or peak
         print(
             f"| {n:,} | {peak:,.0f} | {peak / first:.2f}x | {seconds:.0f} | {n / seconds:.1f} | "

@@ -315,7 +315,7 @@ def main() -> None:
         type=Path,
         help="a BEIR queries.jsonl: also time hybrid searches with these texts encoded by the default models",
     )
-    ap.add_argument("--step", type=int, help="a disk store's bounded step (the store URL's ?step=; default 30000)")
+    ap.add_argument("--step", type=int, help="a disk store's bounded step (the store URL's ?step=; default 20000)")
     args = ap.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="sparsehybrid-scale-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..heap import release_free_memory
+from ..heap import build_step_turn, release_free_memory
+from ..shared_lock import SharedExclusiveLock
 from ..types import PointRecord, ScoredPoint, SparseVector
 from .base import (
     BM25,
@@ -48,7 +49,6 @@ from .qdrant_common import (
     scored_point,
     stored_record,
 )
-from .shared_lock import SharedExclusiveLock
 
 #: The payload keys a search reads (None: all).
 Fields = Sequence[str] | None
@@ -76,10 +76,14 @@ DEFAULT_STORAGE = "disk"
 #: and 217 s for 100k where 30k took 14-38 s). So: optimize every ``DISK_OPTIMIZE_EVERY``
 #: written points into segments the merger keeps under ``disk_segment_kb`` of vectors, and
 #: reload the shard after each optimize, which unmaps the pages the optimizer wrote (they stay in
-#: the kernel's page cache, not in this process's RSS). Measured at 123k points in 30k steps:
-#: peak 870 MiB, flat; 50k steps were slower per point (see README, "Scale").
-DISK_OPTIMIZE_EVERY = int(os.environ.get("SPARSEHYBRID_DISK_OPTIMIZE_EVERY", "30000"))
-#: Segment size per point of a step (KB): 50 MB for a 30k-point step, just over one step's
+#: the kernel's page cache, not in this process's RSS). The step's size trades an index job's
+#: peak (the step adds ~10 KB a point to a process that also holds two encoders) against search
+#: speed (one segment per step). Measured side by side at 100k points (``benchmarks/scale.py
+#: --step``): batched 271 / 320 / 411 queries/s and build peak 550 / 648 / 883 MiB for 15k /
+#: 20k / 30k steps; 20k keeps both ``sparsehybrid index`` under 1.5 GB and 300 queries/s at 100k.
+#: A million points want ``?step=100000`` (see README, "Scale").
+DISK_OPTIMIZE_EVERY = int(os.environ.get("SPARSEHYBRID_DISK_OPTIMIZE_EVERY", "20000"))
+#: Segment size per point of a step (KB): 33 MB for a 20k-point step, just over one step's
 #: 384-d float vectors, so each step makes a segment of its own and steps never merge (a merge
 #: peaks like a step of the merged size). ``?step=N`` sets both for a new store.
 DISK_SEGMENT_KB_PER_POINT = 50_000 / 30_000
@@ -464,10 +468,16 @@ class QdrantEdgeStore(VectorStore):
 
     def optimize(self) -> None:
         """Merge segments and build indexes after bulk writes (faster searches). A ``disk`` store
-        then reloads its shard: the optimizer's pages are unmapped, and RSS stays flat."""
-        with self._lock:
+        reloads its shard around it: before, because the engine maps the appendable segment's
+        files twice (to read and to write) and the optimizer reading them through both counted
+        every page twice (a 30k-point step peaked at 818 MiB, 693 after a reload; 20k: 574 vs
+        509); after, so the optimizer's pages are unmapped and RSS stays flat. Batches being
+        encoded in this process wait for it (:func:`~sparsehybrid.heap.build_step_turn`)."""
+        with build_step_turn(), self._lock:
             if self._shard is None:
                 return
+            if self.storage == "disk" and self._unoptimized:
+                self._reload_shard()
             self._shard.optimize()
             self._unoptimized = 0
             if self.storage == "disk":

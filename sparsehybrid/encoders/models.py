@@ -69,10 +69,12 @@ def resolve_model(name_or_path: str) -> tuple[str, str]:
 
 
 #: Texts per forward pass when the caller gives none. On CPU each worker thread runs its own
-#: batch, and a transformer's attention scores take batch x heads x length^2 floats: MiniLM at
-#: 32 texts of 256 tokens adds ~230 MB per 64 documents over the models, at 16 ~170 MB and no
-#: slower (less padding per sorted batch); measured in `benchmarks/index_memory.py`.
-CPU_BATCH_SIZE = 16
+#: batch, and its activations (attention, the feed-forward layer) grow with it. Measured side by
+#: side on this 2-core machine, both default encoders, 64 documents a call (issue 21,
+#: ``benchmarks/encode_batch_size.py``): 4, 8 and 16 texts encode MS MARCO passages at 73.3,
+#: 73.2 and 62.8 docs/s while a call adds 153, 205 and 253 MB; documents of four passages at
+#: 19.7, 19.7 and 18.3 docs/s, adding 166, 235 and 371 MB. So 4: as fast, and the least memory.
+CPU_BATCH_SIZE = 4
 GPU_BATCH_SIZE = 32
 
 

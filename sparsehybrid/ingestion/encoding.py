@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..connectors.base import CollectionSchema
+from ..heap import encoding_turn
 from ..types import Chunk, Document, InvalidRecordError, PointRecord, SparseVector
 from .chunking import Chunker
 from .sources import Rejected
@@ -74,11 +75,12 @@ class BatchEncoder:
 
     def encode_documents(self, docs: Sequence[Document]) -> EncodedBatch:
         """Chunk and encode a batch of documents (a document with a bad vector is rejected whole)."""
-        t = time.perf_counter()
-        chunk_lists = self.chunk(docs)
-        stages = {"chunk": time.perf_counter() - t}
-        records, bad = self.encode_checked([c for cl in chunk_lists for c in cl], stages)
-        seconds = time.perf_counter() - t
+        with encoding_turn():  # never while the store builds (see heap.encoding_turn)
+            t = time.perf_counter()
+            chunk_lists = self.chunk(docs)
+            stages = {"chunk": time.perf_counter() - t}
+            records, bad = self.encode_checked([c for cl in chunk_lists for c in cl], stages)
+            seconds = time.perf_counter() - t
         n_chunks = {d.id: len(cl) for d, cl in zip(docs, chunk_lists)}
         worker = f"{os.uname().nodename}:{os.getpid()}"
         return EncodedBatch(records, n_chunks, list(bad.values()), seconds, worker, stages)

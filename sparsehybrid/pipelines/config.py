@@ -84,7 +84,7 @@ class ModelsConfig(_Strict):
     device: str | None = None
     #: Tokens per chunk (None: the models' own max length).
     max_length: int | None = Field(default=None, ge=16)
-    #: Texts per forward pass (None: 16 on CPU, 32 on a GPU; see encoders.models.default_batch_size).
+    #: Texts per forward pass (None: 4 on CPU, 32 on a GPU; see encoders.models.default_batch_size).
     encode_batch_size: int | None = Field(default=None, ge=1)
 
     @field_validator("sparse", "dense", mode="before")
