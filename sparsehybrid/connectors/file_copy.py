@@ -32,7 +32,7 @@ def copy_tree(source: Path, target: Path, on_bytes: Callable[[int], None] | None
             (here / name).mkdir()
         for name in files:
             copy_file(Path(folder) / name, here / name, on_bytes)
-        _fsync_dir(here)
+        fsync_dir(here)
 
 
 def copy_file(source: Path, target: Path, on_bytes: Callable[[int], None] | None = None) -> None:
@@ -84,7 +84,8 @@ def _copy_range(src: int, dst: int, start: int, end: int, on_bytes: Callable[[in
             on_bytes(copied)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a rename into it, a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -37,7 +37,7 @@ from .base import (
     VectorStore,
 )
 from .batch_plan import batched_or_empty, run_batch
-from .file_copy import allocated_bytes, copy_tree
+from .file_copy import allocated_bytes, copy_tree, fsync_dir
 from .filters import Condition
 from .qdrant_common import (
     doc_id_filter,
@@ -59,6 +59,8 @@ SCHEMA_FILE = "sparsehybrid.json"
 #: which no handler can turn into an error: refusing first keeps the store intact and explains why.
 MIN_FREE_MB = int(os.environ.get("SPARSEHYBRID_MIN_FREE_MB", "64"))
 SHARD_DIR = "shard"
+#: Where a new shard is made before it is renamed to ``SHARD_DIR`` (see ``_create_engine_shard``).
+CREATING_SHARD_DIR = ".shard-creating.partial"
 #: The engine's record of a shard's settings, inside ``SHARD_DIR``.
 EDGE_CONFIG_FILE = "edge_config.json"
 #: ``?storage=`` of a new store: ``disk`` (the default) keeps dense vectors, the sparse and BM25
@@ -427,11 +429,9 @@ class QdrantEdgeStore(VectorStore):
         shard = None
         try:
             if create and not (self.path / SHARD_DIR / "segments").exists():
-                shard = q.EdgeShard.create(shard_path, config)
-                shard.update(q.UpdateOperation.create_field_index("doc_id", q.PayloadSchemaType.Keyword))
-            else:
-                self.storage = persisted_storage(self.path / SHARD_DIR) or self.storage
-                shard = q.EdgeShard.load(shard_path)
+                self._create_engine_shard(config)
+            self.storage = persisted_storage(self.path / SHARD_DIR) or self.storage
+            shard = q.EdgeShard.load(shard_path)
             return shard
         except Exception as exc:  # the binding raises a bare Exception
             if shard is not None:
@@ -446,6 +446,24 @@ class QdrantEdgeStore(VectorStore):
                 f"{self.url} is damaged: the engine cannot load its shard ({damaged_part(exc)}: "
                 f"{one_line(exc)}); {RECOVERY}"
             ) from None
+
+    def _create_engine_shard(self, config: Any) -> None:
+        """Make a new shard in a hidden folder and rename it into place once whole. A process
+        killed while the engine was creating one left a ``shard`` folder that no later run could
+        load ("edge config is not provided"), so the store refused every run after it; now the
+        next creation clears what a killed one left (under the process lock)."""
+        q = _edge()
+        partial, final = self.path / CREATING_SHARD_DIR, self.path / SHARD_DIR
+        shutil.rmtree(partial, ignore_errors=True)
+        shard = q.EdgeShard.create(str(partial), config)
+        try:
+            shard.update(q.UpdateOperation.create_field_index("doc_id", q.PayloadSchemaType.Keyword))
+            shard.flush()
+        finally:
+            shard.close()
+        shutil.rmtree(final, ignore_errors=True)  # a shard folder without segments never held a point
+        os.replace(partial, final)
+        fsync_dir(self.path)
 
     def _check_sample(self) -> None:
         """The cheap part of a consistency check on open: the first points' payloads decode and

@@ -93,3 +93,47 @@ def test_the_service_is_not_healthy_once_the_store_fails_its_checks(tmp_path, tf
             assert health.status_code == 503 and health.json()["status"] == "damaged"
     finally:
         service.close()
+
+
+KILLED_WHILE_CREATING = """
+import os, sys, types
+import qdrant_edge
+from sparsehybrid.connectors import qdrant_edge as store_module
+from sparsehybrid.connectors.qdrant_edge import QdrantEdgeStore
+from tests.connectors.conformance import SCHEMA
+
+class Killed:
+    @staticmethod
+    def create(path, config):
+        os.makedirs(os.path.join(path, "segments"))  # the engine's first folder, then SIGKILL
+        os._exit(9)
+
+engine = types.SimpleNamespace(**{k: getattr(qdrant_edge, k) for k in dir(qdrant_edge) if not k.startswith("__")})
+engine.EdgeShard = Killed
+store_module._edge = lambda: engine
+QdrantEdgeStore(sys.argv[1]).ensure_schema(SCHEMA)
+"""
+
+
+def test_a_store_whose_creation_was_killed_is_created_by_the_next_run(tmp_path):
+    """A kill -9 while the engine was creating a new store's shard (seen in CI under load: the
+    first kill of the crash-safety test landed there) left a ``shard/segments`` folder without the
+    engine's config, and every later run failed with "the store is damaged" although it had never
+    held a point. The next run now creates the store as if nothing had happened."""
+    from tests.connectors.conformance import SCHEMA, make_records
+
+    path = tmp_path / "idx"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_CREATING, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == 9, killed.stderr
+    store = QdrantEdgeStore(path)
+    try:
+        assert store.schema is None
+        store.ensure_schema(SCHEMA)
+        store.upsert(make_records(10))
+        assert store.count() == 10
+    finally:
+        store.close()
+    with QdrantEdgeStore(path) as reopened:
+        assert reopened.count() == 10
