@@ -58,7 +58,8 @@ def load_texts(dataset: Path, limit: int) -> list[str]:
 # ---------------------------------------------------------------------- worker (one encoder)
 
 
-def _status_kib(field: str) -> int | None:
+def status_kib(field: str) -> int | None:
+    """A ``/proc/self/status`` field in KiB (None where there is none)."""
     try:
         match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
     except OSError:
@@ -66,7 +67,8 @@ def _status_kib(field: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current resident set; False where the kernel does not allow it."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -97,8 +99,8 @@ def run_worker(args: argparse.Namespace) -> None:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         memory_before = torch.cuda.memory_allocated()
-    rss_before = _status_kib("VmRSS")
-    peak_was_reset = not on_cuda and _reset_peak_rss()
+    rss_before = status_kib("VmRSS")
+    peak_was_reset = not on_cuda and reset_peak_rss()
 
     start = time.perf_counter()
     vectors = encoder.encode_document(texts)
@@ -110,7 +112,7 @@ def run_worker(args: argparse.Namespace) -> None:
         peak = torch.cuda.max_memory_allocated()
         memory = {"kind": "CUDA max allocated", "peak_mib": peak / 2**20, "added_mib": (peak - memory_before) / 2**20}
     elif peak_was_reset and rss_before is not None:
-        peak = _status_kib("VmHWM") or 0
+        peak = status_kib("VmHWM") or 0
         memory = {"kind": "peak RSS", "peak_mib": peak / 1024, "added_mib": (peak - rss_before) / 1024}
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, loading included

@@ -21,17 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from encode import reset_peak_rss, status_kib
+
 REPO = Path(__file__).resolve().parents[1]
 PER_CALL = 64
 #: Passages joined into one document of the "long" corpus.
 LONG_JOIN = 4
-
-
-def _status_mib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) // 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def worker(dataset: Path, docs: int, long: bool, batch_size: int) -> dict[str, float]:
@@ -62,14 +58,15 @@ def worker(dataset: Path, docs: int, long: bool, batch_size: int) -> dict[str, f
     )
     encoder.encode_documents(documents[:PER_CALL])  # warm-up: thread pools, first allocations
     release_free_memory()
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
-    before = _status_mib("VmRSS")
+    if not reset_peak_rss():
+        raise SystemExit("this kernel does not let a process reset its peak RSS (/proc/self/clear_refs)")
+    before = status_kib("VmRSS") or 0
     t = time.perf_counter()
     for start in range(0, len(documents), PER_CALL):
         encoder.encode_documents(documents[start : start + PER_CALL])
         release_free_memory()
     seconds = time.perf_counter() - t
-    return {"docs_per_s": len(documents) / seconds, "added_mib": _status_mib("VmHWM") - before, "rss_mib": before}
+    return {"docs_per_s": len(documents) / seconds, "added_mib": ((status_kib("VmHWM") or 0) - before) / 1024}
 
 
 def main() -> None:
